@@ -1,0 +1,72 @@
+"""Proximal Policy Optimization (Schulman et al., 2017) with the clipped surrogate and a clipped value loss."""
+import torch
+
+from torch_rl.algos.base import BaseAlgo, _entropy, _log_prob
+
+
+class PPOAlgo(BaseAlgo):
+    """PPO. Parameters as BaseAlgo, plus:
+
+    clip_eps : clipping range of the probability ratio and of the value change.
+    epochs : passes over each rollout.
+    batch_size : frames per mini-batch (a multiple of ``recurrence``).
+    adam_eps : epsilon of the Adam optimizer.
+    normalize_advantages : standardise advantages per mini-batch.
+    ``num_frames_per_proc=None`` means 128 steps per env and update.
+    """
+
+    def __init__(self, envs, acmodel, device=None, num_frames_per_proc=None, discount=0.99, lr=0.001,
+                 gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=4,
+                 adam_eps=1e-8, clip_eps=0.2, epochs=4, batch_size=256, preprocess_obss=None, reshape_reward=None,
+                 normalize_advantages=False, seed=None, num_workers=None):
+        num_frames_per_proc = num_frames_per_proc or 128
+        recurrent = bool(getattr(acmodel, "recurrent", False))
+        if recurrent and batch_size % recurrence != 0:
+            raise ValueError(f"recurrence ({recurrence}) must divide batch_size ({batch_size})")
+        super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
+                         value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
+                         num_workers)
+        self.clip_eps = clip_eps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.normalize_advantages = normalize_advantages
+        self.optimizer = torch.optim.Adam(self.acmodel.parameters(), lr, eps=adam_eps)
+
+    def compute_loss(self, sb, dist, value):
+        entropy = _entropy(dist).mean()
+        log_ratio = _log_prob(dist, sb.action) - sb.log_prob
+        ratio = torch.exp(log_ratio)
+        advantage = sb.advantage
+        if self.normalize_advantages and len(advantage) > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        surrogate = ratio * advantage
+        clipped_surrogate = torch.clamp(ratio, 1.0 - self.clip_eps, 1.0 + self.clip_eps) * advantage
+        policy_loss = -torch.min(surrogate, clipped_surrogate).mean()
+
+        value_clipped = sb.value + torch.clamp(value - sb.value, -self.clip_eps, self.clip_eps)
+        value_loss = torch.max((value - sb.returnn).pow(2), (value_clipped - sb.returnn).pow(2)).mean()
+
+        loss = policy_loss - self.entropy_coef * entropy + self.value_loss_coef * value_loss
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance estimator CleanRL logs
+            clipfrac = ((ratio - 1.0).abs() > self.clip_eps).float().mean()
+        return loss, {"entropy": entropy.detach(), "value": value.detach().mean(), "policy_loss": policy_loss.detach(),
+                      "value_loss": value_loss.detach(), "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+    def update_parameters(self):
+        """Collects one rollout, runs ``epochs`` passes of mini-batch updates on it; returns a dict of logs."""
+        exps, logs = self.collect_experiences()
+        batch_stats = []
+        for epoch in range(self.epochs):
+            if self.recurrent and epoch > 0:
+                exps.memory = self.recompute_memories()
+            for starts in self.batches_of_starts():
+                batch_stats.append(self.optimize_batch(exps, starts))
+        return self.summarize(logs, batch_stats, exps)
+
+    def batches_of_starts(self):
+        """Shuffled sequence starts, in mini-batches of ``batch_size / recurrence`` sequences."""
+        starts = self.sequence_starts()
+        starts = starts[torch.randperm(len(starts), device=self.device)]
+        per_batch = max(1, self.batch_size // self.recurrence)
+        return starts.split(per_batch)

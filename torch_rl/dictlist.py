@@ -1,0 +1,77 @@
+"""DictList: a dictionary of equally long sequences that is itself indexable like one sequence."""
+
+
+class DictList(dict):
+    """A dict of lists, arrays or tensors of the same length, indexed together.
+
+    >>> d = DictList({"a": [[1, 2], [3, 4]], "b": [[5], [6]]})
+    >>> d.a
+    [[1, 2], [3, 4]]
+    >>> d[0]
+    {'a': [1, 2], 'b': [5]}
+    >>> len(d)
+    2
+
+    A string key reads or writes one entry (``d["a"]``, ``d.a``); any other index (int, slice, index tensor or
+    array) applies to every value and returns a new DictList. Nested plain dicts become DictLists.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key, value in self.items():
+            if isinstance(value, dict) and not isinstance(value, DictList):
+                dict.__setitem__(self, key, DictList(value))
+
+    def __getattr__(self, key):
+        try:
+            return dict.__getitem__(self, key)
+        except KeyError:
+            raise AttributeError(f"DictList has no key {key!r} (keys: {list(self.keys())})") from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def __delattr__(self, key):
+        del self[key]
+
+    def __len__(self):
+        lengths = {}
+        for key, value in self.items():
+            try:
+                lengths[key] = len(value)
+            except TypeError:
+                raise TypeError(f"DictList value {key!r} of type {type(value).__name__} has no length") from None
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"DictList values have different lengths: {lengths}")
+        return next(iter(lengths.values()), 0)
+
+    def __getitem__(self, index):
+        if isinstance(index, str):
+            return dict.__getitem__(self, index)
+        len(self)  # checks that every value has a length and that the lengths agree
+        return DictList({key: value[index] for key, value in self.items()})
+
+    def __setitem__(self, index, value):
+        if isinstance(index, str):
+            if isinstance(value, dict) and not isinstance(value, DictList):
+                value = DictList(value)
+            dict.__setitem__(self, index, value)
+            return
+        if not isinstance(value, dict):
+            raise TypeError(f"DictList[{index!r}] = ... needs a dict with the same keys, got {type(value).__name__}")
+        if set(value.keys()) != set(self.keys()):
+            raise KeyError(f"DictList[{index!r}] = ... needs keys {sorted(self.keys())}, got {sorted(value.keys())}")
+        for key, item in value.items():
+            dict.__getitem__(self, key)[index] = item
+
+    def __repr__(self):
+        return f"DictList({dict.__repr__(self)})"
+
+    def __getstate__(self):
+        return dict(self)
+
+    def __setstate__(self, state):
+        self.update(state)
+
+    def __reduce__(self):
+        return (DictList, (dict(self),))

@@ -1,0 +1,271 @@
+"""Stepping many environments at once, behind one small interface the algorithms use.
+
+``EnvBatch`` is that interface: ``reset(seed) -> obs`` and ``step(actions) -> (obs, reward, terminated,
+truncated, final_obs)``, where an env whose episode ended is reset in the same step (its new episode's first
+observation is in ``obs``) and ``final_obs`` maps the index of each env that ended to its last observation.
+
+Two implementations:
+- ``ParallelEnv`` steps a list of Gymnasium envs, several envs per worker process.
+  Why not ``gymnasium.vector.AsyncVectorEnv``: it runs one process per env, and on a few cores a pipe
+  round-trip costs more than a MiniGrid step (measured: AsyncVectorEnv(16) 11.0k steps/s vs one plain env
+  15.2k on 2 cores); its shared memory also fails on MiniGrid's MissionSpace.
+- ``VectorEnvBatch`` adapts any ``gymnasium.vector.VectorEnv`` whose autoreset mode is SAME_STEP, including
+  envs that step torch tensors on the device (they keep everything there).
+"""
+import multiprocessing as mp
+import os
+import traceback
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from torch_rl.batching import concat_obs, index_obs, stack_obs
+
+
+class EnvWorkerError(RuntimeError):
+    """An environment raised, or a worker process died, while stepping."""
+
+
+class EnvBatch:
+    num_envs: int
+    single_action_space: gym.Space
+    single_observation_space: gym.Space
+
+    def reset(self, seed=None):
+        raise NotImplementedError
+
+    def step(self, actions):
+        raise NotImplementedError
+
+    def final_obs_batch(self, final_obs, indices):
+        """The final observations of envs ``indices`` as one batch."""
+        return stack_obs([final_obs[i] for i in indices])
+
+    def close(self):
+        pass
+
+
+class _EnvGroup:
+    """A few envs stepped one after another in one process, with same-step autoreset."""
+
+    def __init__(self, envs, first_index):
+        self.envs = envs
+        self.first_index = first_index
+
+    def reset(self, seeds):
+        return stack_obs([self._call(i, env.reset, seed=seed)[0] for i, (env, seed) in enumerate(zip(self.envs, seeds))])
+
+    def step(self, actions):
+        observations, rewards, terminateds, truncateds, final_obs = [], [], [], [], {}
+        for i, (env, action) in enumerate(zip(self.envs, actions)):
+            obs, reward, terminated, truncated, _ = self._call(i, env.step, action)
+            if terminated or truncated:
+                final_obs[self.first_index + i] = obs
+                obs, _ = self._call(i, env.reset)
+            observations.append(obs)
+            rewards.append(reward)
+            terminateds.append(terminated)
+            truncateds.append(truncated)
+        return (stack_obs(observations), np.asarray(rewards, dtype=np.float32),
+                np.asarray(terminateds, dtype=bool), np.asarray(truncateds, dtype=bool), final_obs)
+
+    def _call(self, i, method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except Exception as error:
+            env = self.envs[i]
+            name = env.spec.id if getattr(env, "spec", None) is not None else type(env).__name__
+            raise EnvWorkerError(
+                f"env {self.first_index + i} ({name}) raised in {method.__name__}: {type(error).__name__}: {error}"
+            ) from error
+
+
+def _worker(conn, group):
+    try:
+        while True:
+            command, data = conn.recv()
+            if command == "close":
+                break
+            try:
+                result = getattr(group, command)(data)
+            except EnvWorkerError as error:
+                conn.send(("error", (str(error), traceback.format_exc())))
+                break
+            conn.send(("ok", result))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    finally:
+        for env in group.envs:
+            try:
+                env.close()
+            except Exception:
+                pass
+        conn.close()
+
+
+class ParallelEnv(EnvBatch):
+    """Steps ``envs`` (a list of Gymnasium envs) in ``num_workers`` processes, ``len(envs)/num_workers`` each.
+
+    ``num_workers=0`` steps them all in this process (best on one core, and for debugging). The default is
+    one worker per CPU core. Envs are handed to workers by ``fork`` where available, so they need not pickle.
+    """
+
+    def __init__(self, envs, num_workers=None, timeout=600.0):
+        if len(envs) == 0:
+            raise ValueError("envs is empty: pass at least one Gymnasium environment")
+        self.num_envs = len(envs)
+        self.single_action_space = envs[0].action_space
+        self.single_observation_space = envs[0].observation_space
+        self.timeout = timeout
+        if num_workers is None:
+            num_workers = min(self.num_envs, os.cpu_count() or 1)
+        num_workers = min(num_workers, self.num_envs)
+        bounds = np.linspace(0, self.num_envs, num_workers + 1).astype(int) if num_workers else [0, self.num_envs]
+        self.groups = [_EnvGroup(envs[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.local = num_workers == 0
+        self.conns, self.processes = [], []
+        if not self.local:
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            context = mp.get_context(method)
+            for group in self.groups:
+                parent, child = context.Pipe()
+                process = context.Process(target=_worker, args=(child, group), daemon=True)
+                process.start()
+                child.close()
+                self.conns.append(parent)
+                self.processes.append(process)
+        self.closed = False
+
+    def _run(self, command, chunks):
+        if self.local:
+            return [getattr(group, command)(chunk) for group, chunk in zip(self.groups, chunks)]
+        for conn, chunk in zip(self.conns, chunks):
+            conn.send((command, chunk))
+        return [self._receive(w) for w in range(len(self.conns))]
+
+    def _receive(self, w):
+        conn, process = self.conns[w], self.processes[w]
+        waited = 0.0
+        while not conn.poll(1.0):  # poll, so that a dead worker is noticed instead of hanging forever
+            waited += 1.0
+            if not process.is_alive():
+                self.close()
+                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}")
+            if waited >= self.timeout:
+                self.close()
+                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in {self.timeout:.0f} s")
+        try:
+            status, result = conn.recv()
+        except (EOFError, ConnectionError):
+            self.close()
+            raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}") from None
+        if status == "error":
+            message, _ = result
+            self.close()
+            raise EnvWorkerError(message)
+        return result
+
+    def _env_range(self, w):
+        group = self.groups[w]
+        return f"{group.first_index}..{group.first_index + len(group.envs) - 1}"
+
+    def _split(self, values):
+        return [values[g.first_index:g.first_index + len(g.envs)] for g in self.groups]
+
+    def reset(self, seed=None):
+        seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        return concat_obs(self._run("reset", self._split(seeds)))
+
+    def step(self, actions):
+        results = self._run("step", self._split(actions))
+        final_obs = {}
+        for result in results:
+            final_obs.update(result[4])
+        return (concat_obs([r[0] for r in results]), np.concatenate([r[1] for r in results]),
+                np.concatenate([r[2] for r in results]), np.concatenate([r[3] for r in results]), final_obs)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        if self.local:
+            for group in self.groups:
+                for env in group.envs:
+                    env.close()
+            return
+        for conn in self.conns:
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+        for process in self.processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+        for conn in self.conns:
+            conn.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class VectorEnvBatch(EnvBatch):
+    """Adapts a ``gymnasium.vector.VectorEnv`` created with ``autoreset_mode=AutoresetMode.SAME_STEP``."""
+
+    def __init__(self, env):
+        mode = env.metadata.get("autoreset_mode")
+        if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.SAME_STEP.value:
+            raise ValueError(
+                f"torch_rl needs the vector env's final observations in the step that ends an episode, but its "
+                f"autoreset_mode is {mode}; create it with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP"
+            )
+        self.env = env
+        self.num_envs = env.num_envs
+        self.single_action_space = env.single_action_space
+        self.single_observation_space = env.single_observation_space
+
+    def reset(self, seed=None):
+        obs, _ = self.env.reset(seed=seed)
+        return obs
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        return obs, reward, terminated, truncated, info
+
+    def final_obs_batch(self, info, indices):
+        final_obs = info["final_obs"]
+        if isinstance(final_obs, np.ndarray) and final_obs.dtype == object:  # Gymnasium's per-env array
+            return stack_obs([final_obs[i] for i in indices])
+        return index_obs(final_obs, indices)  # already a batch, e.g. of tensors
+
+    def close(self):
+        self.env.close()
+
+
+def make_env_batch(envs, num_workers=None):
+    """An EnvBatch for a list of Gymnasium envs or a Gymnasium VectorEnv."""
+    if isinstance(envs, EnvBatch):
+        return envs
+    if isinstance(envs, gym.vector.VectorEnv):
+        return VectorEnvBatch(envs)
+    if isinstance(envs, gym.Env):
+        raise TypeError("envs must be a list of Gymnasium environments or a VectorEnv, not one env: pass [env]")
+    return ParallelEnv(list(envs), num_workers=num_workers)
+
+
+def actions_for_env(actions, action_space, as_tensor=False):
+    """Sampled actions (a tensor on any device) in the form the envs expect."""
+    if as_tensor:
+        return actions
+    actions = actions.detach().cpu().numpy()
+    if isinstance(action_space, gym.spaces.Box):
+        actions = actions.reshape((len(actions), *action_space.shape)).astype(action_space.dtype, copy=False)
+        return np.clip(actions, action_space.low, action_space.high)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return actions.astype(np.int64, copy=False) + int(action_space.start)
+    return actions
