@@ -1,0 +1,112 @@
+"""The default actor-critic model of the starter files: edit it, or copy it, for your own environments.
+
+- MiniGrid (dict observation with a 7x7x3 ``image``): a small conv net (16-32-64 filters, 2x2 kernels, one
+  max-pool) to a 64-d embedding; with ``use_text`` a word embedding + GRU over the mission is appended.
+- Flat Box observations: a 2-layer MLP (64 units, tanh).
+- ``use_memory``: an LSTM cell after the embedding, so the agent remembers across steps.
+- Discrete actions: a Categorical head; Box actions: a diagonal Gaussian with a learned log-std.
+"""
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent, Normal
+
+import torch_rl
+
+
+def init_params(module):
+    """Orthogonal-style init of the classic starter files: rows normalised, zero biases."""
+    if isinstance(module, nn.Linear):
+        module.weight.data.normal_(0, 1)
+        module.weight.data *= 1 / torch.sqrt(module.weight.data.pow(2).sum(1, keepdim=True))
+        if module.bias is not None:
+            module.bias.data.fill_(0)
+
+
+class ACModel(nn.Module, torch_rl.RecurrentACModel):
+    """``obs_space``: what ``utils.get_obss_preprocessor`` returns, e.g. ``{"image": (7, 7, 3), "text": 100}``
+    or ``{"flat": 3}``; ``action_space``: the env's (Discrete or Box)."""
+
+    def __init__(self, obs_space, action_space, use_memory=False, use_text=False):
+        super().__init__()
+        self.use_memory = use_memory
+        self.use_text = use_text
+        self.image_input = "image" in obs_space
+        if self.image_input:
+            n, m, channels = obs_space["image"]
+            self.image_conv = nn.Sequential(
+                nn.Conv2d(channels, 16, (2, 2)), nn.ReLU(), nn.MaxPool2d((2, 2)),
+                nn.Conv2d(16, 32, (2, 2)), nn.ReLU(),
+                nn.Conv2d(32, 64, (2, 2)), nn.ReLU(),
+            )
+            self.image_embedding_size = ((n - 1) // 2 - 2) * ((m - 1) // 2 - 2) * 64
+        else:
+            self.image_conv = nn.Sequential(nn.Linear(obs_space["flat"], 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh())
+            self.image_embedding_size = 64
+
+        if self.use_memory:
+            self.memory_rnn = nn.LSTMCell(self.image_embedding_size, self.semi_memory_size)
+        if self.use_text:
+            if "text" not in obs_space:
+                raise ValueError("use_text needs an observation with a text mission")
+            self.word_embedding_size = 32
+            self.word_embedding = nn.Embedding(obs_space["text"], self.word_embedding_size)
+            self.text_embedding_size = 128
+            self.text_rnn = nn.GRU(self.word_embedding_size, self.text_embedding_size, batch_first=True)
+
+        self.embedding_size = self.semi_memory_size + (self.text_embedding_size if use_text else 0)
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        num_outputs = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.actor = nn.Sequential(nn.Linear(self.embedding_size, 64), nn.Tanh(), nn.Linear(64, num_outputs))
+        self.critic = nn.Sequential(nn.Linear(self.embedding_size, 64), nn.Tanh(), nn.Linear(64, 1))
+        if self.continuous:
+            self.log_std = nn.Parameter(torch.zeros(num_outputs))
+            low = torch.as_tensor(action_space.low, dtype=torch.float32).flatten()
+            high = torch.as_tensor(action_space.high, dtype=torch.float32).flatten()
+            # The Gaussian's mean lives in [-1, 1]; it is scaled to the action range.
+            self.register_buffer("action_center", (high + low) / 2)
+            self.register_buffer("action_scale", (high - low) / 2)
+        self.apply(init_params)
+
+    @property
+    def recurrent(self):
+        return self.use_memory
+
+    @property
+    def memory_size(self):
+        return 2 * self.semi_memory_size
+
+    @property
+    def semi_memory_size(self):
+        return self.image_embedding_size
+
+    def forward(self, obs, memory=None):
+        if self.image_input:
+            x = obs.image.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            x = self.image_conv(x).reshape(x.shape[0], -1)
+        else:
+            x = self.image_conv(obs.flat)
+
+        if self.use_memory:
+            hidden = (memory[:, :self.semi_memory_size], memory[:, self.semi_memory_size:])
+            hidden = self.memory_rnn(x, hidden)
+            embedding = hidden[0]
+            memory = torch.cat(hidden, dim=1)
+        else:
+            embedding = x
+
+        if self.use_text:
+            _, hidden = self.text_rnn(self.word_embedding(obs.text))
+            embedding = torch.cat((embedding, hidden[-1]), dim=1)
+
+        value = self.critic(embedding).squeeze(1)
+        logits = self.actor(embedding)
+        if self.continuous:
+            mean = self.action_center + self.action_scale * torch.tanh(logits)
+            dist = Independent(Normal(mean, self.log_std.exp() * self.action_scale), 1)
+        else:
+            dist = Categorical(logits=logits)
+        if self.use_memory:
+            return dist, value, memory
+        return dist, value

@@ -1,0 +1,1 @@
+"""Helpers of the starter files (scripts/): storage, logging, formats, envs. Edit them freely."""

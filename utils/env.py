@@ -1,0 +1,26 @@
+"""Creating environments by id, with errors that say what to do."""
+import difflib
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+
+from utils.errors import UsageError
+
+
+def check_env_id(env_id):
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids"
+        raise UsageError(f"unknown environment {env_id!r}{hint}")
+
+
+def make_env(env_id, seed=None, render_mode=None):
+    """One environment, reset with ``seed`` so that it is ready to step."""
+    check_env_id(env_id)
+    env = gym.make(env_id, render_mode=render_mode)
+    env.reset(seed=seed)
+    return env
+
+
+def make_envs(env_id, num_envs, seed=0, render_mode=None):
+    return [make_env(env_id, seed + 10_000 * i, render_mode) for i in range(num_envs)]

@@ -1,0 +1,79 @@
+"""Turning observations into model inputs: images and mission strings for MiniGrid, flat vectors otherwise."""
+import re
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import torch_rl
+from utils.errors import UsageError
+
+
+class Vocabulary:
+    """Maps words of the mission strings to token ids (1.., 0 is padding); saved with the model."""
+
+    def __init__(self, max_size=100):
+        self.max_size = max_size
+        self.vocab = {}
+        self._tokens = {}  # mission string -> token tensor, so that each mission is tokenised once
+
+    def load_vocab(self, vocab):
+        self.vocab = dict(vocab)
+        self._tokens = {}
+
+    def __getitem__(self, word):
+        if word not in self.vocab:
+            if len(self.vocab) >= self.max_size - 1:
+                raise UsageError(f"the mission vocabulary is full ({self.max_size - 1} words); raise max_size")
+            self.vocab[word] = len(self.vocab) + 1
+        return self.vocab[word]
+
+    def tokens(self, mission):
+        tokens = self._tokens.get(mission)
+        if tokens is None:
+            words = re.findall("([a-z]+)", mission.lower())
+            tokens = self._tokens[mission] = torch.tensor([self[w] for w in words] or [0], dtype=torch.long)
+        return tokens
+
+
+def get_obss_preprocessor(obs_space):
+    """(model obs space, preprocess_obss) for an env's observation space.
+
+    MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
+    DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
+    is the Vocabulary to save with the model. Flat Box observations give ``{"flat": size}``.
+    """
+    if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
+        vocab = Vocabulary()
+        has_mission = "mission" in obs_space.spaces
+
+        def preprocess_obss(obss, device=None):
+            if isinstance(obss, (list, tuple)):
+                obss = torch_rl.batching.stack_obs(list(obss))
+            image = torch.as_tensor(obss["image"], device=device).float()
+            result = torch_rl.DictList(image=image)
+            if has_mission:
+                tokens = [vocab.tokens(m) for m in obss["mission"]]
+                result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
+            return result
+
+        preprocess_obss.vocab = vocab
+        model_space = {"image": obs_space.spaces["image"].shape}
+        if has_mission:
+            model_space["text"] = vocab.max_size
+        return model_space, preprocess_obss
+
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
+        def preprocess_obss(obss, device=None):
+            return torch_rl.DictList(flat=torch_rl.default_preprocess_obss(obss, device=device))
+
+        return {"flat": obs_space.shape[0]}, preprocess_obss
+
+    raise UsageError(
+        f"the starter files handle MiniGrid dict observations and flat Box observations, not {obs_space}; "
+        "write a preprocess_obss and a model for it (see model.py and utils/format.py)"
+    )
+
+
+def has_mission(obs_space):
+    return isinstance(obs_space, gym.spaces.Dict) and "mission" in obs_space.spaces

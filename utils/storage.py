@@ -1,0 +1,114 @@
+"""Where models live (storage/NAME, or $TORCH_RL_STORAGE/NAME) and how they are saved, loaded and logged."""
+import csv
+import json
+import os
+import sys
+import tempfile
+
+import torch
+
+from utils.errors import UsageError
+
+STATUS_FILE = "status.pt"
+
+
+def get_storage_dir():
+    return os.environ.get("TORCH_RL_STORAGE", "storage")
+
+
+def get_model_dir(model_name):
+    return os.path.join(get_storage_dir(), model_name)
+
+
+def ensure_writable_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+        probe.close()
+    except OSError as error:
+        raise UsageError(f"cannot write to the model folder {path} ({error.strerror}); "
+                         "choose another --model or set TORCH_RL_STORAGE to a writable folder") from None
+
+
+def status_path(model_dir):
+    return os.path.join(model_dir, STATUS_FILE)
+
+
+def model_exists(model_dir):
+    return os.path.exists(status_path(model_dir))
+
+
+def get_status(model_dir, map_location="cpu"):
+    """The saved training status (frames, update, model and optimizer state, vocabulary, config)."""
+    path = status_path(model_dir)
+    if not os.path.exists(path):
+        raise UsageError(f"no trained model in {model_dir}: train one first with "
+                         f"python -m scripts.train --model {os.path.basename(model_dir)} --env ...")
+    try:
+        status = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:
+        raise UsageError(f"the checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
+                         "restore it from a backup or train under another --model") from None
+    if not isinstance(status, dict) or "model_state" not in status:
+        raise UsageError(f"the checkpoint {path} is not a torch_rl model; train under another --model")
+    return status
+
+
+def save_status(status, model_dir):
+    """Saves atomically: a temp file then a rename, so that a crash at any moment leaves a loadable checkpoint."""
+    path = status_path(model_dir)
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".status-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(status, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_config(config, model_dir):
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+
+
+class TextLogger:
+    """Prints a line and appends it to log.txt in the model folder."""
+
+    def __init__(self, model_dir, quiet=False):
+        self.path = os.path.join(model_dir, "log.txt")
+        self.quiet = quiet
+
+    def __call__(self, line):
+        if not self.quiet:
+            print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+class CSVLogger:
+    """Appends rows to log.csv; the header is written once, when the file is new."""
+
+    def __init__(self, model_dir, fieldnames):
+        self.path = os.path.join(model_dir, "log.csv")
+        self.fieldnames = list(fieldnames)
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        self.file = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.fieldnames)
+        if new:
+            self.writer.writeheader()
+            self.file.flush()
+
+    def write(self, row):
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+def command_line():
+    return "python -m scripts." + os.path.basename(sys.argv[0]).removesuffix(".py") + " " + " ".join(sys.argv[1:])
