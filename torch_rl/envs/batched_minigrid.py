@@ -66,36 +66,47 @@ _OBJ = {"unseen": 0, "empty": 1, "wall": 2, "floor": 3, "door": 4, "key": 5,
 _COLOR = {"red": 0, "green": 1, "blue": 2, "purple": 3, "yellow": 4, "grey": 5}
 _N_COLORS = 6
 
-# code -> Minigrid (OBJECT_IDX, COLOR_IDX, STATE)
-_CODES: list[tuple[int, int, int]] = [
-    (_OBJ["empty"], 0, 0),           # 0 empty
-    (_OBJ["wall"], _COLOR["grey"], 0),   # 1 wall
-    (_OBJ["goal"], _COLOR["green"], 0),  # 2 goal
-]
-C_EMPTY, C_WALL, C_GOAL = 0, 1, 2
-C_KEY0 = len(_CODES)                 # keys of colour c: C_KEY0 + c
+# code -> Minigrid (OBJECT_IDX, COLOR_IDX, STATE).  Code 0 is "unseen" (only
+# in observations), so masking invisible cells is a multiplication by 0/1;
+# see-through codes come first, so "see behind" is ``code < C_OPAQUE0``.
+_CODES: list[tuple[int, int, int]] = [(0, 0, 0)]                      # 0 unseen
+C_UNSEEN = 0
+C_EMPTY = len(_CODES); _CODES.append((_OBJ["empty"], 0, 0))          # 1
+C_GOAL = len(_CODES); _CODES.append((_OBJ["goal"], _COLOR["green"], 0))  # 2
+C_KEY0 = len(_CODES)                 # key of colour c: C_KEY0 + c
 _CODES += [(_OBJ["key"], c, 0) for c in range(_N_COLORS)]
-C_DOOR0 = len(_CODES)                # door colour c, state s: C_DOOR0 + 3c + s
-_CODES += [(_OBJ["door"], c, s) for c in range(_N_COLORS) for s in range(3)]
-N_CODES = len(_CODES)                # codes that can live in a grid
-C_UNSEEN = N_CODES                   # observation-only code -> (0, 0, 0)
-_ENCODING = _CODES + [(0, 0, 0)]
-_ENC_TO_CODE = {enc: i for i, enc in enumerate(_CODES)}
-
 _DOOR_OPEN, _DOOR_CLOSED, _DOOR_LOCKED = 0, 1, 2
+C_DOOR_OPEN0 = len(_CODES)           # open door of colour c: C_DOOR_OPEN0 + c
+_CODES += [(_OBJ["door"], c, _DOOR_OPEN) for c in range(_N_COLORS)]
+C_OPAQUE0 = len(_CODES)              # everything from here on blocks the view
+C_WALL = len(_CODES); _CODES.append((_OBJ["wall"], _COLOR["grey"], 0))
+C_DOOR_CLOSED0 = len(_CODES)
+_CODES += [(_OBJ["door"], c, _DOOR_CLOSED) for c in range(_N_COLORS)]
+C_DOOR_LOCKED0 = len(_CODES)
+_CODES += [(_OBJ["door"], c, _DOOR_LOCKED) for c in range(_N_COLORS)]
+N_CODES = len(_CODES)
+_DOOR_BASE = {_DOOR_OPEN: C_DOOR_OPEN0, _DOOR_CLOSED: C_DOOR_CLOSED0, _DOOR_LOCKED: C_DOOR_LOCKED0}
+_ENC_TO_CODE = {enc: i for i, enc in enumerate(_CODES) if i != C_UNSEEN}
 
 
 def _is_key(c: int) -> bool:
     return C_KEY0 <= c < C_KEY0 + _N_COLORS
 
 
+def _door_code(color: int, state: int) -> int:
+    return _DOOR_BASE[state] + color
+
+
+def _door(c: int) -> tuple[int, int] | None:
+    """(colour, state) of a door code, None for other codes."""
+    for state, base in _DOOR_BASE.items():
+        if base <= c < base + _N_COLORS:
+            return c - base, state
+    return None
+
+
 def _is_door(c: int) -> bool:
-    return C_DOOR0 <= c < C_DOOR0 + 3 * _N_COLORS
-
-
-def _door(c: int) -> tuple[int, int]:
-    """(colour, state) of a door code."""
-    return divmod(c - C_DOOR0, 3)
+    return _door(c) is not None
 
 
 def _see_behind(c: int) -> bool:
@@ -121,10 +132,10 @@ def _toggle(front: int, carry: int) -> int:
     color, state = _door(front)
     if state == _DOOR_LOCKED:
         if _is_key(carry) and carry - C_KEY0 == color:
-            return C_DOOR0 + 3 * color + _DOOR_OPEN
+            return _door_code(color, _DOOR_OPEN)
         return front
     new_state = _DOOR_CLOSED if state == _DOOR_OPEN else _DOOR_OPEN
-    return C_DOOR0 + 3 * color + new_state
+    return _door_code(color, new_state)
 
 
 # Actions (minigrid.core.actions.Actions)
@@ -283,18 +294,21 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self._template = torch.as_tensor(tpl.reshape(-1), device=dev)
 
         self._delta = torch.tensor([dx + dy * Wp for dx, dy in _DIR_TO_VEC], device=dev)
-        # view offsets: obs cell k = x * 7 + y  (image[x, y]) sees world
+        # View offsets.  Internally view cells are ordered row-major, j = y * 7 + x
+        # (view row y = 6 is the agent's); image[x, y] sees world cell
         # agent + f * (6 - y) + r * (x - 3), f = dir vec, r = (-fy, fx)
-        off = np.zeros((4, _VIEW * _VIEW), np.int64)
+        # (Minigrid's gen_obs_grid slice + rotate_left).
+        V = _VIEW
+        off = np.zeros((4, V * V), np.int64)
         for d, (fx, fy) in enumerate(_DIR_TO_VEC):
             rx, ry = -fy, fx
-            for x in range(_VIEW):
-                for y in range(_VIEW):
-                    wx = fx * (_VIEW - 1 - y) + rx * (x - _VIEW // 2)
-                    wy = fy * (_VIEW - 1 - y) + ry * (x - _VIEW // 2)
-                    off[d, x * _VIEW + y] = wx + wy * Wp
+            for x in range(V):
+                for y in range(V):
+                    wx = fx * (V - 1 - y) + rx * (x - V // 2)
+                    wy = fy * (V - 1 - y) + ry * (x - V // 2)
+                    off[d, y * V + x] = wx + wy * Wp
         self._view_off = torch.as_tensor(off, device=dev)
-        self._agent_k = (_VIEW // 2) * _VIEW + (_VIEW - 1)
+        self._agent_j = (V - 1) * V + V // 2
 
         nf, nc, mv, gl = _transition_tables()
         self._t_front = torch.as_tensor(nf, device=dev)
@@ -306,19 +320,35 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         dir_t = np.array([left, right] + [list(range(4))] * 5, np.int64).reshape(-1)
         self._t_dir = torch.as_tensor(dir_t, device=dev)  # [a * 4 + d]
 
-        self._enc = torch.tensor(_ENCODING, dtype=torch.uint8, device=dev)  # (N_CODES+1, 3)
-        see = np.array([_see_behind(c) for c in range(N_CODES)], np.float32)
-        self._see = torch.as_tensor(see, device=dev)
-        # transparency bits per view row: (B,49) float @ (49,7) -> (B,7) ints
-        bits = np.zeros((_VIEW * _VIEW, _VIEW), np.float32)
-        for x in range(_VIEW):
-            for y in range(_VIEW):
-                bits[x * _VIEW + y, y] = 1 << x
+        # see-through bits per view row: see (m,49) float @ bits (49,7) -> t[:, y], bit x
+        bits = np.zeros((V * V, V), np.float32)
+        for y in range(V):
+            for x in range(V):
+                bits[y * V + x, y] = 1 << x
         self._bits = torch.as_tensor(bits, device=dev)
-        first, nxt = _vis_tables(_VIEW)
+        first, nxt = _vis_tables(V)
         self._vis_first = torch.as_tensor(first, device=dev)
         self._vis_next = torch.as_tensor(nxt, device=dev)
-        self._xshift = torch.arange(_VIEW, device=dev).view(1, _VIEW, 1)
+        # row bits -> 0/1 per column: rowmask[v, x] = (v >> x) & 1
+        rowmask = (np.arange(1 << V)[:, None] >> np.arange(V)[None, :]) & 1
+        self._rowmask = torch.as_tensor(rowmask.astype(np.float32), device=dev)
+        # Encoding: image bytes are in Minigrid order (x, y, channel); cells are
+        # encoded three at a time: triple i covers image cells x*7+y = 3i..3i+2 and
+        # its table index is sum code * 28**(2-p), computed (exactly) as a float
+        # matmul that also undoes the y-major cell order.  Cells 49, 50 are padding.
+        n_tri = (V * V + 2) // 3
+        w = np.zeros((V * V, n_tri), np.float32)
+        for y in range(V):
+            for x in range(V):
+                k = x * V + y
+                w[y * V + x, k // 3] = float(N_CODES ** (2 - k % 3))
+        self._tri_w = torch.as_tensor(w, device=dev)
+        enc = np.array(_CODES, np.uint8)
+        a, b, c = np.meshgrid(np.arange(N_CODES), np.arange(N_CODES), np.arange(N_CODES),
+                              indexing="ij")
+        tri = np.concatenate([enc[a.ravel()], enc[b.ravel()], enc[c.ravel()]], 1)  # (28**3, 9)
+        self._tri = torch.as_tensor(tri, device=dev)
+        self._n_tri = n_tri
 
         sc = np.arange(self.max_steps + 1, dtype=np.float64)
         self._reward_tab = torch.as_tensor(
@@ -380,7 +410,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             col = (self._cols == (split + _PAD).view(m, 1, 1)) & \
                   (self._rows >= _PAD) & (self._rows < _PAD + n)
             g2.masked_fill_(col, C_WALL)
-            locked_yellow = C_DOOR0 + 3 * _COLOR["yellow"] + _DOOR_LOCKED
+            locked_yellow = _door_code(_COLOR["yellow"], _DOOR_LOCKED)
             grid.scatter_(1, door.view(m, 1), locked_yellow)
             grid.scatter_(1, key.view(m, 1), C_KEY0 + _COLOR["yellow"])
         self.grid[rows] = grid
@@ -393,21 +423,27 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     # observations
     # ------------------------------------------------------------------
     def _image(self, grid, agent, d, carry) -> torch.Tensor:
+        """Minigrid ``gen_obs()["image"]`` for a batch of states, uint8 (m,7,7,3)."""
         m = agent.shape[0]
-        idx = agent.unsqueeze(1) + self._view_off[d]               # (m, 49)
-        codes = torch.gather(grid, 1, idx).long()                 # (m, 49)
+        V = _VIEW
+        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))   # (m, 49), y-major
+        codes = torch.gather(grid, 1, idx).float()                          # (m, 49) codes
         if not self.see_through_walls:
-            t = (self._see[codes] @ self._bits).long()            # (m, 7) bits per row y
+            # Grid.process_vis: see-through bits of each view row, then row by row
+            # from the agent's row upwards through the lookup tables.
+            see = torch.sub(C_OPAQUE0, codes).clamp_(0, 1)                 # 1 = see behind
+            t = torch.mm(see, self._bits).long()                           # (m, 7): t[:, y]
             vis = torch.empty_like(t)
-            v = self._vis_first[t[:, _VIEW - 1]]
-            vis[:, _VIEW - 1] = v
-            for y in range(_VIEW - 2, -1, -1):
-                v = self._vis_next[((v & t[:, y + 1]) << _VIEW) | t[:, y]]
+            v = self._vis_first.index_select(0, t[:, V - 1])
+            vis[:, V - 1] = v
+            for y in range(V - 2, -1, -1):
+                v = self._vis_next.index_select(0, ((v & t[:, y + 1]) << V) | t[:, y])
                 vis[:, y] = v
-            mask = ((vis.unsqueeze(1) >> self._xshift) & 1).bool().view(m, -1)
-            codes = codes.masked_fill(~mask, C_UNSEEN)
-        codes[:, self._agent_k] = carry
-        return self._enc[codes].view(m, _VIEW, _VIEW, 3)
+            codes = codes.mul_(self._rowmask.index_select(0, vis.view(-1)).view(m, V * V))
+        codes[:, self._agent_j] = carry                                     # carried / empty
+        tri = torch.mm(codes, self._tri_w).long()                           # (m, 17)
+        img = self._tri.index_select(0, tri.view(-1)).view(m, 9 * self._n_tri)
+        return img[:, :V * V * 3].contiguous().view(m, V, V, 3)
 
     def _make_obs(self, image: torch.Tensor, d: torch.Tensor) -> dict[str, Any]:
         return {"image": image, "direction": d, "mission": [self.mission] * image.shape[0]}
@@ -437,16 +473,16 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             raise ValueError(f"expected {self.num_envs} actions, got {a.shape[0]}")
 
         self.step_count += 1
-        front = self.agent + self._delta[self.dir]
-        fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).squeeze(1).long()
-        ti = (a * N_CODES + fcode) * N_CODES + self.carry
-        self.grid.scatter_(1, front.unsqueeze(1), self._t_front[ti].unsqueeze(1))
-        self.carry = self._t_carry[ti]
-        self.agent = torch.where(self._t_move[ti], front, self.agent)
-        terminated = self._t_goal[ti]
-        self.dir = self._t_dir[a * 4 + self.dir]
+        front = self.agent + self._delta.index_select(0, self.dir)
+        fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
+        ti = (a * N_CODES + fcode).mul_(N_CODES).add_(self.carry)
+        self.grid.scatter_(1, front.unsqueeze(1), self._t_front.index_select(0, ti).unsqueeze(1))
+        self.carry = self._t_carry.index_select(0, ti)
+        self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
+        terminated = self._t_goal.index_select(0, ti)
+        self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
         sc = self.step_count.clamp(max=self.max_steps)
-        reward = torch.where(terminated, self._reward_tab[sc], 0.0)
+        reward = torch.where(terminated, self._reward_tab.index_select(0, sc), 0.0)
         truncated = self.step_count >= self.max_steps
 
         image = self._image(self.grid, self.agent, self.dir, self.carry)
@@ -513,7 +549,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         """Full grids as uint8 ``(B, W, H, 3)``, like Minigrid's ``Grid.encode()``."""
         P, n = _PAD, self.size
         g = self.grid.view(-1, self.Hp, self.Wp)[:, P:P + n, P:P + n].long()
-        return self._enc[g].transpose(1, 2).contiguous()
+        enc = torch.tensor(_CODES, dtype=torch.uint8, device=self.device)
+        return enc[g].transpose(1, 2).contiguous()
 
     @property
     def agent_pos(self) -> torch.Tensor:
