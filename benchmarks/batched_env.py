@@ -40,15 +40,17 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_env_steps(env_id: str, num_envs: int, device: str = "cpu",
-                      duration: float = 1.0, warmup_steps: int = 10, seed: int = 0) -> float:
+                      duration: float = 1.0, warmup_steps: int = 10, seed: int = 0,
+                      num_threads: int | None = 1) -> float:
     """Random-action steps/s (summed over the batch) of ``BatchedMiniGridEnv``.
 
     Actions are drawn uniformly from the 7 actions, on ``device``, ahead of
     time (a buffer of 64 steps cycled), so only ``env.step`` is timed;
     autoresets are included.  Runs for about ``duration`` seconds.
+    ``num_threads`` is passed to the env (torch threads used while stepping).
     """
     dev = torch.device(device)
-    env = BatchedMiniGridEnv(env_id, num_envs, device=dev, seed=seed)
+    env = BatchedMiniGridEnv(env_id, num_envs, device=dev, seed=seed, num_threads=num_threads)
     env.reset(seed=seed)
     gen = torch.Generator(device=dev).manual_seed(seed)
     actions = torch.randint(0, 7, (64, num_envs), device=dev, generator=gen)
@@ -110,11 +112,13 @@ def measure_minigrid_sync_steps(env_id: str, num_envs: int = 16, duration: float
     return n * num_envs / elapsed
 
 
-def env_stepping_section(env_ids, batch_sizes, device: str, duration: float) -> list[str]:
+def env_stepping_section(env_ids, batch_sizes, device: str, duration: float,
+                         env_threads: int | None = 1) -> list[str]:
     """Print the env-stepping table; return one ratio summary line per env id."""
     summaries = []
-    print(f"\n== Random-action env stepping (device={device}, torch threads="
-          f"{torch.get_num_threads()}) ==")
+    threads = env_threads if env_threads is not None else torch.get_num_threads()
+    print(f"\n== Random-action env stepping (device={device}, batched env torch threads="
+          f"{threads}) ==")
     header = f"{'env':28s} {'stepper':>14s} {'steps/s':>14s} {'x minigrid':>11s}"
     print(header)
     print("-" * len(header))
@@ -126,7 +130,7 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float) -> 
         print(f"{short:28s} {'sync16':>14s} {sync:14,.0f} {sync / base:10.1f}x", flush=True)
         ratios = []
         for b in batch_sizes:
-            sps = measure_env_steps(env_id, b, device, duration)
+            sps = measure_env_steps(env_id, b, device, duration, num_threads=env_threads)
             ratios.append(f"{sps / base:.1f}x at B={b}")
             print(f"{short:28s} {f'batched {b}':>14s} {sps:14,.0f} {sps / base:10.1f}x",
                   flush=True)
@@ -142,6 +146,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="time per measurement")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: leave torch's default)")
+    parser.add_argument("--env-threads", type=int, default=1,
+                        help="torch threads inside BatchedMiniGridEnv.step (default 1; "
+                             "0 = use the global torch setting)")
     args = parser.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -152,7 +159,8 @@ def main(argv=None) -> None:
     batch_sizes = QUICK_BATCH_SIZES if args.quick else BATCH_SIZES
     duration = args.seconds or (0.5 if args.quick else 2.0)
 
-    summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration)
+    env_threads = args.env_threads or None
+    summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration, env_threads)
     # (further sections, e.g. PPO training FPS, go here)
 
     print()

@@ -296,6 +296,10 @@ def test_api_spaces_and_obs_types():
         assert rew.shape == term.shape == trunc.shape == (5,)
     with pytest.raises(ValueError):
         env.step([0, 1])
+    # stepping runs with env.num_threads torch threads and restores the global setting
+    prev = torch.get_num_threads()
+    env.step([0] * 5)
+    assert torch.get_num_threads() == prev
     env.close()
 
 
