@@ -1,0 +1,148 @@
+"""Training throughput on MiniGrid, measured side by side in one run.
+
+    python -m benchmarks.throughput [--quick] [--device cpu|cuda] [--procs 16]
+
+Measures, on the same machine and env (MiniGrid-DoorKey-5x5-v0, default model, PPO 128 frames/env, 4 epochs,
+batch 256): (1) the limit, stepping the same envs with random actions and no learning; (2) torch_rl PPO and
+A2C training FPS; (3) torch-ac 1.4.0 PPO (pip install torch-ac==1.4.0) and Stable-Baselines3 PPO if installed;
+plus the peak RSS of a torch_rl run and its growth. The last line prints the ratios.
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+ENV_ID = "MiniGrid-DoorKey-5x5-v0"
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_env_limit(procs, steps, workers=None):
+    """Random-action steps/s of the same envs, stepped the way training steps them (no learning)."""
+    import torch_rl
+    from utils.env import make_envs
+    env = torch_rl.ParallelEnv(make_envs(ENV_ID, procs), num_workers=workers)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 7, size=(steps, procs))
+    env.step(actions[0])
+    start = time.perf_counter()
+    for t in range(steps):
+        env.step(actions[t])
+    fps = steps * procs / (time.perf_counter() - start)
+    env.close()
+    return fps
+
+
+def measure_single_env(steps):
+    import gymnasium as gym
+    import minigrid  # noqa: F401
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, 7, size=steps)
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def measure_torch_rl(algo_name, procs, updates, device, workers=None):
+    """Frames/s of torch_rl training with the starter files' model and defaults, as the training log counts."""
+    import torch_rl
+    from model import ACModel
+    from utils.env import make_envs
+    from utils.format import get_obss_preprocessor
+    torch.manual_seed(0)
+    envs = make_envs(ENV_ID, procs)
+    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space)
+    model = ACModel(obs_space, envs[0].action_space)
+    cls = torch_rl.PPOAlgo if algo_name == "ppo" else torch_rl.A2CAlgo
+    kwargs = dict(num_frames_per_proc=128 if algo_name == "ppo" else 5, device=device,
+                  preprocess_obss=preprocess, num_workers=workers)
+    with cls(envs, model, **kwargs) as algo:
+        algo.update_parameters()  # warm-up
+        rss_start = rss_mb()
+        frames, start = 0, time.perf_counter()
+        for _ in range(updates):
+            frames += algo.update_parameters()["num_frames"]
+        fps = frames / (time.perf_counter() - start)
+        return fps, rss_start, rss_mb()
+
+
+def measure_torch_ac_full(procs, updates, device):
+    try:
+        import torch_ac
+    except ImportError:
+        return None
+    from model import ACModel
+    from utils.env import make_envs
+    from utils.format import get_obss_preprocessor
+    torch.manual_seed(0)
+    envs = make_envs(ENV_ID, procs)
+    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space)
+    model = ACModel(obs_space, envs[0].action_space)
+    algo = torch_ac.PPOAlgo(envs, model, device, 128, 0.99, 0.001, 0.95, 0.01, 0.5, 0.5, 1, 1e-8, 0.2, 4, 256,
+                            preprocess)
+    exps, _ = algo.collect_experiences()
+    algo.update_parameters(exps)
+    frames, start = 0, time.perf_counter()
+    for _ in range(updates):
+        exps, logs = algo.collect_experiences()
+        algo.update_parameters(exps)
+        frames += logs["num_frames"]
+    return frames / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer updates (noisier)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--procs", type=int, default=16, help="environments")
+    p.add_argument("--workers", type=int, default=None, help="torch_rl env worker processes (default: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every contender (as scripts.train)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA GPU is available", file=sys.stderr)
+        sys.exit(2)
+    updates = 3 if args.quick else 10
+    env_steps = 300 if args.quick else 1500
+    print(f"# {ENV_ID}, {args.procs} envs, device {args.device}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+
+    single = measure_single_env(env_steps * 4)
+    print(f"one env, random actions      : {single:8.0f} steps/s", flush=True)
+    limit = measure_env_limit(args.procs, env_steps, args.workers)
+    print(f"env limit ({args.procs} envs, random) : {limit:8.0f} steps/s", flush=True)
+    ppo, rss0, rss1 = measure_torch_rl("ppo", args.procs, updates, args.device, args.workers)
+    print(f"torch_rl PPO                 : {ppo:8.0f} FPS   (RSS {rss0:.0f} -> {rss1:.0f} MB over {updates} updates)", flush=True)
+    a2c, _, _ = measure_torch_rl("a2c", args.procs, updates * 25, args.device, args.workers)
+    print(f"torch_rl A2C                 : {a2c:8.0f} FPS", flush=True)
+    peer = measure_torch_ac_full(args.procs, updates, args.device)
+    if peer is None:
+        print("torch-ac PPO                 :  not installed (pip install torch-ac==1.4.0)")
+    else:
+        print(f"torch-ac 1.4.0 PPO           : {peer:8.0f} FPS", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process     : {peak:8.0f} MB")
+    ratios = [f"torch_rl/torch-ac {ppo / peer:.2f}x" if peer else "torch_rl/torch-ac n/a",
+              f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/one-env {ppo / single:.2f}",
+              f"A2C/env-limit {a2c / limit:.2f}"]
+    print(" | ".join(ratios))
+
+
+if __name__ == "__main__":
+    main()
