@@ -12,7 +12,7 @@ import torch
 
 import torch_rl
 from model import ACModel
-from utils.env import check_env_id, make_envs
+from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import UsageError, cli
 from utils.format import get_obss_preprocessor, has_mission
 from utils.seeding import seed as seed_everything
@@ -40,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes stepping the environments (default: one per CPU core; 0: in this process)")
+    p.add_argument("--batched", action="store_true",
+                   help="step the env as batched torch tensors on --device (MiniGrid Empty/DoorKey ids only; "
+                        "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads of the learner; 1 is fastest for this small model (measured: a 256-sample "
@@ -152,13 +155,19 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    envs = make_envs(args.env, args.procs, seed=args.seed + 1000 * status["update"])
-    if args.text and not has_mission(envs[0].observation_space):
+    env_seed = args.seed + 1000 * status["update"]
+    if args.batched:
+        envs = make_batched_env(args.env, args.procs, device, seed=env_seed)
+        observation_space, action_space = envs.single_observation_space, envs.single_action_space
+    else:
+        envs = make_envs(args.env, args.procs, seed=env_seed)
+        observation_space, action_space = envs[0].observation_space, envs[0].action_space
+    if args.text and not has_mission(observation_space):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")
-    obs_space, preprocess_obss = get_obss_preprocessor(envs[0].observation_space)
+    obs_space, preprocess_obss = get_obss_preprocessor(observation_space)
     if "vocab" in status and hasattr(preprocess_obss, "vocab"):
         preprocess_obss.vocab.load_vocab(status["vocab"])
-    acmodel = ACModel(obs_space, envs[0].action_space, args.use_memory, args.text)
+    acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     if "model_state" in status:
         acmodel.load_state_dict(status["model_state"])
     algo = make_algo(args, envs, acmodel, preprocess_obss, device)

@@ -24,3 +24,11 @@ def make_env(env_id, seed=None, render_mode=None):
 
 def make_envs(env_id, num_envs, seed=0, render_mode=None):
     return [make_env(env_id, seed + 10_000 * i, render_mode) for i in range(num_envs)]
+
+
+def make_batched_env(env_id, num_envs, device="cpu", seed=None):
+    """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``."""
+    from torch_rl.envs import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+    if env_id not in SUPPORTED_ENV_IDS:
+        raise UsageError(f"--batched supports {', '.join(SUPPORTED_ENV_IDS)}, not {env_id}; drop --batched")
+    return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)

@@ -53,8 +53,12 @@ def get_obss_preprocessor(obs_space):
             image = torch.as_tensor(obss["image"], device=device).float()
             result = torch_rl.DictList(image=image)
             if has_mission:
-                tokens = [vocab.tokens(m) for m in obss["mission"]]
-                result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
+                missions = obss["mission"]
+                if len(set(missions)) == 1:  # one mission for all envs (common): tokenise once
+                    result.text = vocab.tokens(missions[0]).to(device).expand(len(missions), -1)
+                else:
+                    tokens = [vocab.tokens(m) for m in missions]
+                    result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
             return result
 
         preprocess_obss.vocab = vocab

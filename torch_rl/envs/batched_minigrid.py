@@ -241,6 +241,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     """
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+    # torch_rl's algorithms hand sampled actions over as tensors on the device (no host round-trip per step)
+    accepts_torch_actions = True
 
     def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu",
                  seed: int | None = None, num_threads: int | None = 1):
