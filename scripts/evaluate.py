@@ -1,0 +1,177 @@
+"""Evaluate a trained agent: python -m scripts.evaluate --env MiniGrid-DoorKey-5x5-v0 --model DoorKey
+
+Runs exactly --episodes finished episodes, --procs envs in parallel, and prints the frames, FPS, duration,
+the return and episode length (frames) mean/std/min/max, and the success rate. An episode *succeeds* if its
+return is > 0 (MiniGrid gives a positive reward only on reaching the goal; for envs whose rewards are never
+positive, such as Pendulum-v1, the success rate is 0 and the return is the number to read).
+
+Each env runs a fixed share of the episodes (env i: episodes // procs, plus one for the first
+episodes % procs envs), so that the sample is not biased towards short episodes, as "the first N episodes to
+finish" would be.
+
+--json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
+model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min, return_max,
+num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per episode),
+num_frames (per episode).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import torch_rl
+from torch_rl.vec_env import actions_for_env
+from utils.agent import Agent
+from utils.env import check_env_id, make_envs
+from utils.errors import UsageError, cli
+from utils.seeding import seed as seed_everything
+from utils.storage import get_model_dir, get_status
+
+JSON_KEYS = ["env", "model", "argmax", "seed", "procs", "episodes", "frames", "fps", "duration",
+             "return_mean", "return_std", "return_min", "return_max",
+             "num_frames_mean", "num_frames_std", "num_frames_min", "num_frames_max",
+             "success_rate", "returns", "num_frames"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m scripts.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
+    p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
+    p.add_argument("--episodes", type=int, default=100, help="number of episodes to evaluate (default: 100)")
+    p.add_argument("--argmax", action="store_true",
+                   help="act with the most likely action (the mean for continuous actions) instead of sampling")
+    p.add_argument("--procs", type=int, default=16,
+                   help="envs run in parallel (default: 16; at most --episodes are used)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes stepping the envs (default: one per CPU core; 0: in this process)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
+    return p.parse_args(argv)
+
+
+def validate(args):
+    for name in ("episodes", "procs"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    if args.json not in (None, "-"):
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot write --json {args.json}: the folder {folder} does not exist")
+    check_env_id(args.env)
+
+
+def run_episodes(env_batch, agent, episodes, action_space):
+    """Runs ``episodes`` episodes on ``env_batch`` (a torch_rl EnvBatch) with ``agent``.
+
+    Env i counts its first ``quota[i]`` episodes (the episodes split evenly over the envs) and the loop stops
+    when every env has its share, so that short episodes are not over-represented.
+    Returns (returns, lengths, frames stepped), returns and lengths env by env.
+    """
+    n = env_batch.num_envs
+    quotas = [episodes // n + (1 if i < episodes % n else 0) for i in range(n)]
+    returns = [[] for _ in range(n)]
+    lengths = [[] for _ in range(n)]
+    episode_return = np.zeros(n, dtype=np.float64)
+    episode_length = np.zeros(n, dtype=np.int64)
+    obss = env_batch.reset()
+    frames_stepped = 0
+    while any(len(returns[i]) < quotas[i] for i in range(n)):
+        actions = agent.get_actions(obss)
+        obss, rewards, terminated, truncated, _ = env_batch.step(actions_for_env(actions, action_space))
+        frames_stepped += n
+        episode_return += np.asarray(rewards, dtype=np.float64)
+        episode_length += 1
+        dones = np.logical_or(terminated, truncated)
+        agent.analyze_feedbacks(dones)
+        for i in np.flatnonzero(dones):
+            if len(returns[i]) < quotas[i]:
+                returns[i].append(float(episode_return[i]))
+                lengths[i].append(int(episode_length[i]))
+            episode_return[i] = 0.0
+            episode_length[i] = 0
+    return [r for env in returns for r in env], [f for env in lengths for f in env], frames_stepped
+
+
+def stats(values):
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max())}
+
+
+def summarize(args, procs, returns, lengths, duration):
+    frames = int(sum(lengths))
+    result = {"env": args.env, "model": args.model, "argmax": args.argmax, "seed": args.seed, "procs": procs,
+              "episodes": len(returns), "frames": frames, "fps": frames / max(duration, 1e-9),
+              "duration": duration}
+    for prefix, values in (("return", returns), ("num_frames", lengths)):
+        for stat, value in stats(values).items():
+            result[f"{prefix}_{stat}"] = int(value) if prefix == "num_frames" and stat in ("min", "max") else value
+    result["success_rate"] = float(np.mean(np.asarray(returns) > 0))
+    result["returns"] = list(returns)
+    result["num_frames"] = list(lengths)
+    return result
+
+
+def format_result(r):
+    return "\n".join([
+        f"{r['env']}, model {r['model']}: {r['episodes']} episodes, "
+        f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
+        f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
+        f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
+        f"min {r['return_min']:.3f} | max {r['return_max']:.3f}",
+        f"frames/episode mean {r['num_frames_mean']:.1f} | std {r['num_frames_std']:.1f} | "
+        f"min {r['num_frames_min']:.0f} | max {r['num_frames_max']:.0f}",
+        f"success rate   {100 * r['success_rate']:.1f}% (episodes with return > 0)",
+    ])
+
+
+@cli
+def main(argv=None):
+    args = parse_args(argv)
+    validate(args)
+    torch.set_num_threads(1)
+    model_dir = get_model_dir(args.model)
+    status = get_status(model_dir)  # a missing or broken model fails here, before any env is made
+    seed_everything(args.seed)
+
+    procs = min(args.procs, args.episodes)
+    envs = make_envs(args.env, procs, seed=args.seed)
+    agent = Agent(envs[0].observation_space, envs[0].action_space, model_dir, argmax=args.argmax,
+                  num_envs=procs, status=status)
+    env_batch = torch_rl.ParallelEnv(envs, num_workers=args.workers)
+    try:
+        start = time.time()
+        returns, lengths, _ = run_episodes(env_batch, agent, args.episodes, env_batch.single_action_space)
+        duration = time.time() - start
+    except torch_rl.EnvWorkerError as error:
+        print(f"error: an environment failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        env_batch.close()
+
+    result = summarize(args, procs, returns, lengths, duration)
+    if args.json == "-":
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return result
+    print(format_result(result))
+    if args.json is not None:
+        try:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        except OSError as error:
+            raise UsageError(f"cannot write --json {args.json} ({error.strerror})") from None
+        print(f"results written to {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Watch a trained agent: python -m scripts.visualize --env MiniGrid-DoorKey-5x5-v0 --model DoorKey
+
+Without --gif the env is shown in its own window (render_mode="human"; needs a display). With --gif FILE the
+frames are rendered off-screen (render_mode="rgb_array") and written as an animated GIF, which works headless,
+for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). Each episode's return is printed.
+"""
+import argparse
+import os
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from torch_rl.vec_env import actions_for_env
+from utils.agent import Agent
+from utils.env import check_env_id
+from utils.errors import UsageError, cli
+from utils.seeding import seed as seed_everything
+from utils.storage import get_model_dir, get_status
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m scripts.visualize", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
+    p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
+    p.add_argument("--argmax", action="store_true",
+                   help="act with the most likely action (the mean for continuous actions) instead of sampling")
+    p.add_argument("--episodes", type=int, default=1, help="number of episodes to show (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the env and of the action sampling")
+    p.add_argument("--gif", metavar="FILE", default=None,
+                   help="write the episodes to this animated GIF instead of showing a window (works headless)")
+    p.add_argument("--pause", type=float, default=0.1,
+                   help="seconds between frames, in the window and in the GIF (default: 0.1)")
+    return p.parse_args(argv)
+
+
+def has_display():
+    """Whether a window can be opened: always outside Linux/BSD, else when X11 or Wayland is there."""
+    if not sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def validate(args):
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.pause < 0:
+        raise UsageError(f"--pause must be 0 or more, got {args.pause}")
+    if args.gif is None and not has_display():
+        raise UsageError("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+                         "pass --gif FILE to write an animated GIF instead")
+    if args.gif is not None:
+        folder = os.path.dirname(os.path.abspath(args.gif))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot write --gif {args.gif}: the folder {folder} does not exist")
+    check_env_id(args.env)
+
+
+def make_render_env(env_id, render_mode):
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except Exception as error:  # e.g. an env without this render mode, or a missing renderer (pygame)
+        raise UsageError(f"cannot make {env_id} with render_mode={render_mode!r} ({type(error).__name__}: "
+                         f"{error})") from None
+    if render_mode not in (env.metadata.get("render_modes") or []):
+        env.close()
+        raise UsageError(f"{env_id} cannot render in mode {render_mode!r} (it supports "
+                         f"{env.metadata.get('render_modes') or 'none'})")
+    return env
+
+
+def render_frame(env):
+    frame = env.render()
+    if frame is None or np.asarray(frame).ndim != 3:
+        raise UsageError(f"{env.spec.id} returned no RGB frame from render(); it cannot be written to a GIF")
+    return np.asarray(frame, dtype=np.uint8)
+
+
+def write_gif(path, frames, pause):
+    import imageio.v3 as iio
+
+    # GIF frame durations are in milliseconds, with a resolution of 10 ms; loop=0 repeats forever.
+    duration = max(10, int(round(pause * 1000 / 10)) * 10)
+    try:
+        iio.imwrite(path, np.stack(frames), extension=".gif", duration=duration, loop=0)
+    except OSError as error:
+        raise UsageError(f"cannot write --gif {path} ({error})") from None
+
+
+@cli
+def main(argv=None):
+    args = parse_args(argv)
+    validate(args)
+    torch.set_num_threads(1)
+    model_dir = get_model_dir(args.model)
+    status = get_status(model_dir)
+    seed_everything(args.seed)
+
+    gif = args.gif is not None
+    if gif:  # off-screen: pygame-based renderers (e.g. Pendulum-v1) need no display and do not complain of none
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    env = make_render_env(args.env, "rgb_array" if gif else "human")
+    agent = Agent(env.observation_space, env.action_space, model_dir, argmax=args.argmax, num_envs=1, status=status)
+    frames = []
+    returns = []
+    try:
+        obs, _ = env.reset(seed=args.seed)
+        for episode in range(1, args.episodes + 1):
+            if episode > 1:
+                obs, _ = env.reset()
+            if gif:
+                frames.append(render_frame(env))
+            episode_return, length, done = 0.0, 0, False
+            while not done:
+                action = actions_for_env(agent.get_actions([obs]), env.action_space)[0]
+                obs, reward, terminated, truncated, _ = env.step(action)
+                done = terminated or truncated
+                agent.analyze_feedback(done)
+                episode_return += float(reward)
+                length += 1
+                if gif:
+                    frames.append(render_frame(env))
+                elif args.pause > 0:
+                    time.sleep(args.pause)
+            returns.append(episode_return)
+            print(f"episode {episode}: return {episode_return:.3f}, {length} frames", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        env.close()
+    if gif and frames:
+        write_gif(args.gif, frames, args.pause)
+        print(f"{len(frames)} frames written to {args.gif}")
+    return returns
+
+
+if __name__ == "__main__":
+    main()
