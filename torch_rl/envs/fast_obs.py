@@ -1,0 +1,349 @@
+"""Exact, faster egocentric observations for Minigrid environments.
+
+Minigrid builds every observation in pure Python (``MiniGridEnv.gen_obs`` ->
+``gen_obs_grid``: ``Grid.slice`` allocating fresh ``Wall`` objects for cells
+outside the grid, ``rotate_left`` up to 4 times, ``Grid.process_vis`` and
+``Grid.encode``), which is ~80% of an env step. :class:`FastMiniGridObs`
+replaces that computation with one that returns *identical* observations
+(same keys, dtypes, shapes and values).
+
+How it is hooked in
+-------------------
+Minigrid computes the observation *inside* ``MiniGridEnv.step`` / ``reset``
+(``obs = self.gen_obs()``), so post-processing the returned observation in a
+wrapper would not save anything. Instead the wrapper installs a bound method
+as the *instance* attribute ``env.unwrapped.gen_obs``; Minigrid's own
+``step``/``reset`` (and any subclass' ``step`` that calls ``super().step``)
+then call the fast version. ``gen_obs_grid`` is left untouched, so rendering
+(``render``, ``get_pov_render``, ``get_full_render``, highlighting) and
+wrappers such as ``ViewSizeWrapper`` keep using Minigrid's own code path.
+``FastMiniGridObs.close()`` (or :func:`restore_gen_obs`) removes the patch.
+Note the patch lives on the shared unwrapped env, so it is also in effect for
+code holding a reference to the unwrapped env.
+
+Algorithm (per observation)
+---------------------------
+1. The ``V x V`` view (``V = agent_view_size``) is gathered straight from
+   ``grid.grid`` in the *final* (already rotated) orientation: view cell
+   ``(i, j)`` (column, row; the agent sits at ``(V // 2, V - 1)`` facing
+   "up") is the world cell ``agent_pos + f * dir_vec + l * right_vec`` with
+   ``f = V - 1 - j`` steps forward and ``l = i - V // 2`` steps to the right.
+   This is exactly ``get_view_exts`` + ``slice`` + ``rotate_left``
+   ``agent_dir + 1`` times (checked by the tests against Minigrid).
+   Out-of-grid cells read a sentinel ``Wall()`` (what ``Grid.slice`` creates).
+2. Every object is mapped to a small integer *code* whose encoding (3 x uint8)
+   and transparency (``cell is None or cell.see_behind()``) live in lookup
+   tables. Codes are recomputed from the live objects at every call (no
+   cross-step cache of the grid), so doors opening, keys picked up, boxes
+   toggled, moving obstacles etc. are always reflected. For Minigrid's own
+   classes whose ``encode``/``see_behind`` are known pure functions of a few
+   attributes (``type``, ``color``; plus ``is_open``/``is_locked`` for
+   ``Door``) the code is looked up by those attributes (the table entry itself
+   is produced by calling the real ``encode()``/``see_behind()`` once); any
+   other class (subclasses, custom objects) calls ``encode()`` and
+   ``see_behind()`` on every observation, so it is exact by construction.
+3. ``process_vis`` is reproduced row by row on bit masks: processing row ``j``
+   of Minigrid's two sweeps only depends on the row's incoming visibility
+   bits and its transparency bits, and only writes row ``j`` and row
+   ``j - 1``; the row transition is simulated with Minigrid's loop once and
+   memoised. Invisible cells encode to zeros (``Grid.encode`` skips them).
+   ``see_through_walls=True`` makes everything visible, as in Minigrid.
+4. The agent cell shows ``carrying.encode()`` if ``carrying`` is truthy, else
+   ``empty`` (after visibility, as in ``gen_obs_grid``).
+
+Exactness / fallback
+--------------------
+The fast path is used only when the env's class does not override
+``gen_obs``, ``gen_obs_grid`` or ``get_view_exts`` and ``env.grid`` is exactly
+a ``minigrid.core.grid.Grid`` with a square view; otherwise the wrapper falls
+back to Minigrid's own ``gen_obs`` (checked per call for the grid class, and
+at construction for the env class; ``strict=True`` raises instead at
+construction). For non-Minigrid envs the wrapper is a transparent no-op
+(observations are returned unchanged); :func:`make_fast` returns such envs
+unwrapped.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = ["FastMiniGridObs", "make_fast", "fast_gen_obs", "restore_gen_obs", "is_minigrid_env"]
+
+try:  # Minigrid is optional for the rest of torch_rl
+    from minigrid.core.grid import Grid as _Grid
+    from minigrid.core.world_object import (
+        Ball as _Ball,
+        Box as _Box,
+        Door as _Door,
+        Floor as _Floor,
+        Goal as _Goal,
+        Key as _Key,
+        Lava as _Lava,
+        Wall as _Wall,
+        WorldObj as _WorldObj,
+    )
+    from minigrid.minigrid_env import MiniGridEnv as _MiniGridEnv
+
+    _HAVE_MINIGRID = True
+except ImportError:  # pragma: no cover
+    _HAVE_MINIGRID = False
+
+# Direction vectors used by Minigrid (DIR_TO_VEC): 0 right, 1 down, 2 left, 3 up.
+_DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
+
+
+def _fn(cls, name):
+    return getattr(cls, name)
+
+
+if _HAVE_MINIGRID:
+    # Classes whose encode()/see_behind() are the base WorldObj ones: the encoding
+    # is a pure function of (type, color) and see_behind() is constant.
+    _SIMPLE_CLASSES = tuple(
+        c
+        for c in (_Goal, _Floor, _Lava, _Key, _Ball, _Box)
+        if _fn(c, "encode") is _WorldObj.encode and _fn(c, "see_behind") is _WorldObj.see_behind
+    )
+    # Wall overrides see_behind with a constant False (checked by behaviour at table build).
+    _WALL_OK = _fn(_Wall, "encode") is _WorldObj.encode
+    # Door: encode() depends on (type, color, is_open, is_locked), see_behind() on is_open.
+    _DOOR_OK = True
+
+
+class _ObsTables:
+    """Code -> (encoding, transparency) tables, grown on demand (shared by all envs)."""
+
+    def __init__(self):
+        self.enc = np.zeros((0, 3), dtype=np.uint8)
+        self.tr = np.zeros((0,), dtype=np.int64)
+        self._by_key: dict[Any, int] = {}
+        self._enc_list: list[tuple[int, int, int]] = []
+        self._tr_list: list[int] = []
+        self.key_code: dict[Any, int] = {}  # fast attribute-key -> code
+        self.empty = self._code(("empty",), (1, 0, 0), True)  # OBJECT_TO_IDX["empty"] == 1
+
+    def _code(self, k, enc, transparent) -> int:
+        full = (tuple(int(x) for x in enc), bool(transparent))
+        c = self._by_key.get(full)
+        if c is None:
+            for x in full[0]:
+                if not 0 <= x <= 255:
+                    raise ValueError(f"encoding {enc} does not fit uint8")
+            c = len(self._enc_list)
+            self._by_key[full] = c
+            self._enc_list.append(full[0])
+            self._tr_list.append(1 if full[1] else 0)
+            self.enc = np.array(self._enc_list, dtype=np.uint8).reshape(-1, 3)
+            self.tr = np.array(self._tr_list, dtype=np.int64)
+        return c
+
+    def code_of_obj(self, o) -> int:
+        """Exact code of an arbitrary object (calls its real encode/see_behind)."""
+        if o is None:
+            return self.empty
+        # Minigrid's process_vis: `if cell and not cell.see_behind(): opaque`.
+        transparent = (not o) or bool(o.see_behind())
+        return self._code(None, o.encode(), transparent)
+
+    def code_by_key(self, key, o) -> int:
+        c = self.key_code.get(key)
+        if c is None:
+            c = self.key_code[key] = self.code_of_obj(o)
+        return c
+
+
+_TABLES = _ObsTables() if _HAVE_MINIGRID else None
+_VIS_MEMO: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+_OFFSETS: dict[int, tuple] = {}
+
+
+def _row_transition(V: int, m0: int, t: int) -> tuple[int, int]:
+    """Simulate one row of ``Grid.process_vis`` on bit masks.
+
+    ``m0``: incoming visibility bits of the row (bit i = column i), ``t``:
+    transparency bits. Returns (final visibility bits of the row, bits set in
+    the row above).
+    """
+    m = [(m0 >> i) & 1 for i in range(V)]
+    tr = [(t >> i) & 1 for i in range(V)]
+    up = [0] * V
+    for i in range(0, V - 1):
+        if not m[i] or not tr[i]:
+            continue
+        m[i + 1] = 1
+        up[i + 1] = 1
+        up[i] = 1
+    for i in reversed(range(1, V)):
+        if not m[i] or not tr[i]:
+            continue
+        m[i - 1] = 1
+        up[i - 1] = 1
+        up[i] = 1
+    return sum(b << i for i, b in enumerate(m)), sum(b << i for i, b in enumerate(up))
+
+
+def _offsets(V: int):
+    """Per direction: (dx, dy) world offsets of view cells in image-flat order (i * V + j)."""
+    r = _OFFSETS.get(V)
+    if r is None:
+        out = []
+        for d in range(4):
+            fx, fy = _DIR_VEC[d]
+            rx, ry = -fy, fx  # right-hand side (y grows downward)
+            dx = np.empty((V, V), dtype=np.int64)
+            dy = np.empty((V, V), dtype=np.int64)
+            for i in range(V):
+                for j in range(V):
+                    f = V - 1 - j
+                    lat = i - V // 2
+                    dx[i, j] = f * fx + lat * rx
+                    dy[i, j] = f * fy + lat * ry
+            out.append((dx.ravel(), dy.ravel()))
+        pow2 = (np.int64(1) << np.arange(V, dtype=np.int64))
+        r = _OFFSETS[V] = (tuple(out), pow2, np.arange(V, dtype=np.int64)[:, None])
+    return r
+
+
+def is_minigrid_env(env: gym.Env) -> bool:
+    return _HAVE_MINIGRID and isinstance(getattr(env, "unwrapped", None), _MiniGridEnv)
+
+
+def _fast_path_supported(u) -> str | None:
+    """None if the fast path is exact for this env's class, else the reason it is not."""
+    cls = type(u)
+    for name in ("gen_obs", "gen_obs_grid", "get_view_exts"):
+        if getattr(cls, name) is not getattr(_MiniGridEnv, name):
+            return f"{cls.__name__} overrides MiniGridEnv.{name}"
+    return None
+
+
+def fast_gen_obs(self):
+    """Drop-in, exact replacement for ``MiniGridEnv.gen_obs`` (``self`` is the unwrapped env)."""
+    grid = self.grid
+    V = self.agent_view_size
+    if type(grid) is not _Grid or not isinstance(V, int) or V < 1:
+        return _MiniGridEnv.gen_obs(self)
+    W, H = grid.width, grid.height
+    (offs, pow2, col_idx) = _offsets(V)
+    ax, ay = self.agent_pos
+    ax = int(ax)
+    ay = int(ay)
+    dx, dy = offs[self.agent_dir]
+    xs = dx + ax
+    ys = dy + ay
+    inb = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
+    n = W * H
+    flat = np.where(inb, ys * W + xs, n).tolist()
+    cells = grid.grid
+    if len(cells) != n:
+        return _MiniGridEnv.gen_obs(self)
+    cells = cells + [_PAD_WALL]
+    tables = _TABLES
+    key_code = tables.key_code
+    codes = []
+    append = codes.append
+    empty = tables.empty
+    for k in flat:
+        o = cells[k]
+        if o is None:
+            append(empty)
+            continue
+        cls = o.__class__
+        if cls is _Door:
+            key = (cls, o.type, o.color, not not o.is_open, not not o.is_locked)
+        elif cls in _SIMPLE_SET:
+            key = (cls, o.type, o.color)
+        else:
+            append(tables.code_of_obj(o))
+            continue
+        c = key_code.get(key)
+        if c is None:
+            c = tables.code_by_key(key, o)
+        append(c)
+    codes = np.array(codes, dtype=np.intp)
+    image = tables.enc[codes].reshape(V, V, 3)
+
+    if not self.see_through_walls:
+        tb = (pow2 @ tables.tr[codes].reshape(V, V)).tolist()  # transparency bits per row j
+        memo = _VIS_MEMO.get(V)
+        if memo is None:
+            memo = _VIS_MEMO[V] = {}
+        rows = [0] * V
+        m = 1 << (V // 2)
+        for j in range(V - 1, -1, -1):
+            key = (m, tb[j])
+            r = memo.get(key)
+            if r is None:
+                r = memo[key] = _row_transition(V, m, tb[j])
+            rows[j], m = r
+            if not m:
+                break
+        vis = (np.array(rows, dtype=np.int64)[None, :] >> col_idx) & 1  # [i, j]
+        image *= vis.astype(np.uint8)[:, :, None]
+
+    carrying = self.carrying
+    if carrying:
+        image[V // 2, V - 1, :] = carrying.encode()
+    else:
+        image[V // 2, V - 1, :] = (1, 0, 0)  # OBJECT_TO_IDX["empty"], 0, 0
+    return {"image": image, "direction": self.agent_dir, "mission": self.mission}
+
+
+if _HAVE_MINIGRID:
+    _SIMPLE_SET = frozenset(_SIMPLE_CLASSES + ((_Wall,) if _WALL_OK else ()))
+    _PAD_WALL = _Wall()  # Grid.slice pads with a fresh Wall() (grey)
+
+
+def restore_gen_obs(env: gym.Env) -> None:
+    """Remove the fast ``gen_obs`` patch from ``env.unwrapped`` (if present)."""
+    u = env.unwrapped
+    if getattr(u, "_fast_obs_patched", False):
+        u.__dict__.pop("gen_obs", None)
+        u.__dict__.pop("_fast_obs_patched", None)
+
+
+class FastMiniGridObs(gym.Wrapper):
+    """Wrapper making a Minigrid env produce its observations faster, exactly.
+
+    ``FastMiniGridObs(env)`` patches ``env.unwrapped.gen_obs`` (see the module
+    docstring) and otherwise passes everything through; ``reset``/``step``
+    return exactly what the unpatched env would. ``self.fast`` tells whether
+    the fast path is active; it is False (and the wrapper a no-op) for
+    non-Minigrid envs and for Minigrid subclasses that override
+    ``gen_obs``/``gen_obs_grid``/``get_view_exts`` (``strict=True`` raises a
+    ``ValueError`` for those instead).
+    """
+
+    def __init__(self, env: gym.Env, strict: bool = False):
+        super().__init__(env)
+        self.fast = False
+        self.reason: str | None = None
+        if not is_minigrid_env(env):
+            self.reason = "not a MiniGridEnv"
+        else:
+            self.reason = _fast_path_supported(env.unwrapped)
+        if self.reason is not None:
+            if strict:
+                raise ValueError(f"FastMiniGridObs cannot be exact for this env: {self.reason}")
+            return
+        u = env.unwrapped
+        u.gen_obs = types.MethodType(fast_gen_obs, u)
+        u._fast_obs_patched = True
+        self.fast = True
+
+    def close(self):
+        if self.fast:
+            restore_gen_obs(self.env)
+            self.fast = False
+        return super().close()
+
+
+def make_fast(env: gym.Env, strict: bool = False) -> gym.Env:
+    """Wrap ``env`` in :class:`FastMiniGridObs` if it is a Minigrid env, else return it unchanged."""
+    if not is_minigrid_env(env):
+        return env
+    return FastMiniGridObs(env, strict=strict)
