@@ -1,0 +1,86 @@
+"""Reading training logs (log.csv) and drawing learning curves with matplotlib (Agg: no display needed)."""
+import csv
+import os
+
+import numpy as np
+
+from utils.errors import UsageError
+
+
+def read_log(path):
+    """The columns of a log.csv as float arrays (empty or non-numeric cells are NaN), by header name."""
+    if not os.path.exists(path):
+        raise UsageError(f"no training log {path}: train the model first (python -m scripts.train ...)")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise UsageError(f"the training log {path} is empty")
+    header, rows = rows[0], rows[1:]
+    if "frames" not in header:
+        raise UsageError(f"the training log {path} has no 'frames' column; is it a torch_rl log.csv?")
+    rows = [row for row in rows if row != header]  # a header repeated by hand-concatenated logs
+    columns = {}
+    for j, name in enumerate(header):
+        columns[name] = np.array([_to_float(row[j]) if j < len(row) else np.nan for row in rows], dtype=np.float64)
+    return columns
+
+
+def _to_float(cell):
+    try:
+        return float(cell)
+    except ValueError:
+        return np.nan
+
+
+def rolling_mean(values, k):
+    """The trailing mean over the last ``k`` values (fewer at the start), ignoring NaN; NaN where all are NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    if k <= 1 or len(values) == 0:
+        return values.copy()
+    valid = ~np.isnan(values)
+    sums = np.cumsum(np.where(valid, values, 0.0))
+    counts = np.cumsum(valid)
+    sums[k:] = sums[k:] - sums[:-k]
+    counts[k:] = counts[k:] - counts[:-k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def plot_logs(logs, out, smooth=1, title=None):
+    """Draws ``logs`` ({name: read_log(...)}) in two panels, return and FPS against frames, and saves ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_return, ax_fps) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for name, columns in logs.items():
+        frames = columns["frames"]
+        line = None
+        if "return_mean" in columns:
+            mean = rolling_mean(columns["return_mean"], smooth)
+            (line,) = ax_return.plot(frames, mean, label=name)
+            if "return_std" in columns and not np.all(np.isnan(columns["return_std"])):
+                std = rolling_mean(columns["return_std"], smooth)
+                ax_return.fill_between(frames, mean - std, mean + std, color=line.get_color(), alpha=0.2,
+                                       linewidth=0)
+        if "FPS" in columns:
+            ax_fps.plot(frames, rolling_mean(columns["FPS"], smooth), label=name,
+                        color=line.get_color() if line is not None else None)
+    smoothed = f" (rolling mean of {smooth} updates)" if smooth > 1 else ""
+    ax_return.set_ylabel("return (mean ± std)")
+    ax_return.set_title(title or f"return per episode{smoothed}")
+    ax_fps.set_ylabel("FPS")
+    ax_fps.set_xlabel("frames")
+    ax_fps.set_title(f"training speed{smoothed}")
+    for ax in (ax_return, ax_fps):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as error:
+        raise UsageError(f"cannot write the plot {out} ({error.strerror or error})") from None
+    finally:
+        plt.close(fig)
+    return out
