@@ -14,6 +14,7 @@ Two implementations:
 """
 import multiprocessing as mp
 import os
+import signal
 import traceback
 
 import gymnasium as gym
@@ -81,7 +82,13 @@ class _EnvGroup:
             ) from error
 
 
-def _worker(conn, group):
+def _worker(conn, group, inherited_conns=()):
+    # Ctrl-C reaches the whole process group: the main process handles it (it saves, then closes the workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the main process's ends of the pipes; closing them makes conn.recv() see EOF
+    # when the main process dies (even by SIGKILL), so that a worker never outlives it.
+    for inherited in inherited_conns:
+        inherited.close()
     try:
         while True:
             command, data = conn.recv()
@@ -89,11 +96,14 @@ def _worker(conn, group):
                 break
             try:
                 result = getattr(group, command)(data)
-            except EnvWorkerError as error:
+            except Exception as error:
+                if not isinstance(error, EnvWorkerError):
+                    error = EnvWorkerError(f"envs {group.first_index}..{group.first_index + len(group.envs) - 1} "
+                                           f"failed in {command}: {type(error).__name__}: {error}")
                 conn.send(("error", (str(error), traceback.format_exc())))
                 break
             conn.send(("ok", result))
-    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+    except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         pass
     finally:
         for env in group.envs:
@@ -120,6 +130,8 @@ class ParallelEnv(EnvBatch):
         self.timeout = timeout
         if num_workers is None:
             num_workers = min(self.num_envs, os.cpu_count() or 1)
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be at least 0 (0: step the envs in this process), got {num_workers}")
         num_workers = min(num_workers, self.num_envs)
         bounds = np.linspace(0, self.num_envs, num_workers + 1).astype(int) if num_workers else [0, self.num_envs]
         self.groups = [_EnvGroup(envs[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -130,7 +142,8 @@ class ParallelEnv(EnvBatch):
             context = mp.get_context(method)
             for group in self.groups:
                 parent, child = context.Pipe()
-                process = context.Process(target=_worker, args=(child, group), daemon=True)
+                inherited = [*self.conns, parent] if method == "fork" else []
+                process = context.Process(target=_worker, args=(child, group, inherited), daemon=True)
                 process.start()
                 child.close()
                 self.conns.append(parent)

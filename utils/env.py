@@ -1,13 +1,23 @@
 """Creating environments by id, with errors that say what to do."""
 import difflib
+import importlib
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
-from utils.errors import UsageError
+from torch_rl import EnvWorkerError
+from utils.errors import UsageError, one_line
 
 
 def check_env_id(env_id):
+    """Raises a UsageError unless ``env_id`` is registered; ``module:id`` imports ``module`` first (as gym.make)."""
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UsageError(f"cannot import {module!r}, the module of the environment {env_id!r} "
+                             f"({one_line(error)}); check the name, or install it") from None
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids"
@@ -17,8 +27,17 @@ def check_env_id(env_id):
 def make_env(env_id, seed=None, render_mode=None):
     """One environment, reset with ``seed`` so that it is ready to step."""
     check_env_id(env_id)
-    env = gym.make(env_id, render_mode=render_mode)
-    env.reset(seed=seed)
+    try:
+        env = gym.make(env_id, render_mode=render_mode)
+    except gym.error.DependencyNotInstalled as error:
+        raise UsageError(f"the environment {env_id} needs a package that is not installed: {one_line(error)}") from None
+    except Exception as error:
+        raise EnvWorkerError(f"creating the environment {env_id} failed: {type(error).__name__}: {error}") from error
+    try:
+        env.reset(seed=seed)
+    except Exception as error:
+        env.close()
+        raise EnvWorkerError(f"the environment {env_id} raised in reset: {type(error).__name__}: {error}") from error
     return env
 
 

@@ -1,5 +1,6 @@
 """Where models live (storage/NAME, or $TORCH_RL_STORAGE/NAME) and how they are saved, loaded and logged."""
 import csv
+import glob
 import json
 import os
 import sys
@@ -61,6 +62,57 @@ def save_status(status, model_dir):
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(status, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def remove_temp_files(model_dir):
+    """Removes the temp files of saves that a crash (e.g. SIGKILL) interrupted; the checkpoint itself is intact."""
+    for pattern in (".status-*.tmp", ".log-*.tmp", ".write-test-*"):
+        for path in glob.glob(os.path.join(model_dir, pattern)):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+
+
+def trim_csv_log(model_dir, last_update):
+    """Drops the rows of log.csv after update ``last_update`` (and a half-written last line).
+
+    A crash between logging an update and saving it leaves rows that the resumed run logs again; dropping them
+    keeps one row per update. The file is rewritten (atomically) only if there is something to drop.
+    """
+    path = os.path.join(model_dir, "log.csv")
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    header = next(csv.reader([lines[0]]))
+    keep = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
+    for line in lines[1:]:
+        fields = next(csv.reader([line]), [])
+        if not line.endswith("\n") or len(fields) != len(header):
+            break  # a line the crash cut off
+        try:
+            update = int(fields[header.index("update")]) if "update" in header else 0
+        except ValueError:
+            break
+        if update > last_update:
+            break
+        keep.append(line)
+    if keep == lines:
+        return
+    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".log-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.writelines(keep)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
