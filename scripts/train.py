@@ -1,8 +1,11 @@
 """Train an A2C or PPO agent: python -m scripts.train --algo ppo --env MiniGrid-DoorKey-5x5-v0 --model DoorKey
 
 The model folder (storage/NAME, or $TORCH_RL_STORAGE/NAME) is created, or loaded and resumed where it stopped.
+Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank steps --procs envs of its own and
+gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
 import argparse
+import math
 import signal
 import sys
 import time
@@ -12,12 +15,13 @@ import torch
 
 import torch_rl
 from model import ACModel
+from utils.distributed_setup import broadcast_object, gather_lists, init_distributed, parameters_agree
 from utils.env import check_env_id, make_batched_env, make_envs
-from utils.errors import UsageError, cli
+from utils.errors import ArgumentParser, UsageError, cli, one_line
 from utils.format import get_obss_preprocessor, has_mission
 from utils.seeding import seed as seed_everything
-from utils.storage import (CSVLogger, TextLogger, command_line, ensure_writable_dir, get_model_dir, get_status,
-                           model_exists, save_config, save_status)
+from utils.storage import (CSVLogger, TextLogger, check_writable_dir, command_line, ensure_writable_dir, get_model_dir,
+                           get_status, model_exists, remove_temp_files, save_config, save_status, trim_csv_log)
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
 ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text")
@@ -30,7 +34,7 @@ CSV_FIELDS = ["update", "frames", "FPS", "duration",
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scripts.train", description=__doc__,
+    p = ArgumentParser(prog="python -m scripts.train", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--algo", required=True, choices=["a2c", "ppo"], help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
@@ -78,9 +82,17 @@ def parse_args(argv=None):
 
 
 def validate(args):
-    for name in ("procs", "frames_per_proc", "recurrence", "epochs", "batch_size", "log_interval"):
+    for name in ("procs", "frames_per_proc", "recurrence", "epochs", "batch_size", "log_interval", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be at least 0 (0: step the envs in this process), got {args.workers}")
+    if args.model.strip(". ") == "":
+        raise UsageError(f"--model {args.model!r} is not a folder name; choose e.g. --model {args.env}_{args.algo}")
+    for name in ("lr", "discount", "max_grad_norm"):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     if args.frames_per_proc % args.recurrence != 0:
         raise UsageError(f"--recurrence {args.recurrence} must divide --frames-per-proc {args.frames_per_proc}; "
                          "change one of them")
@@ -88,8 +100,13 @@ def validate(args):
         raise UsageError(f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; "
                          "change one of them")
     check_env_id(args.env)
-    if args.device is not None and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if args.device is not None:
+        try:
+            torch.device(args.device)
+        except RuntimeError:
+            raise UsageError(f"--device {args.device!r} is not a torch device; use cpu or cuda") from None
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
 
 
 def load_or_new_status(args, model_dir):
@@ -103,7 +120,29 @@ def load_or_new_status(args, model_dir):
         differences = [d.replace("--use_memory", "--recurrence>1").replace("--use_text", "--text") for d in differences]
         raise UsageError(f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
                          f"pass the same flags to resume it, or choose a new --model")
+    for key in ("num_frames", "update"):
+        if not isinstance(status.get(key), int):
+            raise UsageError(f"the checkpoint {model_dir}/status.pt has no {key}; it is not a checkpoint of "
+                             "scripts.train: train under another --model")
+    status.setdefault("duration", 0.0)
     return status
+
+
+def load_state(module, state, what, args):
+    """Loads a saved state dict, with a usage error if it does not fit what the flags build."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise UsageError(f"the saved {what} of the model {args.model} do not fit the model these flags build "
+                         f"({one_line(error)[:300]}); pass the flags it was trained with, or choose a new --model"
+                         ) from None
+
+
+def check_finite(module):
+    """Raises FloatingPointError if a parameter is NaN or infinite (such a model is never saved)."""
+    for name, parameter in module.named_parameters():
+        if not bool(torch.isfinite(parameter).all()):
+            raise FloatingPointError(f"the parameter {name} is not finite")
 
 
 def make_algo(args, envs, acmodel, preprocess_obss, device):
@@ -147,15 +186,26 @@ def format_line(row):
 def main(argv=None):
     args = parse_args(argv)
     validate(args)
+    rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
-    status = load_or_new_status(args, model_dir)
-    ensure_writable_dir(model_dir)
+    if rank == 0:
+        try:
+            status = load_or_new_status(args, model_dir)
+            check_writable_dir(model_dir)  # creates nothing: a failure below leaves no new folder behind
+            loaded = ("ok", status)
+        except UsageError as error:
+            loaded = ("error", str(error))
+    if world_size > 1:  # rank 0 reads the checkpoint (storage need not be shared between machines)
+        loaded = broadcast_object(loaded if rank == 0 else None, rank)
+    if loaded[0] == "error":
+        raise UsageError(loaded[1])
+    status = loaded[1]
 
-    seed_everything(args.seed + status["update"])
+    seed_everything(args.seed + status["update"] + 7919 * rank)
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = dist_device or torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
-    env_seed = args.seed + 1000 * status["update"]
+    env_seed = args.seed + 1000 * status["update"] + 1_000_000 * rank
     if args.batched:
         envs = make_batched_env(args.env, args.procs, device, seed=env_seed)
         observation_space, action_space = envs.single_observation_space, envs.single_action_space
@@ -169,11 +219,23 @@ def main(argv=None):
         preprocess_obss.vocab.load_vocab(status["vocab"])
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     if "model_state" in status:
-        acmodel.load_state_dict(status["model_state"])
+        load_state(acmodel, status["model_state"], "parameters", args)
     algo = make_algo(args, envs, acmodel, preprocess_obss, device)
     if "optimizer_state" in status:
-        algo.optimizer.load_state_dict(status["optimizer_state"])
+        try:
+            load_state(algo.optimizer, status["optimizer_state"], "optimizer state", args)
+        except UsageError:
+            algo.close()
+            raise
+    if world_size > 1:
+        torch_rl.distributed.broadcast_parameters(acmodel)
+    if rank != 0:  # only rank 0 logs and saves
+        run_worker_rank(algo, status, args, world_size)
+        return
 
+    ensure_writable_dir(model_dir)
+    remove_temp_files(model_dir)  # of saves that a crash interrupted
+    trim_csv_log(model_dir, status["update"])  # rows logged after the last save, which this run logs again
     txt_logger = TextLogger(model_dir, quiet=args.quiet)
     csv_logger = CSVLogger(model_dir, CSV_FIELDS)
     tb_writer = None
@@ -184,10 +246,11 @@ def main(argv=None):
     if status["update"] == 0:
         save_config(config, model_dir)
     txt_logger(f"# {command_line()}")
-    txt_logger(f"# device {device}, {args.procs} envs, {sum(p.numel() for p in acmodel.parameters())} parameters, "
+    txt_logger(f"# device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}, {sum(p.numel() for p in acmodel.parameters())} parameters, "
                f"{'resuming at update ' + str(status['update']) if status['update'] else 'new model'} in {model_dir}")
 
     def save():
+        check_finite(acmodel)  # a diverged model never replaces the last good checkpoint
         status.update(model_state=acmodel.state_dict(), optimizer_state=algo.optimizer.state_dict(),
                       config={k: config[k] for k in ARCHITECTURE_KEYS} | {"args": config})
         if hasattr(preprocess_obss, "vocab"):
@@ -201,11 +264,12 @@ def main(argv=None):
     try:
         while status["num_frames"] < args.frames:
             logs = algo.update_parameters()
-            status["num_frames"] += logs["num_frames"]
+            status["num_frames"] += logs["num_frames"] * world_size
             status["update"] += 1
-            interval_frames += logs["num_frames"]
+            interval_frames += logs["num_frames"] * world_size
             status["duration"] = duration_before + time.time() - start
             if status["update"] % args.log_interval == 0:
+                gather_episode_logs(logs, world_size)
                 fps = interval_frames / max(time.time() - interval_start, 1e-9)
                 row = log_row(logs, status["update"], status["num_frames"], fps, status["duration"])
                 txt_logger(format_line(row))
@@ -218,23 +282,69 @@ def main(argv=None):
             if args.save_interval > 0 and status["update"] % args.save_interval == 0:
                 save()
         save()
+        if world_size > 1:
+            agree = parameters_agree(acmodel, world_size)
+            txt_logger(f"# {world_size} ranks, parameters identical on all ranks: {'yes' if agree else 'NO'}")
         txt_logger(f"# done: {status['num_frames']} frames, {status['update']} updates, model saved in {model_dir}")
     except KeyboardInterrupt:
-        save()
+        # A second Ctrl-C or SIGTERM must not cut this save short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            save()
+        except FloatingPointError as error:
+            diverged(status, model_dir, error)
         txt_logger(f"# interrupted: model saved at update {status['update']}, {status['num_frames']} frames; "
                    "run the same command to resume")
     except FloatingPointError as error:
-        print(f"error: training diverged at update {status['update'] + 1}: {error}; the last checkpoint in "
-              f"{model_dir} is kept", file=sys.stderr)
-        sys.exit(1)
+        diverged(status, model_dir, error)
+    except ValueError as error:
+        if "invalid values" not in str(error):  # torch.distributions' check of its parameters (NaN, inf)
+            raise
+        diverged(status, model_dir, "the model's outputs are not finite (NaN or inf)")
     except torch_rl.EnvWorkerError as error:
-        print(f"error: an environment failed: {error}; the last checkpoint in {model_dir} is kept", file=sys.stderr)
+        print(f"error: an environment failed: {one_line(error)}; the last checkpoint in {model_dir} is kept",
+              file=sys.stderr)
         sys.exit(1)
     finally:
         algo.close()
         csv_logger.close()
         if tb_writer is not None:
             tb_writer.close()
+        if world_size > 1:
+            torch.distributed.destroy_process_group()
+
+
+def diverged(status, model_dir, error):
+    print(f"error: training diverged at update {status['update'] + 1}: {one_line(error)}; the last checkpoint in "
+          f"{model_dir} is kept (lower --lr, or check the rewards and observations)", file=sys.stderr)
+    sys.exit(1)
+
+
+EPISODE_LOG_KEYS = ("return_per_episode", "reshaped_return_per_episode", "num_frames_per_episode")
+
+
+def gather_episode_logs(logs, world_size):
+    """Episode statistics of all ranks (called by every rank at the same updates)."""
+    for key in EPISODE_LOG_KEYS:
+        logs[key] = gather_lists(logs[key], world_size)
+
+
+def run_worker_rank(algo, status, args, world_size):
+    """A rank other than 0: trains in step with rank 0 (same updates, gradients averaged), logs and saves nothing."""
+    try:
+        while status["num_frames"] < args.frames:
+            logs = algo.update_parameters()
+            status["num_frames"] += logs["num_frames"] * world_size
+            status["update"] += 1
+            if status["update"] % args.log_interval == 0:
+                gather_episode_logs(logs, world_size)
+        parameters_agree(algo.acmodel, world_size)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        algo.close()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections import deque
 import gymnasium as gym
 import torch
 
+from torch_rl import distributed
 from torch_rl.batching import flatten_steps, index_obs, stack_steps
 from torch_rl.dictlist import DictList
 from torch_rl.gae import compute_gae
@@ -36,6 +37,10 @@ class BaseAlgo(ABC):
         (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``.
     reshape_reward : ``f(obs, action, reward, done) -> reward`` applied per env and step (logs keep both).
     seed : seeds the envs' first reset (env i gets seed + i); seed torch yourself for the policy's sampling.
+
+    Under torch.distributed (a process group of several ranks, e.g. started by torchrun), gradients are
+    averaged over ranks before each optimizer step (see torch_rl.distributed): give each rank the same
+    ``num_envs`` and hyper-parameters, its own env seeds, and the same initial parameters.
     """
 
     def __init__(self, envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
@@ -244,6 +249,8 @@ class BaseAlgo(ABC):
         loss = loss / self.recurrence
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if distributed.is_distributed():
+            distributed.average_gradients(self.acmodel.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(self.acmodel.parameters(), self.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(
