@@ -96,22 +96,18 @@ except ImportError:  # pragma: no cover
 _DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
 
 
-def _fn(cls, name):
-    return getattr(cls, name)
-
-
 if _HAVE_MINIGRID:
     # Classes whose encode()/see_behind() are the base WorldObj ones: the encoding
     # is a pure function of (type, color) and see_behind() is constant.
     _SIMPLE_CLASSES = tuple(
         c
         for c in (_Goal, _Floor, _Lava, _Key, _Ball, _Box)
-        if _fn(c, "encode") is _WorldObj.encode and _fn(c, "see_behind") is _WorldObj.see_behind
+        if getattr(c, "encode") is _WorldObj.encode and getattr(c, "see_behind") is _WorldObj.see_behind
     )
     # Wall overrides see_behind with a constant False (checked by behaviour at table build).
-    _WALL_OK = _fn(_Wall, "encode") is _WorldObj.encode
-    # Door: encode() depends on (type, color, is_open, is_locked), see_behind() on is_open.
-    _DOOR_OK = True
+    _WALL_OK = getattr(_Wall, "encode") is _WorldObj.encode
+    # Door (exact class): encode() depends on (type, color, is_open, is_locked),
+    # see_behind() on is_open -- those are the attributes keyed on in fast_gen_obs.
 
 
 class _ObsTables:
@@ -125,6 +121,7 @@ class _ObsTables:
         self._tr_list: list[int] = []
         self.key_code: dict[Any, int] = {}  # fast attribute-key -> code
         self.empty = self._code(("empty",), (1, 0, 0), True)  # OBJECT_TO_IDX["empty"] == 1
+        self.pad = -1  # code of the out-of-grid wall, set once _PAD_WALL exists
 
     def _code(self, k, enc, transparent) -> int:
         full = (tuple(int(x) for x in enc), bool(transparent))
@@ -159,6 +156,8 @@ class _ObsTables:
 _TABLES = _ObsTables() if _HAVE_MINIGRID else None
 _VIS_MEMO: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
 _OFFSETS: dict[int, tuple] = {}
+_GEOM: dict[tuple[int, int, int], tuple] = {}
+_ROWBITS: dict[int, np.ndarray] = {}
 
 
 def _row_transition(V: int, m0: int, t: int) -> tuple[int, int]:
@@ -221,34 +220,56 @@ def _fast_path_supported(u) -> str | None:
     return None
 
 
+def _geometry(W: int, H: int, V: int):
+    """Cached per (W, H, V): padded-coordinate -> flat grid index map and per-direction view offsets.
+
+    The grid is embedded in a (W + 2V) x (H + 2V) padded frame; ``padmap[p]`` is the
+    flat index ``y * W + x`` of the grid cell at padded position ``p``, or ``W * H``
+    (the sentinel wall) outside the grid. ``offs[d]`` holds, in image-flat order
+    ``i * V + j``, the padded-index offsets of the view cells from the agent.
+    """
+    key = (W, H, V)
+    g = _GEOM.get(key)
+    if g is None:
+        PW, PH = W + 2 * V, H + 2 * V
+        padmap = np.full((PH, PW), W * H, dtype=np.intp)
+        padmap[V:V + H, V:V + W] = np.arange(W * H, dtype=np.intp).reshape(H, W)
+        (offs, _, _) = _offsets(V)
+        doffs = tuple((dy * PW + dx).astype(np.intp) for dx, dy in offs)
+        g = _GEOM[key] = (padmap.ravel(), doffs, PW, W * H <= V * V)
+    return g
+
+
+def _row_bits(V: int):
+    """(2**V, V) uint8 table: bit i of the row index (columns), for V <= 12; else None."""
+    t = _ROWBITS.get(V)
+    if t is None and V <= 12:
+        a = np.arange(1 << V, dtype=np.int64)[:, None]
+        t = _ROWBITS[V] = ((a >> np.arange(V, dtype=np.int64)[None, :]) & 1).astype(np.uint8)
+    return t
+
+
 def fast_gen_obs(self):
     """Drop-in, exact replacement for ``MiniGridEnv.gen_obs`` (``self`` is the unwrapped env)."""
     grid = self.grid
     V = self.agent_view_size
-    if type(grid) is not _Grid or not isinstance(V, int) or V < 1:
+    if type(grid) is not _Grid or type(V) is not int or V < 1:
         return _MiniGridEnv.gen_obs(self)
-    W, H = grid.width, grid.height
-    (offs, pow2, col_idx) = _offsets(V)
-    ax, ay = self.agent_pos
-    ax = int(ax)
-    ay = int(ay)
-    dx, dy = offs[self.agent_dir]
-    xs = dx + ax
-    ys = dy + ay
-    inb = (xs >= 0) & (xs < W) & (ys >= 0) & (ys < H)
-    n = W * H
-    flat = np.where(inb, ys * W + xs, n).tolist()
+    W = grid.width
+    H = grid.height
     cells = grid.grid
-    if len(cells) != n:
+    if len(cells) != W * H:
         return _MiniGridEnv.gen_obs(self)
-    cells = cells + [_PAD_WALL]
+    padmap, doffs, PW, whole = _geometry(W, H, V)
+    ax, ay = self.agent_pos
+    idx = padmap[doffs[self.agent_dir] + ((int(ay) + V) * PW + int(ax) + V)]
     tables = _TABLES
     key_code = tables.key_code
+    empty = tables.empty
     codes = []
     append = codes.append
-    empty = tables.empty
-    for k in flat:
-        o = cells[k]
+    # Encode either the whole grid (small grids) or only the view cells.
+    for o in (cells if whole else [cells[k] if k < W * H else _PAD_WALL for k in idx.tolist()]):
         if o is None:
             append(empty)
             continue
@@ -264,11 +285,16 @@ def fast_gen_obs(self):
         if c is None:
             c = tables.code_by_key(key, o)
         append(c)
-    codes = np.array(codes, dtype=np.intp)
+    if whole:
+        append(tables.pad)
+        codes = np.array(codes, dtype=np.intp)[idx]
+    else:
+        codes = np.array(codes, dtype=np.intp)
     image = tables.enc[codes].reshape(V, V, 3)
 
     if not self.see_through_walls:
-        tb = (pow2 @ tables.tr[codes].reshape(V, V)).tolist()  # transparency bits per row j
+        (_, pow2, col_idx) = _offsets(V)
+        tb = (pow2 @ tables.tr[codes].reshape(V, V)).tolist()  # transparency bits of each row j
         memo = _VIS_MEMO.get(V)
         if memo is None:
             memo = _VIS_MEMO[V] = {}
@@ -282,8 +308,12 @@ def fast_gen_obs(self):
             rows[j], m = r
             if not m:
                 break
-        vis = (np.array(rows, dtype=np.int64)[None, :] >> col_idx) & 1  # [i, j]
-        image *= vis.astype(np.uint8)[:, :, None]
+        rb = _row_bits(V)
+        if rb is not None:
+            vis = rb[rows].T  # [i, j]
+        else:
+            vis = ((np.array(rows, dtype=np.int64)[None, :] >> col_idx) & 1).astype(np.uint8)
+        image *= vis[:, :, None]
 
     carrying = self.carrying
     if carrying:
@@ -295,7 +325,8 @@ def fast_gen_obs(self):
 
 if _HAVE_MINIGRID:
     _SIMPLE_SET = frozenset(_SIMPLE_CLASSES + ((_Wall,) if _WALL_OK else ()))
-    _PAD_WALL = _Wall()  # Grid.slice pads with a fresh Wall() (grey)
+    _PAD_WALL = _Wall()  # Grid.slice pads with a fresh Wall() (grey); never mutated
+    _TABLES.pad = _TABLES.code_of_obj(_PAD_WALL)
 
 
 def restore_gen_obs(env: gym.Env) -> None:
