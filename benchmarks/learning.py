@@ -1,0 +1,161 @@
+"""Learning quality: does every advertised capability learn, at what budget? Trains with the starter scripts.
+
+    python -m benchmarks.learning [--quick] [--seeds N] [--tasks NAME ...]
+
+For each task it trains `python -m scripts.train` (defaults, plus the task's flags) once per seed in a temporary
+storage folder, reads log.csv, and reports the frames at which the mean return of an update first reaches the
+threshold (median and worst over seeds; "-" if never), the final evaluation (`python -m scripts.evaluate`,
+100 episodes) and the wall time. It writes docs/RESULTS.md and docs/learning_curves.png (mean +- spread of the
+return over seeds, one panel per task).
+"""
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name: (capability, env, extra train flags, threshold, frame budget, target in words)
+TASKS = {
+    "ppo-doorkey": ("PPO", "MiniGrid-DoorKey-5x5-v0", ["--algo", "ppo"], 0.9, 200_000,
+                    "return >= 0.9 by 80k frames (median), 5/5 seeds by 200k"),
+    "a2c-doorkey": ("A2C", "MiniGrid-DoorKey-5x5-v0", ["--algo", "a2c"], 0.9, 1_000_000,
+                    "5/5 seeds reach 0.9 within 1M frames"),
+    "memory": ("memory (--recurrence 4)", "MiniGrid-MemoryS7-v0", ["--algo", "ppo", "--recurrence", "4"], 0.9,
+               1_500_000, "success >= 0.9"),
+    "memory-off": ("same, without memory", "MiniGrid-MemoryS7-v0", ["--algo", "ppo"], 0.9, 1_500_000,
+                   "stays near chance (0.5)"),
+    "text": ("text (--text)", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo", "--text"], 0.8, 1_000_000,
+             "success >= 0.8"),
+    "text-off": ("same, without text", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo"], 0.8, 1_000_000,
+                 "cannot pass ~0.25"),
+    "pendulum": ("continuous actions", "Pendulum-v1", ["--algo", "ppo"], -300, 1_000_000, "mean return >= -300"),
+    "doorkey-8x8": ("harder", "MiniGrid-DoorKey-8x8-v0", ["--algo", "ppo"], 0.9, 2_000_000, "frames to >= 0.9"),
+}
+QUICK_BUDGET = {"ppo-doorkey": 120_000, "a2c-doorkey": 300_000, "memory": 300_000, "memory-off": 300_000,
+                "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000}
+
+
+def run(command, env):
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-1500:]}")
+    return result.stdout
+
+
+def train_and_evaluate(name, seed, budget, storage):
+    _, env_id, flags, threshold, _, _ = TASKS[name]
+    model = f"{name}-seed{seed}"
+    env = dict(os.environ, TORCH_RL_STORAGE=storage, OMP_NUM_THREADS="1")
+    start = time.time()
+    run([sys.executable, "-m", "scripts.train", "--env", env_id, "--model", model, "--seed", str(seed),
+         "--frames", str(budget), "--save-interval", "0", "--quiet", *flags], env)
+    wall = time.time() - start
+    with open(os.path.join(storage, model, "log.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
+    curve = [(int(r["frames"]), float(r["return_mean"])) for r in rows]
+    solved_at = next((frames for frames, ret in curve if ret >= threshold), None)
+    evaluation = json.loads(run([sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", model,
+                                 "--episodes", "100", "--seed", str(10_000 + seed), "--json", "-"], env))
+    return {"seed": seed, "solved_at": solved_at, "curve": curve, "wall": wall, "evaluation": evaluation}
+
+
+def summarize(name, runs):
+    capability, env_id, _, threshold, budget, target = TASKS[name]
+    solved = [r["solved_at"] for r in runs if r["solved_at"] is not None]
+    median = statistics.median(solved) if len(solved) == len(runs) else None
+    worst = max(solved) if len(solved) == len(runs) else None
+    evaluation_returns = [r["evaluation"]["return_mean"] for r in runs]
+    success = [r["evaluation"].get("success_rate") for r in runs]
+    return {
+        "task": name, "capability": capability, "env": env_id, "target": target, "threshold": threshold,
+        "budget": budget, "seeds": len(runs), "solved": len(solved),
+        "median_frames": median, "worst_frames": worst,
+        "eval_return": statistics.mean(evaluation_returns),
+        "eval_success": statistics.mean(s for s in success if s is not None) if any(s is not None for s in success) else None,
+        "wall_s": statistics.mean(r["wall"] for r in runs),
+    }
+
+
+def fmt_frames(value):
+    return "-" if value is None else f"{value / 1000:.0f}k"
+
+
+def write_results(summaries, all_runs, seeds, quick, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    lines = ["# Learning results", "",
+             f"Measured by `python -m benchmarks.learning{' --quick' if quick else ''} --seeds {seeds}` on "
+             f"{os.cpu_count()} CPU cores (starter-script defaults, no per-seed tuning). "
+             "Frames = first update whose mean episode return reaches the threshold.", "",
+             "| capability | task | target | seeds solved | median frames | worst frames | eval return | eval success | wall/seed |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        success = "-" if s["eval_success"] is None else f"{s['eval_success']:.2f}"
+        lines.append(f"| {s['capability']} | {s['env']} | {s['target']} | {s['solved']}/{s['seeds']} within "
+                     f"{fmt_frames(s['budget'])} | {fmt_frames(s['median_frames'])} | {fmt_frames(s['worst_frames'])} | "
+                     f"{s['eval_return']:.2f} | {success} | {s['wall_s']:.0f} s |")
+    lines += ["", "![learning curves](learning_curves.png)", ""]
+    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+    plot_curves(all_runs, os.path.join(out_dir, "learning_curves.png"))
+    return "\n".join(lines)
+
+
+def plot_curves(all_runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    names = list(all_runs)
+    cols = min(4, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        curves = [r["curve"] for r in all_runs[name] if r["curve"]]
+        if curves:
+            grid = np.linspace(0, max(c[-1][0] for c in curves), 100)
+            values = np.array([np.interp(grid, [f for f, _ in c], [v for _, v in c]) for c in curves])
+            mean = values.mean(0)
+            ax.plot(grid, mean, label="mean over seeds")
+            ax.fill_between(grid, values.min(0), values.max(0), alpha=0.3, label="min-max")
+        ax.axhline(TASKS[name][3], color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"{name}\n{TASKS[name][1]}", fontsize=9)
+        ax.set_xlabel("frames")
+        ax.set_ylabel("return")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.learning", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller frame budgets (a smoke run, not the targets)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per task")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
+    p.add_argument("--out", default=os.path.join(REPO, "docs"), help="where RESULTS.md and the PNG go")
+    args = p.parse_args(argv)
+    all_runs, summaries = {}, []
+    with tempfile.TemporaryDirectory() as storage:
+        for name in args.tasks:
+            budget = QUICK_BUDGET[name] if args.quick else TASKS[name][4]
+            all_runs[name] = []
+            for seed in range(1, args.seeds + 1):
+                result = train_and_evaluate(name, seed, budget, storage)
+                all_runs[name].append(result)
+                print(f"{name} seed {seed}: reached threshold at {fmt_frames(result['solved_at'])} frames, "
+                      f"eval return {result['evaluation']['return_mean']:.2f}, {result['wall']:.0f} s", flush=True)
+            summary = summarize(name, all_runs[name])
+            summary["budget"] = budget
+            summaries.append(summary)
+    print(write_results(summaries, all_runs, args.seeds, args.quick, args.out))
+
+
+if __name__ == "__main__":
+    main()
