@@ -255,3 +255,16 @@ def test_render_untouched():
     assert np.array_equal(ref.render(), fast.render())
     ref.unwrapped.agent_pov = fast.unwrapped.agent_pov = True
     assert np.array_equal(ref.render(), fast.render())
+
+
+def test_pickle_roundtrip_keeps_fast_path():
+    import pickle
+
+    env = FastMiniGridObs(gym.make("MiniGrid-DoorKey-5x5-v0"))
+    env.reset(seed=0)
+    env2 = pickle.loads(pickle.dumps(env))
+    u = env2.unwrapped
+    assert u.gen_obs.func is fast_obs.fast_gen_obs and u.gen_obs.args[0] is u
+    for a in [2, 1, 2, 3, 5, 2]:
+        o = env2.step(a)[0]
+        assert _obs_mismatch(o, MiniGridEnv.gen_obs(u)) is None

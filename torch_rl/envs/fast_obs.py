@@ -11,7 +11,7 @@ How it is hooked in
 -------------------
 Minigrid computes the observation *inside* ``MiniGridEnv.step`` / ``reset``
 (``obs = self.gen_obs()``), so post-processing the returned observation in a
-wrapper would not save anything. Instead the wrapper installs a bound method
+wrapper would not save anything. Instead the wrapper installs ``functools.partial(fast_gen_obs, env)``
 as the *instance* attribute ``env.unwrapped.gen_obs``; Minigrid's own
 ``step``/``reset`` (and any subclass' ``step`` that calls ``super().step``)
 then call the fast version. ``gen_obs_grid`` is left untouched, so rendering
@@ -65,7 +65,7 @@ unwrapped.
 
 from __future__ import annotations
 
-import types
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -260,9 +260,14 @@ def fast_gen_obs(self):
     cells = grid.grid
     if len(cells) != W * H:
         return _MiniGridEnv.gen_obs(self)
-    padmap, doffs, PW, whole = _geometry(W, H, V)
     ax, ay = self.agent_pos
-    idx = padmap[doffs[self.agent_dir] + ((int(ay) + V) * PW + int(ax) + V)]
+    ax = int(ax)
+    ay = int(ay)
+    d = self.agent_dir
+    if not (0 <= ax < W and 0 <= ay < H and d in (0, 1, 2, 3)):
+        return _MiniGridEnv.gen_obs(self)  # invalid pose: let Minigrid behave (or fail) as it does
+    padmap, doffs, PW, whole = _geometry(W, H, V)
+    idx = padmap[doffs[d] + ((ay + V) * PW + ax + V)]
     tables = _TABLES
     key_code = tables.key_code
     empty = tables.empty
@@ -362,7 +367,9 @@ class FastMiniGridObs(gym.Wrapper):
                 raise ValueError(f"FastMiniGridObs cannot be exact for this env: {self.reason}")
             return
         u = env.unwrapped
-        u.gen_obs = types.MethodType(fast_gen_obs, u)
+        # functools.partial (not a bound MethodType) so the patched env still pickles
+        # (e.g. for spawn-based worker processes) and stays patched after unpickling.
+        u.gen_obs = functools.partial(fast_gen_obs, u)
         u._fast_obs_patched = True
         self.fast = True
 
