@@ -11,7 +11,8 @@ How it is hooked in
 -------------------
 Minigrid computes the observation *inside* ``MiniGridEnv.step`` / ``reset``
 (``obs = self.gen_obs()``), so post-processing the returned observation in a
-wrapper would not save anything. Instead the wrapper installs ``functools.partial(fast_gen_obs, env)``
+wrapper would not save anything. Instead the wrapper installs
+``functools.partial(fast_gen_obs, env)`` (picklable, unlike a bound method)
 as the *instance* attribute ``env.unwrapped.gen_obs``; Minigrid's own
 ``step``/``reset`` (and any subclass' ``step`` that calls ``super().step``)
 then call the fast version. ``gen_obs_grid`` is left untouched, so rendering
