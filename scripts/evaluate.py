@@ -27,7 +27,7 @@ import torch_rl
 from torch_rl.vec_env import actions_for_env
 from utils.agent import Agent
 from utils.env import check_env_id, make_envs
-from utils.errors import UsageError, cli
+from utils.errors import ArgumentParser, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
 
@@ -38,7 +38,7 @@ JSON_KEYS = ["env", "model", "argmax", "seed", "procs", "episodes", "frames", "f
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scripts.evaluate", description=__doc__,
+    p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
@@ -146,13 +146,10 @@ def main(argv=None):
     agent = Agent(envs[0].observation_space, envs[0].action_space, model_dir, argmax=args.argmax,
                   num_envs=procs, status=status)
     env_batch = torch_rl.ParallelEnv(envs, num_workers=args.workers)
-    try:
+    try:  # an env that fails (EnvWorkerError) ends the script with one line, exit code 1 (utils.errors.cli)
         start = time.time()
         returns, lengths, _ = run_episodes(env_batch, agent, args.episodes, env_batch.single_action_space)
         duration = time.time() - start
-    except torch_rl.EnvWorkerError as error:
-        print(f"error: an environment failed: {error}", file=sys.stderr)
-        sys.exit(1)
     finally:
         env_batch.close()
 

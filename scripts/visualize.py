@@ -9,20 +9,19 @@ import os
 import sys
 import time
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from torch_rl.vec_env import actions_for_env
 from utils.agent import Agent
-from utils.env import check_env_id
-from utils.errors import UsageError, cli
+from utils.env import check_env_id, make_env
+from utils.errors import ArgumentParser, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m scripts.visualize", description=__doc__,
+    p = ArgumentParser(prog="python -m scripts.visualize", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
@@ -59,12 +58,8 @@ def validate(args):
     check_env_id(args.env)
 
 
-def make_render_env(env_id, render_mode):
-    try:
-        env = gym.make(env_id, render_mode=render_mode)
-    except Exception as error:  # e.g. an env without this render mode, or a missing renderer (pygame)
-        raise UsageError(f"cannot make {env_id} with render_mode={render_mode!r} ({type(error).__name__}: "
-                         f"{error})") from None
+def make_render_env(env_id, render_mode, seed):
+    env = make_env(env_id, seed=seed, render_mode=render_mode)  # a missing renderer (pygame): UsageError
     if render_mode not in (env.metadata.get("render_modes") or []):
         env.close()
         raise UsageError(f"{env_id} cannot render in mode {render_mode!r} (it supports "
@@ -102,7 +97,7 @@ def main(argv=None):
     gif = args.gif is not None
     if gif:  # off-screen: pygame-based renderers (e.g. Pendulum-v1) need no display and do not complain of none
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = make_render_env(args.env, "rgb_array" if gif else "human")
+    env = make_render_env(args.env, "rgb_array" if gif else "human", args.seed)
     agent = Agent(env.observation_space, env.action_space, model_dir, argmax=args.argmax, num_envs=1, status=status)
     frames = []
     returns = []

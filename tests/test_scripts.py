@@ -292,6 +292,7 @@ def test_evaluate_missing_model_is_one_line_exit_2(tmp_path):
     ("evaluate", ["--env", "MiniGrid-DoorKey-5x5", "--model", "dk"], "unknown environment"),
     ("evaluate", ["--env", "Pendulum-v1", "--model", "dk"], "was made for MiniGrid-DoorKey-5x5-v0"),
     ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "0"], "--episodes"),
+    ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "many"], "--episodes"),
     ("visualize", ["--env", DOORKEY, "--model", "nope", "--gif", "x.gif"], "no trained model"),
     ("visualize", ["--env", "Pendulum-v1", "--model", "dk", "--gif", "x.gif"], "was made for"),
 ])
