@@ -153,8 +153,17 @@ class ParallelEnv(EnvBatch):
     def _run(self, command, chunks):
         if self.local:
             return [getattr(group, command)(chunk) for group, chunk in zip(self.groups, chunks)]
-        for conn, chunk in zip(self.conns, chunks):
-            conn.send((command, chunk))
+        if self.closed:
+            raise EnvWorkerError("the env workers are closed (after an error, or by close())")
+        for w, (conn, chunk) in enumerate(zip(self.conns, chunks)):
+            try:
+                conn.send((command, chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                process = self.processes[w]
+                process.join(timeout=1)
+                self.close()
+                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code "
+                                     f"{process.exitcode}") from None
         return [self._receive(w) for w in range(len(self.conns))]
 
     def _receive(self, w):
@@ -166,6 +175,7 @@ class ParallelEnv(EnvBatch):
                 self.close()
                 raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}")
             if waited >= self.timeout:
+                process.terminate()  # stuck in an env: it would not answer "close" either
                 self.close()
                 raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in {self.timeout:.0f} s")
         try:

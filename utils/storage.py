@@ -22,13 +22,31 @@ def get_model_dir(model_name):
 
 
 def ensure_writable_dir(path):
+    """Creates the folder ``path`` if needed; a UsageError if it cannot be written."""
+    check_writable_dir(path)
     try:
         os.makedirs(path, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-", delete=True)
+    except OSError as error:
+        raise _not_writable(path, error) from None
+
+
+def check_writable_dir(path):
+    """A UsageError unless ``path`` is a writable folder or one can be created there; creates nothing."""
+    existing = os.path.abspath(path)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(20, "Not a directory", existing)
+        probe = tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as error:
-        raise UsageError(f"cannot write to the model folder {path} ({error.strerror}); "
-                         "choose another --model or set TORCH_RL_STORAGE to a writable folder") from None
+        raise _not_writable(path, error) from None
+
+
+def _not_writable(path, error):
+    return UsageError(f"cannot write to the model folder {path} ({error.strerror or error}); "
+                      "choose another --model or set TORCH_RL_STORAGE to a writable folder")
 
 
 def status_path(model_dir):

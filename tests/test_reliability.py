@@ -1,0 +1,554 @@
+"""Reliability: bad input gets one clear line, crashes lose no model, training never hangs.
+
+Budgets are tiny (2 envs, 16 frames per env and update). The train subprocesses find the test envs below by
+the ``module:id`` form of an env id (``--env tests.test_reliability:TorchRLTest-Raising-v0``).
+"""
+import csv
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import torch_rl
+from tests.envs import FixedLengthEnv, RaisingEnv
+from tests.models import MLPModel
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--procs", "2", "--frames-per-proc", "16", "--batch-size", "16", "--epochs", "1"]
+FRAMES_PER_UPDATE = 2 * 16
+
+
+class RaisingStepEnv(RaisingEnv):
+    def __init__(self, after=5, render_mode=None):
+        super().__init__(after)
+
+
+class NaNRewardEnv(FixedLengthEnv):
+    """Reward 1 for ``after`` steps (counted over episodes), then NaN."""
+
+    def __init__(self, after=0, render_mode=None):
+        super().__init__(length=10)
+        self.after, self.count = after, 0
+
+    def step(self, action):
+        self.count += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, (float("nan") if self.count > self.after else reward), terminated, truncated, info
+
+
+class NaNObservationEnv(FixedLengthEnv):
+    """Observations [t] for ``after`` steps (counted over episodes), then [NaN]."""
+
+    def __init__(self, after=0, render_mode=None):
+        super().__init__(length=10)
+        self.after, self.count = after, 0
+
+    def step(self, action):
+        self.count += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.count > self.after:
+            obs = np.array([np.nan], np.float32)
+        return obs, reward, terminated, truncated, info
+
+
+class SecondShapeEnv(FixedLengthEnv):
+    """Observations of shape (2,) where its space says (1,): it cannot be stacked with a FixedLengthEnv's."""
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+
+class SleepingEnv(FixedLengthEnv):
+    def step(self, action):
+        time.sleep(60)
+        return super().step(action)
+
+
+# Each train run below that trains 2 updates (64 frames) saves them, then meets the fault in update 3.
+TEST_ENVS = {
+    "TorchRLTest-Raising-v0": (f"{__name__}:RaisingStepEnv", {"after": 40}),
+    "TorchRLTest-NaNReward-v0": (f"{__name__}:NaNRewardEnv", {"after": 40}),
+    "TorchRLTest-NaNObservation-v0": (f"{__name__}:NaNObservationEnv", {"after": 40}),
+}
+for _id, (_entry_point, _kwargs) in TEST_ENVS.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_entry_point, kwargs=_kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+def train_command(*args):
+    return [sys.executable, "-m", "scripts.train", *args]
+
+
+def train_env(storage):
+    return {**os.environ, "TORCH_RL_STORAGE": str(storage), "PYTHONUNBUFFERED": "1"}
+
+
+def run_train(storage, *args, timeout=120):
+    return subprocess.run(train_command(*args), cwd=REPO, env=train_env(storage), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_train(storage, *args):
+    return subprocess.Popen(train_command(*args), cwd=REPO, env=train_env(storage), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def snapshot(folder):
+    """Every file under ``folder``: bytes and mtime, to compare before and after."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def assert_one_line_error(stderr, code, returncode, *fragments):
+    assert returncode == code, stderr
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def load_status(model_dir):
+    return torch.load(Path(model_dir) / "status.pt", map_location="cpu", weights_only=False)
+
+
+def csv_rows(model_dir):
+    with open(Path(model_dir) / "log.csv", newline="") as f:
+        return list(csv.reader(f))
+
+
+def checkpoint_id(model_dir):
+    try:
+        st = os.stat(Path(model_dir) / "status.pt")
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def wait_for_new_checkpoint(process, model_dir, previous, timeout=60):
+    """Waits until a save of ``process`` replaces checkpoint ``previous``; False if the process ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if checkpoint_id(model_dir) not in (None, previous):
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError(f"no checkpoint in {model_dir} after {timeout} s")
+
+
+def child_pids(pid):
+    """The pids of the live (not zombie) children of ``pid``, from /proc."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def assert_gone(pids, timeout=10):
+    deadline = time.time() + timeout
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    left = [p for p in pids if alive(p)]
+    for pid in left:  # clean up, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"worker processes {left} outlived their trainer"
+
+
+@pytest.fixture
+def restore_process_state():
+    """scripts.train.main run in this process sets torch's threads and may install a SIGTERM handler."""
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    yield
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model folder trained for 2 PPO updates on CartPole (no recurrence, no text)."""
+    from scripts.train import main
+    storage = tmp_path_factory.mktemp("storage")
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    environ = os.environ.copy()
+    try:
+        os.environ["TORCH_RL_STORAGE"] = str(storage)
+        main(["--algo", "ppo", "--env", "CartPole-v1", "--model", "cartpole", "--frames", "64", "--workers", "0",
+              "--quiet", *TINY])
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, handler)
+    assert load_status(storage / "cartpole")["update"] == 2
+    return storage, storage / "cartpole"
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def _truncate_checkpoint(model_dir):
+    path = model_dir / "status.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def _garbage_checkpoint(model_dir):
+    (model_dir / "status.pt").write_bytes(bytes(random.Random(0).randrange(256) for _ in range(5000)))
+
+
+def _not_a_checkpoint(model_dir):
+    torch.save({"hello": 1}, model_dir / "status.pt")
+
+
+BASE = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "cartpole", "--frames", "128", "--workers", "0", *TINY]
+
+BAD_INPUTS = {
+    # name: (arguments replacing those of BASE, damage done to a copy of the model folder, words of the error)
+    "unknown env": (["--env", "CartPol-v1"], None, ["unknown environment", "CartPole-v1"]),
+    "unknown env module": (["--env", "no_such_module:CartPole-v1"], None, ["cannot import"]),
+    "unknown algo": (["--algo", "dqn"], None, ["--algo", "dqn", "--help"]),
+    "unknown flag": (["--learning-rate", "3"], None, ["--learning-rate", "--help"]),
+    "not an int": (["--procs", "two"], None, ["--procs", "two"]),
+    "recurrence vs frames-per-proc": (["--recurrence", "3"], None, ["--recurrence 3", "--frames-per-proc 16"]),
+    "recurrence vs batch-size": (["--recurrence", "8", "--batch-size", "12"], None, ["--recurrence 8", "--batch-size 12"]),
+    "zero procs": (["--procs", "0"], None, ["--procs", "at least 1", "0"]),
+    "negative procs": (["--procs", "-3"], None, ["--procs", "at least 1", "-3"]),
+    "negative workers": (["--workers", "-1"], None, ["--workers", "-1"]),
+    "zero threads": (["--threads", "0"], None, ["--threads"]),
+    "bad device": (["--device", "gpu7"], None, ["--device", "gpu7"]),
+    "nan lr": (["--lr", "nan"], None, ["--lr"]),
+    "resumed with recurrence": (["--recurrence", "4"], None, ["other settings", "--recurrence", "--model"]),
+    "resumed with another env": (["--env", "Acrobot-v1"], None, ["other settings", "CartPole-v1", "Acrobot-v1"]),
+    "resumed with another algo": (["--algo", "a2c"], None, ["other settings", "--algo"]),
+    "resumed with text": (["--text"], None, ["other settings", "--text"]),
+    "truncated checkpoint": ([], _truncate_checkpoint, ["corrupt or truncated", "status.pt"]),
+    "garbage checkpoint": ([], _garbage_checkpoint, ["corrupt or truncated", "status.pt"]),
+    "not a checkpoint": ([], _not_a_checkpoint, ["not a torch_rl model"]),
+}
+
+
+def _with(args, changes):
+    args = list(args)
+    i = 0
+    while i < len(changes):
+        flag = changes[i]
+        value = changes[i + 1] if i + 1 < len(changes) and not changes[i + 1].startswith("--") else None
+        if flag in args:
+            j = args.index(flag)
+            if value is not None:
+                args[j + 1] = value
+        else:
+            args += [flag] + ([value] if value is not None else [])
+        i += 2 if value is not None else 1
+    return args
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_leaves_the_model_folder_alone(case, trained, tmp_path, monkeypatch,
+                                                                         capsys, restore_process_state):
+    from scripts.train import main
+    changes, damage, fragments = BAD_INPUTS[case]
+    storage, model_dir = tmp_path / "storage", tmp_path / "storage" / "cartpole"
+    model_dir.mkdir(parents=True)
+    for path in trained[1].iterdir():
+        (model_dir / path.name).write_bytes(path.read_bytes())
+    if damage is not None:
+        damage(model_dir)
+    before = snapshot(storage)
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(storage))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(_with(BASE, changes))
+    assert_one_line_error(capsys.readouterr().err, 2, exit_info.value.code, *fragments)
+    assert snapshot(storage) == before
+    assert sorted(os.listdir(storage)) == ["cartpole"]
+
+
+def test_bad_input_in_a_real_process_is_one_line_without_traceback(trained):
+    storage, model_dir = trained
+    before = snapshot(storage)
+    result = run_train(storage, *_with(BASE, ["--recurrence", "4"]))
+    assert_one_line_error(result.stderr, 2, result.returncode, "other settings", "--recurrence")
+    assert snapshot(storage) == before
+
+
+def test_text_on_an_env_without_a_mission_creates_no_model_folder(tmp_path, monkeypatch, capsys,
+                                                                   restore_process_state):
+    from scripts.train import main
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main(_with(BASE, ["--model", "new", "--text"]))
+    assert_one_line_error(capsys.readouterr().err, 2, exit_info.value.code, "--text", "mission", "CartPole-v1")
+    assert os.listdir(tmp_path) == []
+
+
+def test_storage_that_cannot_be_written_is_a_usage_error(tmp_path, monkeypatch, capsys, restore_process_state):
+    from scripts.train import main
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(a_file / "storage"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(_with(BASE, ["--model", "new"]))
+    assert_one_line_error(capsys.readouterr().err, 2, exit_info.value.code, "cannot write", "TORCH_RL_STORAGE")
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_read_only_storage_is_a_usage_error(tmp_path, monkeypatch, capsys, restore_process_state):
+    from scripts.train import main
+    tmp_path.chmod(0o555)
+    try:
+        monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+        with pytest.raises(SystemExit) as exit_info:
+            main(_with(BASE, ["--model", "new"]))
+        assert_one_line_error(capsys.readouterr().err, 2, exit_info.value.code, "cannot write")
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_a_stale_csv_tail_and_temp_files_are_cleaned_on_resume(trained, tmp_path):
+    """A crash between logging update U and saving it leaves a row that the resumed run would log again."""
+    from utils.storage import remove_temp_files, trim_csv_log
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    rows = csv_rows(trained[1])
+    assert [r[0] for r in rows] == ["update", "1", "2"]
+    text = (trained[1] / "log.csv").read_text()
+    (model_dir / "log.csv").write_text(text + text.splitlines(keepends=True)[2].replace("2,", "3,", 1) + "4,12")
+    (model_dir / ".status-abc.tmp").write_bytes(b"half a checkpoint")
+    trim_csv_log(model_dir, 2)
+    remove_temp_files(model_dir)
+    assert (model_dir / "log.csv").read_text() == text
+    assert os.listdir(model_dir) == ["log.csv"]
+    trim_csv_log(model_dir, 2)  # nothing to drop: the file is left as it is
+    assert (model_dir / "log.csv").read_text() == text
+
+
+# ------------------------------------------------------------------------------------------------ crash safety
+def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(tmp_path):
+    rng = random.Random(0)
+    frames = 60 * FRAMES_PER_UPDATE
+    args = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "m", "--frames", str(frames), "--save-interval", "1",
+            "--workers", "2", "--quiet", *TINY]
+    model_dir = tmp_path / "m"
+    saved_updates = []
+    for _ in range(3):
+        process = start_train(tmp_path, *args)
+        try:
+            if not wait_for_new_checkpoint(process, model_dir, checkpoint_id(model_dir)):
+                break  # it finished before we could kill it
+            time.sleep(rng.uniform(0.0, 0.4))
+            workers = child_pids(process.pid)
+            process.kill()
+            process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.stderr.close()
+        assert process.returncode == -signal.SIGKILL
+        assert_gone(workers)
+        status = load_status(model_dir)
+        assert status["num_frames"] == status["update"] * FRAMES_PER_UPDATE
+        assert all(torch.isfinite(v).all() for v in status["model_state"].values())
+        assert not saved_updates or status["update"] > saved_updates[-1]
+        saved_updates.append(status["update"])
+    assert saved_updates, "no run was killed"
+
+    result = run_train(tmp_path, *args)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    status = load_status(model_dir)
+    assert status["num_frames"] == frames and status["update"] == frames // FRAMES_PER_UPDATE
+    log = (model_dir / "log.txt").read_text()
+    for update in saved_updates:
+        assert f"resuming at update {update} " in log
+    rows = csv_rows(model_dir)
+    assert rows[0][:2] == ["update", "frames"] and all(row[0] != "update" for row in rows[1:])
+    updates = [int(row[0]) for row in rows[1:]]
+    assert updates == list(range(1, status["update"] + 1)), "log.csv lost or repeated updates"
+    assert [int(row[1]) for row in rows[1:]] == [u * FRAMES_PER_UPDATE for u in updates]
+    assert not [name for name in os.listdir(model_dir) if name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum):
+    args = ["--algo", "a2c", "--env", "CartPole-v1", "--model", "m", "--frames", "1000000000", "--save-interval",
+            "5", "--workers", "2", "--quiet", *TINY]
+    process = start_train(tmp_path, *args)
+    try:
+        assert wait_for_new_checkpoint(process, tmp_path / "m", None), process.stderr.read()
+        time.sleep(0.2)
+        workers = child_pids(process.pid)
+        assert workers
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and stderr.strip() == "", stderr
+    assert_gone(workers)
+    status = load_status(tmp_path / "m")
+    rows = csv_rows(tmp_path / "m")
+    assert [int(rows[-1][0]), int(rows[-1][1])] == [status["update"], status["num_frames"]]
+    last_line = (tmp_path / "m" / "log.txt").read_text().strip().splitlines()[-1]
+    assert last_line.startswith(f"# interrupted: model saved at update {status['update']}, "
+                                f"{status['num_frames']} frames")
+
+
+# ------------------------------------------------------------------------------------- faults while training
+@pytest.mark.parametrize("env_id, code, fragments", [
+    ("TorchRLTest-Raising-v0", 1, ["an environment failed", "(TorchRLTest-Raising-v0) raised in step",
+                                   "boom from RaisingEnv"]),
+    ("TorchRLTest-NaNReward-v0", 1, ["diverged", "update 3", "not finite"]),
+    ("TorchRLTest-NaNObservation-v0", 1, ["diverged", "update 3", "not finite"]),
+], ids=["raising env", "NaN reward", "NaN observation"])
+def test_a_fault_while_training_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, env_id, code, fragments):
+    # 2 envs in 2 worker processes; both meet the fault in update 3.
+    result = run_train(tmp_path, "--algo", "ppo", "--env", f"{__name__}:{env_id}", "--model", "m", "--frames",
+                       "100000", "--save-interval", "1", "--workers", "2", "--quiet", *TINY, timeout=60)
+    assert_one_line_error(result.stderr, code, result.returncode, *fragments, "last checkpoint")
+    status = load_status(tmp_path / "m")
+    assert status["update"] == 2 and status["num_frames"] == 2 * FRAMES_PER_UPDATE
+    assert all(torch.isfinite(v).all() for v in status["model_state"].values())
+
+
+# ---------------------------------------------------------------------------------- worker faults (library)
+def _assert_workers_gone(env):
+    for process in env.processes:
+        process.join(timeout=5)
+        assert not process.is_alive()
+    assert not set(env.processes) & set(mp.active_children())
+
+
+def test_an_env_raising_in_a_worker_is_an_env_worker_error_naming_the_env():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000), RaisingEnv(after=3)], num_workers=2)
+    try:
+        env.reset(seed=0)
+        for _ in range(3):
+            env.step(np.zeros(2, np.int64))
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"env 1 .*boom from RaisingEnv"):
+            env.step(np.zeros(2, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_any_exception_in_a_worker_is_an_env_worker_error():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(), SecondShapeEnv()], num_workers=1)
+    try:
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"envs 0\.\.1 failed in reset: ValueError"):
+            env.reset(seed=0)
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_a_killed_worker_is_an_env_worker_error_not_a_hang():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000) for _ in range(4)], num_workers=2)
+    try:
+        env.reset(seed=0)
+        os.kill(env.processes[1].pid, signal.SIGKILL)
+        env.processes[1].join(timeout=5)
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 \(envs 2\.\.3\) died"):
+            env.step(np.zeros(4, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_a_stuck_worker_times_out_and_is_stopped():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(), SleepingEnv()], num_workers=2, timeout=1.0)
+    try:
+        env.reset(seed=0)
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 .*did not answer"):
+            env.step(np.zeros(2, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_negative_num_workers_is_refused():
+    with pytest.raises(ValueError, match="num_workers"):
+        torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=-1)
+
+
+# -------------------------------------------------------------------------------- numerical faults (library)
+class NaNValueModel(MLPModel):
+    def forward(self, obs):
+        dist, value = super().forward(obs)
+        return dist, value * float("nan")
+
+
+class NaNLogitsModel(MLPModel):
+    def forward(self, obs):
+        dist, value = super().forward(obs)
+        return torch.distributions.Categorical(logits=dist.logits * float("nan")), value
+
+
+def _algo(name, envs, model):
+    if name == "ppo":
+        return torch_rl.PPOAlgo(envs, model, num_frames_per_proc=8, batch_size=8, epochs=2, num_workers=0, seed=0)
+    return torch_rl.A2CAlgo(envs, model, num_frames_per_proc=8, num_workers=0, seed=0)
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+@pytest.mark.parametrize("fault", ["NaN reward", "NaN value"])
+def test_a_non_finite_loss_raises_before_the_optimizer_step(algo_name, fault):
+    torch.manual_seed(0)
+    if fault == "NaN reward":
+        envs, model = [NaNRewardEnv(), FixedLengthEnv()], MLPModel(1, 2)
+    else:
+        envs, model = [FixedLengthEnv(), FixedLengthEnv()], NaNValueModel(1, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    with _algo(algo_name, envs, model) as algo:
+        with pytest.raises(FloatingPointError, match="not finite"):
+            algo.update_parameters()
+        assert algo.optimizer.state_dict()["state"] == {}, "the optimizer took a step"
+    for old, new in zip(before, model.parameters()):
+        assert torch.equal(old, new.detach())
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+def test_a_model_with_nan_outputs_stops_before_any_update(algo_name):
+    torch.manual_seed(0)
+    model = NaNLogitsModel(1, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    with _algo(algo_name, [FixedLengthEnv(), FixedLengthEnv()], model) as algo:
+        with pytest.raises((FloatingPointError, ValueError)):
+            algo.update_parameters()
+    for old, new in zip(before, model.parameters()):
+        assert torch.equal(old, new.detach())
