@@ -9,21 +9,75 @@ from torch_rl.dictlist import DictList
 
 
 def stack_obs(observations):
-    """Stacks a list of per-env observations (arrays, numbers, strings or dicts of them) into one batch."""
+    """Stacks a list of per-env observations (arrays, numbers, strings or dicts of them) into one batch.
+
+    Observations of different structures (keys, types or shapes) raise a ValueError that says which differ.
+    """
     if len(observations) == 0:
         raise ValueError("cannot stack an empty list of observations")
+    return _stack(observations, "")
+
+
+def _stack(observations, path):
     first = observations[0]
-    if isinstance(first, dict):
+    kind = _kind(first)
+    for i, obs in enumerate(observations):
+        if _kind(obs) != kind:
+            raise ValueError(f"observations{path} differ in type: observation 0 is {_describe(first)}, "
+                             f"observation {i} is {_describe(obs)}")
+    if kind == "dict":
         keys = first.keys()
         for obs in observations:
-            if not isinstance(obs, dict) or obs.keys() != keys:
-                raise ValueError(f"observations have different keys: {sorted(keys)} vs {_keys_of(obs)}")
-        return {key: stack_obs([obs[key] for obs in observations]) for key in keys}
-    if isinstance(first, str):
+            if obs.keys() != keys:
+                raise ValueError(f"observations{path} have different keys: {sorted(keys)} vs {_keys_of(obs)}")
+        return {key: _stack([obs[key] for obs in observations], f"{path}[{key!r}]") for key in keys}
+    if kind == "str":
         return list(observations)
-    if isinstance(first, torch.Tensor):
-        return torch.stack(observations)
-    return np.stack([np.asarray(obs) for obs in observations])
+    if kind == "tensor":
+        try:
+            return torch.stack(observations)
+        except RuntimeError:
+            _raise_shape_error([tuple(obs.shape) for obs in observations], path)
+            raise
+    arrays = []
+    for i, obs in enumerate(observations):
+        try:
+            arrays.append(np.asarray(obs))
+        except ValueError as error:  # e.g. a ragged nested list
+            raise ValueError(f"observation {i}{path} is not an array: {error}") from None
+    try:
+        return np.stack(arrays)
+    except ValueError:
+        _raise_shape_error([array.shape for array in arrays], path)
+        raise
+
+
+def _kind(obs):
+    if isinstance(obs, dict):
+        return "dict"
+    if isinstance(obs, str):
+        return "str"
+    if isinstance(obs, torch.Tensor):
+        return "tensor"
+    return "array"
+
+
+def _describe(obs):
+    kind = _kind(obs)
+    if kind == "dict":
+        return f"a dict with keys {sorted(obs.keys())}"
+    if kind == "str":
+        return "a string"
+    if kind == "tensor":
+        return "a torch tensor"
+    return f"of type {type(obs).__name__}"
+
+
+def _raise_shape_error(shapes, path):
+    for i, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ValueError(f"observations{path} have different shapes: {shapes[0]} (observation 0) vs {shape} "
+                             f"(observation {i})") from None
 
 
 def concat_obs(batches):

@@ -1,4 +1,5 @@
 """DictList: a dictionary of equally long sequences that is itself indexable like one sequence."""
+import numpy as np
 
 
 class DictList(dict):
@@ -49,7 +50,7 @@ class DictList(dict):
         if isinstance(index, str):
             return dict.__getitem__(self, index)
         len(self)  # checks that every value has a length and that the lengths agree
-        return DictList({key: value[index] for key, value in self.items()})
+        return DictList({key: _index(value, index) for key, value in self.items()})
 
     def __setitem__(self, index, value):
         if isinstance(index, str):
@@ -75,3 +76,19 @@ class DictList(dict):
 
     def __reduce__(self):
         return (DictList, (dict(self),))
+
+
+def _index(value, index):
+    """``value[index]``, also for a list (or tuple) value and an index array or tensor (of ints, or a bool mask)."""
+    if isinstance(value, np.ndarray) and hasattr(index, "cpu") and hasattr(index, "numpy"):
+        index = index.cpu().numpy()  # numpy reads a one-element tensor as a scalar index
+    if isinstance(value, (list, tuple)) and not isinstance(index, (int, slice)) and hasattr(index, "tolist"):
+        positions = index.tolist()
+        if not isinstance(positions, list):  # a 0-d index
+            return value[positions]
+        if positions and all(isinstance(p, bool) for p in positions):
+            if len(positions) != len(value):
+                raise IndexError(f"a boolean index of length {len(positions)} for a value of length {len(value)}")
+            return type(value)(item for item, keep in zip(value, positions) if keep)
+        return type(value)(value[p] for p in positions)
+    return value[index]

@@ -36,6 +36,8 @@ def _to_tensor(value, device):
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=torch.float32)
     array = np.asarray(value)
+    if any(stride < 0 for stride in array.strides):  # e.g. np.flip(image): torch cannot view it
+        array = array.copy()
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"default_preprocess_obss cannot turn observations of dtype {array.dtype} into a tensor; "
