@@ -27,11 +27,11 @@ def rss_mb():
     return float("nan")
 
 
-def measure_env_limit(procs, steps, workers=None):
+def measure_env_limit(procs, steps, workers=None, fast_obs=True):
     """Random-action steps/s of the same envs, stepped the way training steps them (no learning)."""
     import torch_rl
     from utils.env import make_envs
-    env = torch_rl.ParallelEnv(make_envs(ENV_ID, procs), num_workers=workers)
+    env = torch_rl.ParallelEnv(make_envs(ENV_ID, procs, fast_obs=fast_obs), num_workers=workers)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 7, size=(steps, procs))
@@ -45,6 +45,7 @@ def measure_env_limit(procs, steps, workers=None):
 
 
 def measure_single_env(steps):
+    """Minigrid's own speed: one plain env, random actions."""
     import gymnasium as gym
     import minigrid  # noqa: F401
     env = gym.make(ENV_ID)
@@ -81,7 +82,7 @@ def measure_torch_rl(algo_name, procs, updates, device, workers=None):
         return fps, rss_start, rss_mb()
 
 
-def measure_torch_ac_full(procs, updates, device):
+def measure_torch_ac_full(procs, updates, device, fast_obs=False):
     try:
         import torch_ac
     except ImportError:
@@ -90,7 +91,7 @@ def measure_torch_ac_full(procs, updates, device):
     from utils.env import make_envs
     from utils.format import get_obss_preprocessor
     torch.manual_seed(0)
-    envs = make_envs(ENV_ID, procs)
+    envs = make_envs(ENV_ID, procs, fast_obs=fast_obs)
     obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space)
     model = ACModel(obs_space, envs[0].action_space)
     algo = torch_ac.PPOAlgo(envs, model, device, 128, 0.99, 0.001, 0.95, 0.01, 0.5, 0.5, 1, 1e-8, 0.2, 4, 256,
@@ -124,22 +125,29 @@ def main(argv=None):
           f"torch threads {torch.get_num_threads()}", flush=True)
 
     single = measure_single_env(env_steps * 4)
-    print(f"one env, random actions      : {single:8.0f} steps/s", flush=True)
-    limit = measure_env_limit(args.procs, env_steps, args.workers)
-    print(f"env limit ({args.procs} envs, random) : {limit:8.0f} steps/s", flush=True)
+    print(f"one plain Minigrid env, random actions : {single:8.0f} steps/s", flush=True)
+    raw_limit = measure_env_limit(args.procs, env_steps, args.workers, fast_obs=False)
+    print(f"env limit, plain Minigrid envs         : {raw_limit:8.0f} steps/s   ({args.procs} envs, random actions)",
+          flush=True)
+    limit = measure_env_limit(args.procs, env_steps, args.workers, fast_obs=True)
+    print(f"env limit, envs as training steps them : {limit:8.0f} steps/s   (+ torch_rl fast MiniGrid observations)",
+          flush=True)
     ppo, rss0, rss1 = measure_torch_rl("ppo", args.procs, updates, args.device, args.workers)
-    print(f"torch_rl PPO                 : {ppo:8.0f} FPS   (RSS {rss0:.0f} -> {rss1:.0f} MB over {updates} updates)", flush=True)
+    print(f"torch_rl PPO                           : {ppo:8.0f} FPS       (RSS {rss0:.0f} -> {rss1:.0f} MB over "
+          f"{updates} updates)", flush=True)
     a2c, _, _ = measure_torch_rl("a2c", args.procs, updates * 25, args.device, args.workers)
-    print(f"torch_rl A2C                 : {a2c:8.0f} FPS", flush=True)
+    print(f"torch_rl A2C                           : {a2c:8.0f} FPS", flush=True)
     peer = measure_torch_ac_full(args.procs, updates, args.device)
+    peer_fast = measure_torch_ac_full(args.procs, updates, args.device, fast_obs=True) if peer else None
     if peer is None:
-        print("torch-ac PPO                 :  not installed (pip install torch-ac==1.4.0)")
+        print("torch-ac PPO                           :  not installed (pip install torch-ac==1.4.0)")
     else:
-        print(f"torch-ac 1.4.0 PPO           : {peer:8.0f} FPS", flush=True)
+        print(f"torch-ac 1.4.0 PPO, plain Minigrid envs: {peer:8.0f} FPS", flush=True)
+        print(f"torch-ac 1.4.0 PPO, same envs as ours  : {peer_fast:8.0f} FPS", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process     : {peak:8.0f} MB")
-    ratios = [f"torch_rl/torch-ac {ppo / peer:.2f}x" if peer else "torch_rl/torch-ac n/a",
-              f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/one-env {ppo / single:.2f}",
+    print(f"peak RSS of this process               : {peak:8.0f} MB")
+    ratios = [f"torch_rl/torch-ac {ppo / peer:.2f}x (same envs {ppo / peer_fast:.2f}x)" if peer else "torch-ac n/a",
+              f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/plain-Minigrid-limit {ppo / raw_limit:.2f}",
               f"A2C/env-limit {a2c / limit:.2f}"]
     print(" | ".join(ratios))
 

@@ -6,6 +6,7 @@ import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
 from torch_rl import EnvWorkerError
+from torch_rl.envs.fast_obs import make_fast
 from utils.errors import UsageError, one_line
 
 
@@ -24,11 +25,17 @@ def check_env_id(env_id):
         raise UsageError(f"unknown environment {env_id!r}{hint}")
 
 
-def make_env(env_id, seed=None, render_mode=None):
-    """One environment, reset with ``seed`` so that it is ready to step."""
+def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
+    """One environment, reset with ``seed`` so that it is ready to step.
+
+    ``fast_obs``: MiniGrid envs compute their observations with torch_rl.envs.fast_obs (identical observations,
+    ~5x faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
+    """
     check_env_id(env_id)
     try:
         env = gym.make(env_id, render_mode=render_mode)
+        if fast_obs:
+            env = make_fast(env)
     except gym.error.DependencyNotInstalled as error:
         raise UsageError(f"the environment {env_id} needs a package that is not installed: {one_line(error)}") from None
     except Exception as error:
@@ -41,8 +48,8 @@ def make_env(env_id, seed=None, render_mode=None):
     return env
 
 
-def make_envs(env_id, num_envs, seed=0, render_mode=None):
-    return [make_env(env_id, seed + 10_000 * i, render_mode) for i in range(num_envs)]
+def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
+    return [make_env(env_id, seed + 10_000 * i, render_mode, fast_obs) for i in range(num_envs)]
 
 
 def make_batched_env(env_id, num_envs, device="cpu", seed=None):

@@ -117,7 +117,7 @@ class BaseAlgo(ABC):
             preprocessed_obs = self.preprocess_obss(self.obs, device=device)
             with torch.no_grad():
                 dist, value, memory = self._model_step(preprocessed_obs, self.memory if self.recurrent else None, self.mask)
-            action = dist.sample()
+            action = self._sample(dist)
             env_action = actions_for_env(action, self.action_space, self.tensor_env)
             obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
 
@@ -178,6 +178,15 @@ class BaseAlgo(ABC):
             exps.mask = flatten_steps(self.masks)
             self.rollout_start_memory = rollout_start_memory
         return exps, self._episode_logs()
+
+    @staticmethod
+    def _sample(dist):
+        try:
+            return dist.sample()
+        except (RuntimeError, ValueError) as error:  # torch's sampler is the first to meet a NaN policy
+            raise FloatingPointError(
+                f"the policy is not finite ({error}); check the observations for NaN/inf, or lower the learning rate"
+            ) from error
 
     def _reshaped_rewards(self, obs, env_action, reward, done):
         rewards = reward.tolist()
