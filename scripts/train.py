@@ -141,9 +141,11 @@ def load_state(module, state, what, args):
 
 def check_finite(module):
     """Raises FloatingPointError if a parameter is NaN or infinite (such a model is never saved)."""
-    for name, parameter in module.named_parameters():
-        if not bool(torch.isfinite(parameter).all()):
-            raise FloatingPointError(f"the parameter {name} is not finite")
+    named = list(module.named_parameters())
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()  # one device sync
+    bad = [name for (name, _), ok in zip(named, finite) if not ok]
+    if bad:
+        raise FloatingPointError(f"the parameters {', '.join(bad)} are not finite")
 
 
 def make_algo(args, envs, acmodel, preprocess_obss, device):
@@ -265,6 +267,7 @@ def main(argv=None):
     try:
         while status["num_frames"] < args.frames:
             logs = algo.update_parameters()
+            check_finite(acmodel)
             status["num_frames"] += logs["num_frames"] * world_size
             status["update"] += 1
             interval_frames += logs["num_frames"] * world_size

@@ -440,6 +440,32 @@ def test_a_fault_while_training_is_one_line_and_keeps_the_last_good_checkpoint(t
     assert all(torch.isfinite(v).all() for v in status["model_state"].values())
 
 
+def test_train_never_saves_non_finite_parameters(tmp_path, monkeypatch, capsys, restore_process_state):
+    """Parameters that became infinite (here: set so after update 3) stop training; the checkpoint of update 2
+    stays."""
+    from scripts.train import main
+    original = torch_rl.PPOAlgo.update_parameters
+    updates = []
+
+    def update_parameters(self):
+        logs = original(self)
+        updates.append(1)
+        if len(updates) == 3:
+            with torch.no_grad():
+                self.acmodel.actor[0].weight[0, 0] = float("inf")
+        return logs
+
+    monkeypatch.setattr(torch_rl.PPOAlgo, "update_parameters", update_parameters)
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main(_with(BASE, ["--model", "m", "--save-interval", "1", "--quiet"]))
+    assert_one_line_error(capsys.readouterr().err, 1, exit_info.value.code, "diverged at update 3",
+                          "actor.0.weight", "last checkpoint")
+    status = load_status(tmp_path / "m")
+    assert status["update"] == 2
+    assert all(torch.isfinite(v).all() for v in status["model_state"].values())
+
+
 # ---------------------------------------------------------------------------------- worker faults (library)
 def _assert_workers_gone(env):
     for process in env.processes:
