@@ -354,7 +354,7 @@ def test_a_stale_csv_tail_and_temp_files_are_cleaned_on_resume(trained, tmp_path
 # ------------------------------------------------------------------------------------------------ crash safety
 def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(tmp_path):
     rng = random.Random(0)
-    frames = 60 * FRAMES_PER_UPDATE
+    frames = 36 * FRAMES_PER_UPDATE
     args = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "m", "--frames", str(frames), "--save-interval", "1",
             "--workers", "2", "--quiet", *TINY]
     model_dir = tmp_path / "m"
@@ -364,7 +364,7 @@ def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(t
         try:
             if not wait_for_new_checkpoint(process, model_dir, checkpoint_id(model_dir)):
                 break  # it finished before we could kill it
-            time.sleep(rng.uniform(0.0, 0.4))
+            time.sleep(rng.uniform(0.0, 0.3))
             workers = child_pids(process.pid)
             process.kill()
             process.wait(timeout=10)
@@ -421,6 +421,26 @@ def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum):
     last_line = (tmp_path / "m" / "log.txt").read_text().strip().splitlines()[-1]
     assert last_line.startswith(f"# interrupted: model saved at update {status['update']}, "
                                 f"{status['num_frames']} frames")
+
+
+def test_a_killed_env_worker_stops_training_with_one_line_and_keeps_the_checkpoint(tmp_path):
+    args = ["--algo", "a2c", "--env", "CartPole-v1", "--model", "m", "--frames", "1000000000", "--save-interval",
+            "1", "--workers", "2", "--quiet", *TINY]
+    process = start_train(tmp_path, *args)
+    try:
+        assert wait_for_new_checkpoint(process, tmp_path / "m", None), process.stderr.read()
+        workers = child_pids(process.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert_one_line_error(stderr, 1, process.returncode, "an environment failed", "died", "last checkpoint")
+    assert_gone(workers)
+    status = load_status(tmp_path / "m")
+    assert status["update"] >= 1 and status["num_frames"] == status["update"] * FRAMES_PER_UPDATE
 
 
 # ------------------------------------------------------------------------------------- faults while training
