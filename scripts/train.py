@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -74,6 +75,9 @@ def parse_args(argv=None):
     g.add_argument("--epochs", type=int, default=4, help="PPO epochs per update")
     g.add_argument("--batch-size", type=int, default=256, help="PPO mini-batch size in frames")
     g.add_argument("--normalize-advantages", action="store_true", help="PPO: standardise advantages per batch")
+    g.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
+                   help="standardise flat observations, scale rewards by the return's std and (PPO) advantages; "
+                        "auto: on for continuous (Box) actions, the usual levers of continuous control")
     args = p.parse_args(argv)
     args.frames_per_proc = args.frames_per_proc or DEFAULT_FRAMES_PER_PROC[args.algo]
     args.model = args.model or f"{args.env}_{args.algo}_seed{args.seed}"
@@ -148,15 +152,15 @@ def check_finite(module):
         raise FloatingPointError(f"the parameters {', '.join(bad)} are not finite")
 
 
-def make_algo(args, envs, acmodel, preprocess_obss, device):
+def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False):
     common = dict(device=device, num_frames_per_proc=args.frames_per_proc, discount=args.discount, lr=args.lr,
                   gae_lambda=args.gae_lambda, entropy_coef=args.entropy_coef, value_loss_coef=args.value_loss_coef,
                   max_grad_norm=args.max_grad_norm, recurrence=args.recurrence, preprocess_obss=preprocess_obss,
-                  num_workers=args.workers)
+                  num_workers=args.workers, normalize_rewards=normalize)
     if args.algo == "a2c":
         return torch_rl.A2CAlgo(envs, acmodel, rmsprop_alpha=args.optim_alpha, rmsprop_eps=args.optim_eps, **common)
     return torch_rl.PPOAlgo(envs, acmodel, adam_eps=args.optim_eps, clip_eps=args.clip_eps, epochs=args.epochs,
-                            batch_size=args.batch_size, normalize_advantages=args.normalize_advantages, **common)
+                            batch_size=args.batch_size, normalize_advantages=args.normalize_advantages or normalize, **common)
 
 
 def synthesize(values):
@@ -217,13 +221,20 @@ def main(argv=None):
         observation_space, action_space = envs[0].observation_space, envs[0].action_space
     if args.text and not has_mission(observation_space):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")
-    obs_space, preprocess_obss = get_obss_preprocessor(observation_space)
+    continuous = isinstance(action_space, gym.spaces.Box)
+    normalize = args.normalize == "on" or (args.normalize == "auto" and continuous)
+    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize)
     if "vocab" in status and hasattr(preprocess_obss, "vocab"):
         preprocess_obss.vocab.load_vocab(status["vocab"])
+    normalizer = getattr(preprocess_obss, "normalizer", None)
+    if normalizer is not None and "obs_normalizer" in status:
+        normalizer.load_state_dict(status["obs_normalizer"])
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     if "model_state" in status:
         load_state(acmodel, status["model_state"], "parameters", args)
-    algo = make_algo(args, envs, acmodel, preprocess_obss, device)
+    algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize)
+    if algo.reward_scaler is not None and "reward_scaler" in status:
+        algo.reward_scaler.stats.load_state_dict(status["reward_scaler"])
     if "optimizer_state" in status:
         try:
             load_state(algo.optimizer, status["optimizer_state"], "optimizer state", args)
@@ -258,6 +269,10 @@ def main(argv=None):
                       config={k: config[k] for k in ARCHITECTURE_KEYS} | {"args": config})
         if hasattr(preprocess_obss, "vocab"):
             status["vocab"] = preprocess_obss.vocab.vocab
+        if normalizer is not None:
+            status["obs_normalizer"] = normalizer.state_dict()
+        if algo.reward_scaler is not None:
+            status["reward_scaler"] = algo.reward_scaler.stats.state_dict()
         save_status(status, model_dir)
 
     # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first.

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 import torch_rl
+from torch_rl.normalization import ObservationNormalizer
 from utils.errors import UsageError
 
 
@@ -36,12 +37,13 @@ class Vocabulary:
         return tokens
 
 
-def get_obss_preprocessor(obs_space):
+def get_obss_preprocessor(obs_space, normalize=False):
     """(model obs space, preprocess_obss) for an env's observation space.
 
     MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
     DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
-    is the Vocabulary to save with the model. Flat Box observations give ``{"flat": size}``.
+    is the Vocabulary to save with the model. Flat Box observations give ``{"flat": size}``; with ``normalize``
+    they are standardised by running statistics (the ``normalizer`` attribute, saved with the model).
     """
     if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
         vocab = Vocabulary()
@@ -68,9 +70,13 @@ def get_obss_preprocessor(obs_space):
         return model_space, preprocess_obss
 
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
-        def preprocess_obss(obss, device=None):
-            return torch_rl.DictList(flat=torch_rl.default_preprocess_obss(obss, device=device))
+        normalizer = ObservationNormalizer(obs_space.shape) if normalize else None
 
+        def preprocess_obss(obss, device=None):
+            flat = torch_rl.default_preprocess_obss(obss, device=device)
+            return torch_rl.DictList(flat=normalizer(flat) if normalizer is not None else flat)
+
+        preprocess_obss.normalizer = normalizer
         return {"flat": obs_space.shape[0]}, preprocess_obss
 
     raise UsageError(

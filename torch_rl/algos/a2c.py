@@ -13,11 +13,11 @@ class A2CAlgo(BaseAlgo):
     def __init__(self, envs, acmodel, device=None, num_frames_per_proc=None, discount=0.99, lr=0.001,
                  gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=4,
                  rmsprop_alpha=0.99, rmsprop_eps=1e-8, preprocess_obss=None, reshape_reward=None, seed=None,
-                 num_workers=None):
+                 num_workers=None, normalize_rewards=False):
         num_frames_per_proc = num_frames_per_proc or 5
         super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
                          value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
-                         num_workers)
+                         num_workers, normalize_rewards)
         self.optimizer = torch.optim.RMSprop(self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps)
 
     def compute_loss(self, sb, dist, value):

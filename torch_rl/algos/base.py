@@ -12,6 +12,7 @@ from torch_rl import distributed
 from torch_rl.batching import flatten_steps, index_obs, stack_steps
 from torch_rl.dictlist import DictList
 from torch_rl.gae import compute_gae
+from torch_rl.normalization import RewardScaler
 from torch_rl.preprocess import default_preprocess_obss
 from torch_rl.vec_env import actions_for_env, make_env_batch
 
@@ -37,6 +38,8 @@ class BaseAlgo(ABC):
         (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``.
     reshape_reward : ``f(obs, action, reward, done) -> reward`` applied per env and step (logs keep both).
     seed : seeds the envs' first reset (env i gets seed + i); seed torch yourself for the policy's sampling.
+    normalize_rewards : train on rewards divided by the running std of the discounted return (logs keep the
+        raw and reshaped returns); helps continuous control, where returns are large.
 
     Under torch.distributed (a process group of several ranks, e.g. started by torchrun), gradients are
     averaged over ranks before each optimizer step (see torch_rl.distributed): give each rank the same
@@ -45,7 +48,7 @@ class BaseAlgo(ABC):
 
     def __init__(self, envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
                  value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed=None,
-                 num_workers=None):
+                 num_workers=None, normalize_rewards=False):
         if num_frames_per_proc < 1:
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
@@ -95,6 +98,7 @@ class BaseAlgo(ABC):
         self.episode_reshaped_return = torch.zeros(N, device=device)
         self.episode_num_frames = torch.zeros(N, device=device)
         self.step_stats = torch.zeros(T, 3, N, device=device)
+        self.reward_scaler = RewardScaler(N, discount, device) if normalize_rewards else None
         self.history = {key: deque(maxlen=N) for key in ("return", "reshaped_return", "num_frames")}
 
     # ----------------------------------------------------------------------------------------------- collection
@@ -149,6 +153,8 @@ class BaseAlgo(ABC):
             self.episode_num_frames += 1
             self.step_stats[t, 0], self.step_stats[t, 1], self.step_stats[t, 2] = (
                 self.episode_return, self.episode_reshaped_return, self.episode_num_frames)
+            if self.reward_scaler is not None:
+                self.reward_scaler.observe(self.rewards[t], done)
             self.mask = (~done).float()
             self.episode_return *= self.mask
             self.episode_reshaped_return *= self.mask
@@ -158,7 +164,8 @@ class BaseAlgo(ABC):
         with torch.no_grad():
             _, last_values, _ = self._model_step(
                 self.preprocess_obss(self.obs, device=device), self.memory if self.recurrent else None, self.mask)
-        advantages, returns = compute_gae(self.rewards, self.values, last_values, self.terminateds, self.truncateds,
+        rewards = self.rewards if self.reward_scaler is None else self.reward_scaler.scale(self.rewards)
+        advantages, returns = compute_gae(rewards, self.values, last_values, self.terminateds, self.truncateds,
                                           self.final_values, self.discount, self.gae_lambda)
 
         self.obs_steps = stack_steps(obs_steps)  # (T, N, ...), kept to recompute memories
@@ -168,7 +175,7 @@ class BaseAlgo(ABC):
             obs=flatten_steps(self.obs_steps),
             action=flatten_steps(self.actions),
             value=flatten_steps(self.values),
-            reward=flatten_steps(self.rewards),
+            reward=flatten_steps(rewards),
             advantage=flatten_steps(advantages),
             returnn=flatten_steps(returns),
             log_prob=flatten_steps(self.log_probs),

@@ -18,14 +18,15 @@ class PPOAlgo(BaseAlgo):
     def __init__(self, envs, acmodel, device=None, num_frames_per_proc=None, discount=0.99, lr=0.001,
                  gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=4,
                  adam_eps=1e-8, clip_eps=0.2, epochs=4, batch_size=256, preprocess_obss=None, reshape_reward=None,
-                 normalize_advantages=False, seed=None, num_workers=None):
+                 normalize_advantages=False, seed=None, num_workers=None,
+                 normalize_rewards=False):
         num_frames_per_proc = num_frames_per_proc or 128
         recurrent = bool(getattr(acmodel, "recurrent", False))
         if recurrent and batch_size % recurrence != 0:
             raise ValueError(f"recurrence ({recurrence}) must divide batch_size ({batch_size})")
         super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
                          value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
-                         num_workers)
+                         num_workers, normalize_rewards)
         self.clip_eps = clip_eps
         self.epochs = epochs
         self.batch_size = batch_size
