@@ -5,7 +5,7 @@
 For each task it trains `python -m scripts.train` (defaults, plus the task's flags) once per seed in a temporary
 storage folder, reads log.csv, and reports the frames at which the mean return of an update first reaches the
 threshold (median and worst over seeds; "-" if never), the final evaluation (`python -m scripts.evaluate`,
-100 episodes) and the wall time. It writes docs/RESULTS.md and docs/learning_curves.png (mean +- spread of the
+100 episodes) and the wall time. It writes docs/RESULTS.md and docs/results_curves.png (mean +- spread of the
 return over seeds, one panel per task).
 """
 import argparse
@@ -53,8 +53,9 @@ def train_and_evaluate(name, seed, budget, storage):
     model = f"{name}-seed{seed}"
     env = dict(os.environ, TORCH_RL_STORAGE=storage, OMP_NUM_THREADS="1")
     start = time.time()
+    stop = [] if name.endswith("-off") else ["--stop-at-return", str(threshold)]  # controls run the whole budget
     run([sys.executable, "-m", "scripts.train", "--env", env_id, "--model", model, "--seed", str(seed),
-         "--frames", str(budget), "--save-interval", "0", "--quiet", *flags], env)
+         "--frames", str(budget), "--save-interval", "0", "--quiet", *stop, *flags], env)
     wall = time.time() - start
     with open(os.path.join(storage, model, "log.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
@@ -86,7 +87,7 @@ def fmt_frames(value):
     return "-" if value is None else f"{value / 1000:.0f}k"
 
 
-def write_results(summaries, all_runs, seeds, quick, out_dir):
+def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
     os.makedirs(out_dir, exist_ok=True)
     lines = ["# Learning results", "",
              f"Measured by `python -m benchmarks.learning{' --quick' if quick else ''} --seeds {seeds}` on "
@@ -99,10 +100,10 @@ def write_results(summaries, all_runs, seeds, quick, out_dir):
         lines.append(f"| {s['capability']} | {s['env']} | {s['target']} | {s['solved']}/{s['seeds']} within "
                      f"{fmt_frames(s['budget'])} | {fmt_frames(s['median_frames'])} | {fmt_frames(s['worst_frames'])} | "
                      f"{s['eval_return']:.2f} | {success} | {s['wall_s']:.0f} s |")
-    lines += ["", "![learning curves](learning_curves.png)", ""]
-    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
+    lines += ["", f"![learning curves]({name.lower()}_curves.png)", ""]
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
-    plot_curves(all_runs, os.path.join(out_dir, "learning_curves.png"))
+    plot_curves(all_runs, os.path.join(out_dir, f"{name.lower()}_curves.png"))
     return "\n".join(lines)
 
 
@@ -138,15 +139,19 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller frame budgets (a smoke run, not the targets)")
     p.add_argument("--seeds", type=int, default=5, help="seeds per task")
+    p.add_argument("--max-seeds", nargs="*", default=[], metavar="TASK=N",
+                   help="fewer seeds for expensive tasks, e.g. memory=2 text=2")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
     p.add_argument("--out", default=os.path.join(REPO, "docs"), help="where RESULTS.md and the PNG go")
+    p.add_argument("--results-name", default="RESULTS", help="base name of the .md/.png written (to run task groups apart)")
     args = p.parse_args(argv)
     all_runs, summaries = {}, []
     with tempfile.TemporaryDirectory() as storage:
         for name in args.tasks:
             budget = QUICK_BUDGET[name] if args.quick else TASKS[name][4]
             all_runs[name] = []
-            for seed in range(1, args.seeds + 1):
+            seeds = min(args.seeds, dict(item.split("=") for item in args.max_seeds).get(name, args.seeds))
+            for seed in range(1, int(seeds) + 1):
                 result = train_and_evaluate(name, seed, budget, storage)
                 all_runs[name].append(result)
                 print(f"{name} seed {seed}: reached threshold at {fmt_frames(result['solved_at'])} frames, "
@@ -154,7 +159,7 @@ def main(argv=None):
             summary = summarize(name, all_runs[name])
             summary["budget"] = budget
             summaries.append(summary)
-    print(write_results(summaries, all_runs, args.seeds, args.quick, args.out))
+    print(write_results(summaries, all_runs, args.seeds, args.quick, args.out, args.results_name))
 
 
 if __name__ == "__main__":

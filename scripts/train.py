@@ -42,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None, help="model folder name (default: ENV_ALGO_seedSEED)")
     p.add_argument("--seed", type=int, default=1, help="random seed")
     p.add_argument("--frames", type=int, default=10**7, help="train until this many frames in total")
+    p.add_argument("--stop-at-return", type=float, default=None, metavar="R",
+                   help="stop early once a logged mean return per episode reaches R (e.g. 0.9 on MiniGrid)")
     p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
@@ -298,6 +300,9 @@ def main(argv=None):
                         if key not in ("update", "frames") and value != "":
                             tb_writer.add_scalar(key, value, status["num_frames"])
                 interval_start, interval_frames = time.time(), 0
+                if reached_target(logs, args):
+                    txt_logger(f"# mean return {row['return_mean']:.3f} reached --stop-at-return {args.stop_at_return}")
+                    break
             if args.save_interval > 0 and status["update"] % args.save_interval == 0:
                 save()
         save()
@@ -343,6 +348,12 @@ def diverged(status, model_dir, error):
 EPISODE_LOG_KEYS = ("return_per_episode", "reshaped_return_per_episode", "num_frames_per_episode")
 
 
+def reached_target(logs, args):
+    """--stop-at-return is reached (decided on all ranks' episodes, so every rank stops at the same update)."""
+    returns = logs["return_per_episode"]
+    return args.stop_at_return is not None and len(returns) > 0 and float(np.mean(returns)) >= args.stop_at_return
+
+
 def gather_episode_logs(logs, world_size):
     """Episode statistics of all ranks (called by every rank at the same updates)."""
     for key in EPISODE_LOG_KEYS:
@@ -358,6 +369,8 @@ def run_worker_rank(algo, status, args, world_size):
             status["update"] += 1
             if status["update"] % args.log_interval == 0:
                 gather_episode_logs(logs, world_size)
+                if reached_target(logs, args):
+                    break
         parameters_agree(algo.acmodel, world_size)
     except KeyboardInterrupt:
         pass
