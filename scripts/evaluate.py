@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 import torch_rl
-from torch_rl.vec_env import actions_for_env
+from torch_rl.vec_env import VectorEnvBatch, actions_for_env
 from utils.agent import Agent
-from utils.env import check_env_id, make_envs
+from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import ArgumentParser, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
@@ -47,6 +47,8 @@ def parse_args(argv=None):
                    help="act with the most likely action (the mean for continuous actions) instead of sampling")
     p.add_argument("--procs", type=int, default=16,
                    help="envs run in parallel (default: 16; at most --episodes are used)")
+    p.add_argument("--batched", action="store_true",
+                   help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes stepping the envs (default: one per CPU core; 0: in this process)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
@@ -85,6 +87,7 @@ def run_episodes(env_batch, agent, episodes, action_space):
     while any(len(returns[i]) < quotas[i] for i in range(n)):
         actions = agent.get_actions(obss)
         obss, rewards, terminated, truncated, _ = env_batch.step(actions_for_env(actions, action_space))
+        rewards, terminated, truncated = (to_numpy(x) for x in (rewards, terminated, truncated))
         frames_stepped += n
         episode_return += np.asarray(rewards, dtype=np.float64)
         episode_length += 1
@@ -97,6 +100,10 @@ def run_episodes(env_batch, agent, episodes, action_space):
             episode_return[i] = 0.0
             episode_length[i] = 0
     return [r for env in returns for r in env], [f for env in lengths for f in env], frames_stepped
+
+
+def to_numpy(x):
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def stats(values):
@@ -142,10 +149,16 @@ def main(argv=None):
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
-    envs = make_envs(args.env, procs, seed=args.seed)
-    agent = Agent(envs[0].observation_space, envs[0].action_space, model_dir, argmax=args.argmax,
-                  num_envs=procs, status=status)
-    env_batch = torch_rl.ParallelEnv(envs, num_workers=args.workers)
+    if args.batched:
+        env_batch = VectorEnvBatch(make_batched_env(args.env, procs, seed=args.seed))
+    else:
+        env_batch = torch_rl.ParallelEnv(make_envs(args.env, procs, seed=args.seed), num_workers=args.workers)
+    try:
+        agent = Agent(env_batch.single_observation_space, env_batch.single_action_space, model_dir,
+                      argmax=args.argmax, num_envs=procs, status=status)
+    except BaseException:
+        env_batch.close()
+        raise
     try:  # an env that fails (EnvWorkerError) ends the script with one line, exit code 1 (utils.errors.cli)
         start = time.time()
         returns, lengths, _ = run_episodes(env_batch, agent, args.episodes, env_batch.single_action_space)
