@@ -10,11 +10,10 @@ over the batch) of
 * ``sync16``: ``gymnasium.vector.SyncVectorEnv`` of 16 Minigrid envs,
 * ``batched B``: :class:`torch_rl.envs.BatchedMiniGridEnv` at B = 16 ... 4096,
 
-prints a table and a final line of ratios ``batched/minigrid 35.2x at B=4096 | ...``.
-
-:func:`measure_env_steps` is the reusable measurement; :func:`main` runs the
-sections (a PPO training FPS section can be added next to
-:func:`env_stepping_section`).
+then PPO training FPS on the batched DoorKey-5x5 (starter model, everything on
+the device), and (unless --quick/--no-transfer) trains with ``scripts.train
+--batched`` until the mean return reaches 0.9 and evaluates that policy on
+Minigrid's own env. The last lines print the ratios and results.
 """
 
 from __future__ import annotations
@@ -138,12 +137,79 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float,
     return summaries
 
 
+def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch_size: int = 256) -> float:
+    """PPO training frames/s on the batched env with the starter files' model and defaults (128 frames/env,
+    4 epochs), everything on ``device``; the first update is a warm-up."""
+    import torch_rl
+    from model import ACModel
+    from utils.format import get_obss_preprocessor
+    torch.manual_seed(0)
+    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=0)
+    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space)
+    model = ACModel(obs_space, env.single_action_space)
+    with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size) as algo:
+        algo.update_parameters()
+        _sync(torch.device(device))
+        start, frames = time.perf_counter(), 0
+        for _ in range(updates):
+            frames += algo.update_parameters()["num_frames"]
+        _sync(torch.device(device))
+        return frames / (time.perf_counter() - start)
+
+
+def ppo_section(device: str, quick: bool) -> str:
+    env_id = "MiniGrid-DoorKey-5x5-v0"
+    print(f"\n== PPO training on batched {env_id} (device={device}, default model, 128 frames/env, 4 epochs) ==")
+    configs = [(16, 256), (256, 256), (1024, 4096)] if not quick else [(256, 256)]
+    if device == "cuda":
+        configs = [(256, 256), (4096, 16384), (16384, 65536)] if not quick else [(4096, 16384)]
+    results = []
+    for num_envs, batch in configs:
+        updates = 2 if num_envs * 128 >= 100_000 else 4
+        fps = measure_ppo_fps(env_id, num_envs, device, updates, batch)
+        print(f"B={num_envs:<6d} batch {batch:<6d}: {fps:12,.0f} FPS", flush=True)
+        results.append(f"{fps:,.0f} FPS at B={num_envs}")
+    return "PPO training: " + " | ".join(results)
+
+
+def transfer_section(device: str) -> str:
+    """Trains with scripts.train --batched until the mean return reaches 0.9, evaluates on real Minigrid."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    env_id = "MiniGrid-DoorKey-5x5-v0"
+    print(f"\n== Transfer: train on batched {env_id}, evaluate on Minigrid's own env ==", flush=True)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as storage:
+        env = dict(os.environ, TORCH_RL_STORAGE=storage)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b",
+                        "--batched", "--device", device, "--frames", "400000", "--stop-at-return", "0.9",
+                        "--save-interval", "0", "--quiet"], cwd=repo, env=env, check=True)
+        wall = time.perf_counter() - start
+        with open(os.path.join(storage, "b", "log.csv")) as f:
+            frames = f.read().strip().splitlines()[-1].split(",")[1]
+        out = subprocess.run([sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", "b",
+                              "--episodes", "200", "--json", "-"], cwd=repo, env=env, check=True,
+                             capture_output=True, text=True).stdout
+        result = json.loads(out)
+    line = (f"transfer: trained {int(frames):,} frames on the batched env ({wall:.0f} s), real Minigrid return "
+            f"{result['return_mean']:.3f} over {result['episodes']} episodes, success {result['success_rate']:.0%}")
+    print(line)
+    return line
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes, shorter runs")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--env", nargs="+", default=None, help="env ids (default: DoorKey-8x8, Empty-8x8)")
     parser.add_argument("--seconds", type=float, default=None, help="time per measurement")
+    parser.add_argument("--no-ppo", action="store_true", help="skip the PPO training FPS section")
+    parser.add_argument("--no-transfer", action="store_true",
+                        help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: leave torch's default)")
     parser.add_argument("--env-threads", type=int, default=1,
@@ -161,7 +227,11 @@ def main(argv=None) -> None:
 
     env_threads = args.env_threads or None
     summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration, env_threads)
-    # (further sections, e.g. PPO training FPS, go here)
+    torch.set_num_threads(args.threads or 1)  # the learner: one thread is fastest for this small model on CPU
+    if not args.no_ppo:
+        summaries.append(ppo_section(args.device, args.quick))
+    if not (args.no_transfer or args.quick):
+        summaries.append(transfer_section(args.device))
 
     print()
     for line in summaries:
