@@ -18,7 +18,8 @@ class A2CAlgo(BaseAlgo):
         super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
                          value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
                          num_workers, normalize_rewards)
-        self.optimizer = torch.optim.RMSprop(self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps)
+        self.optimizer = torch.optim.RMSprop(self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps,
+                                             foreach=True)  # one fused call over all parameters
 
     def compute_loss(self, sb, dist, value):
         entropy = _entropy(dist).mean()
