@@ -100,8 +100,9 @@ def run_train(storage, *args, timeout=120):
 
 
 def start_train(storage, *args):
+    """A training process in a session of its own, so that a signal can go to its whole process group."""
     return subprocess.Popen(train_command(*args), cwd=REPO, env=train_env(storage), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def snapshot(folder):
@@ -396,8 +397,9 @@ def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(t
     assert not [name for name in os.listdir(model_dir) if name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum):
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
+                         ids=["Ctrl-C (SIGINT to the process group)", "SIGTERM to the group", "SIGTERM to the trainer"])
+def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum, to_group):
     args = ["--algo", "a2c", "--env", "CartPole-v1", "--model", "m", "--frames", "1000000000", "--save-interval",
             "5", "--workers", "2", "--quiet", *TINY]
     process = start_train(tmp_path, *args)
@@ -406,7 +408,10 @@ def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum):
         time.sleep(0.2)
         workers = child_pids(process.pid)
         assert workers
-        process.send_signal(signum)
+        if to_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
