@@ -66,6 +66,21 @@ def train_and_evaluate(name, seed, budget, storage):
     return {"seed": seed, "solved_at": solved_at, "curve": curve, "wall": wall, "evaluation": evaluation}
 
 
+def cached_run(runs_dir, name, seed, budget, run_it):
+    """A run's result, from ``runs_dir`` when an earlier invocation already made it (same task, seed, budget)."""
+    if runs_dir is None:
+        return run_it()
+    path = os.path.join(runs_dir, f"{name}-seed{seed}-{budget}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    result = run_it()
+    os.makedirs(runs_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f)
+    return result
+
+
 def summarize(name, runs):
     capability, env_id, _, threshold, budget, target = TASKS[name]
     solved = [r["solved_at"] for r in runs if r["solved_at"] is not None]
@@ -142,6 +157,8 @@ def main(argv=None):
     p.add_argument("--max-seeds", nargs="*", default=[], metavar="TASK=N",
                    help="fewer seeds for expensive tasks, e.g. memory=2 text=2")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
+    p.add_argument("--runs-dir", default=None,
+                   help="keep each run's result here and reuse it in later invocations (to split or resume a long benchmark)")
     p.add_argument("--out", default=os.path.join(REPO, "docs"), help="where RESULTS.md and the PNG go")
     p.add_argument("--results-name", default="RESULTS", help="base name of the .md/.png written (to run task groups apart)")
     args = p.parse_args(argv)
@@ -150,9 +167,10 @@ def main(argv=None):
         for name in args.tasks:
             budget = QUICK_BUDGET[name] if args.quick else TASKS[name][4]
             all_runs[name] = []
-            seeds = min(args.seeds, dict(item.split("=") for item in args.max_seeds).get(name, args.seeds))
-            for seed in range(1, int(seeds) + 1):
-                result = train_and_evaluate(name, seed, budget, storage)
+            caps = {task: int(n) for task, n in (item.split("=") for item in args.max_seeds)}
+            for seed in range(1, min(args.seeds, caps.get(name, args.seeds)) + 1):
+                result = cached_run(args.runs_dir, name, seed, budget,
+                                    lambda: train_and_evaluate(name, seed, budget, storage))
                 all_runs[name].append(result)
                 print(f"{name} seed {seed}: reached threshold at {fmt_frames(result['solved_at'])} frames, "
                       f"eval return {result['evaluation']['return_mean']:.2f}, {result['wall']:.0f} s", flush=True)

@@ -8,7 +8,6 @@ log.csv (all ranks' frames, first update excluded as warm-up). Scaling efficienc
 import argparse
 import csv
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,17 +15,11 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(ranks, args):
     with tempfile.TemporaryDirectory() as storage:
         frames = args.updates * ranks * args.procs * 128
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "--master-port",
-                   str(free_port()), "-m", "scripts.train", "--algo", "ppo", "--env", args.env, "--model", "m",
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
+                   "-m", "scripts.train", "--algo", "ppo", "--env", args.env, "--model", "m",
                    "--procs", str(args.procs), "--frames", str(frames), "--save-interval", "0", "--quiet",
                    "--device", args.device]
         if args.batched:

@@ -49,3 +49,13 @@ def parameters_agree(module, world_size):
     gathered = [None] * world_size
     dist.all_gather_object(gathered, checksum)
     return all(c == gathered[0] for c in gathered)
+
+
+def shutdown_distributed():
+    """Leaves the process group together: a rank that tears down its gloo threads while a peer is still
+    talking to it aborts the process ("terminate called without an active exception")."""
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
