@@ -3,8 +3,8 @@
     python -m benchmarks.learning [--quick] [--seeds N] [--tasks NAME ...]
 
 For each task it trains `python -m scripts.train` (defaults, plus the task's flags) once per seed in a temporary
-storage folder, reads log.csv, and reports the frames at which the mean return of an update first reaches the
-threshold (median and worst over seeds; "-" if never), the final evaluation (`python -m scripts.evaluate`,
+storage folder, reads log.csv, and reports the frames at which the rolling mean (over 5 logged updates) of the
+mean return first reaches the threshold (median and worst over seeds; "-" if never), the final evaluation (`python -m scripts.evaluate`,
 100 episodes) and the wall time. It writes docs/RESULTS.md and docs/results_curves.png (mean +- spread of the
 return over seeds, one panel per task).
 """
@@ -60,7 +60,7 @@ def train_and_evaluate(name, seed, budget, storage):
     with open(os.path.join(storage, model, "log.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
     curve = [(int(r["frames"]), float(r["return_mean"])) for r in rows]
-    solved_at = next((frames for frames, ret in curve if ret >= threshold), None)
+    solved_at = first_crossing(curve, threshold)
     evaluation = json.loads(run([sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", model,
                                  "--episodes", "100", "--seed", str(10_000 + seed), "--json", "-"], env))
     return {"seed": seed, "solved_at": solved_at, "curve": curve, "wall": wall, "evaluation": evaluation}
@@ -79,6 +79,15 @@ def cached_run(runs_dir, name, seed, budget, run_it):
     with open(path, "w") as f:
         json.dump(result, f)
     return result
+
+
+def first_crossing(curve, threshold, window=5):
+    """Frames at which the rolling mean (over ``window`` logged updates) of the mean return first reaches
+    ``threshold`` (the same rule as scripts.train --stop-at-return)."""
+    for i in range(window - 1, len(curve)):
+        if sum(ret for _, ret in curve[i - window + 1:i + 1]) / window >= threshold:
+            return curve[i][0]
+    return None
 
 
 def summarize(name, runs):
@@ -107,7 +116,7 @@ def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
     lines = ["# Learning results", "",
              f"Measured by `python -m benchmarks.learning{' --quick' if quick else ''} --seeds {seeds}` on "
              f"{os.cpu_count()} CPU cores (starter-script defaults, no per-seed tuning). "
-             "Frames = first update whose mean episode return reaches the threshold.", "",
+             "Frames = first update where the rolling mean (5 updates) of the mean episode return reaches the threshold.", "",
              "| capability | task | target | seeds solved | median frames | worst frames | eval return | eval success | wall/seed |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:

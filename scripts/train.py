@@ -5,6 +5,7 @@ Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank step
 gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
 import argparse
+from collections import deque
 import math
 import os
 import signal
@@ -45,7 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="random seed")
     p.add_argument("--frames", type=int, default=10**7, help="train until this many frames in total")
     p.add_argument("--stop-at-return", type=float, default=None, metavar="R",
-                   help="stop early once a logged mean return per episode reaches R (e.g. 0.9 on MiniGrid)")
+                   help="stop early once the mean return per episode, averaged over the last 5 logged updates, "
+                        "reaches R (e.g. 0.9 on MiniGrid)")
     p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
@@ -282,6 +284,7 @@ def main(argv=None):
     # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     start, interval_start, interval_frames = time.time(), time.time(), 0
+    recent_returns = deque(maxlen=STOP_WINDOW)
     duration_before = status["duration"]
     try:
         while status["num_frames"] < args.frames:
@@ -302,8 +305,9 @@ def main(argv=None):
                         if key not in ("update", "frames") and value != "":
                             tb_writer.add_scalar(key, value, status["num_frames"])
                 interval_start, interval_frames = time.time(), 0
-                if reached_target(logs, args):
-                    txt_logger(f"# mean return {row['return_mean']:.3f} reached --stop-at-return {args.stop_at_return}")
+                if reached_target(logs, args, recent_returns):
+                    txt_logger(f"# mean return over the last {STOP_WINDOW} logs {np.mean(recent_returns):.3f} reached "
+                               f"--stop-at-return {args.stop_at_return}")
                     break
             if args.save_interval > 0 and status["update"] % args.save_interval == 0:
                 save()
@@ -361,10 +365,17 @@ def diverged(status, model_dir, error):
 EPISODE_LOG_KEYS = ("return_per_episode", "reshaped_return_per_episode", "num_frames_per_episode")
 
 
-def reached_target(logs, args):
-    """--stop-at-return is reached (decided on all ranks' episodes, so every rank stops at the same update)."""
+STOP_WINDOW = 5
+
+
+def reached_target(logs, args, recent):
+    """--stop-at-return is reached: the last STOP_WINDOW logged mean returns average at least R (decided on all
+    ranks' episodes, so every rank stops at the same update)."""
     returns = logs["return_per_episode"]
-    return args.stop_at_return is not None and len(returns) > 0 and float(np.mean(returns)) >= args.stop_at_return
+    if args.stop_at_return is None or len(returns) == 0:
+        return False
+    recent.append(float(np.mean(returns)))
+    return len(recent) == STOP_WINDOW and float(np.mean(recent)) >= args.stop_at_return
 
 
 def gather_episode_logs(logs, world_size):
@@ -375,6 +386,7 @@ def gather_episode_logs(logs, world_size):
 
 def run_worker_rank(algo, status, args, world_size):
     """A rank other than 0: trains in step with rank 0 (same updates, gradients averaged), logs and saves nothing."""
+    recent_returns = deque(maxlen=STOP_WINDOW)
     try:
         while status["num_frames"] < args.frames:
             logs = algo.update_parameters()
@@ -382,7 +394,7 @@ def run_worker_rank(algo, status, args, world_size):
             status["update"] += 1
             if status["update"] % args.log_interval == 0:
                 gather_episode_logs(logs, world_size)
-                if reached_target(logs, args):
+                if reached_target(logs, args, recent_returns):
                     break
         parameters_agree(algo.acmodel, world_size)
     except KeyboardInterrupt:
