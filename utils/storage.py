@@ -73,13 +73,14 @@ def get_status(model_dir, map_location="cpu"):
     return status
 
 
-def save_status(status, model_dir):
-    """Saves atomically: a temp file then a rename, so that a crash at any moment leaves a loadable checkpoint."""
-    path = status_path(model_dir)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".status-", suffix=".tmp")
+
+def atomic_write(path, write, binary=False):
+    """Writes ``path`` through ``write(file)`` into a temp file beside it, fsyncs, then renames it over ``path``:
+    a crash at any moment leaves either the old or the new file, never a torn one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(status, f)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -88,10 +89,15 @@ def save_status(status, model_dir):
             os.remove(tmp)
         raise
 
+def save_status(status, model_dir):
+    """Saves atomically: a temp file then a rename, so that a crash at any moment leaves a loadable checkpoint."""
+    path = status_path(model_dir)
+    atomic_write(path, lambda f: torch.save(status, f), binary=True)
+
 
 def remove_temp_files(model_dir):
     """Removes the temp files of saves that a crash (e.g. SIGKILL) interrupted; the checkpoint itself is intact."""
-    for pattern in (".status-*.tmp", ".log-*.tmp", ".write-test-*"):
+    for pattern in (".tmp-*.tmp", ".status-*.tmp", ".log-*.tmp", ".write-test-*"):
         for path in glob.glob(os.path.join(model_dir, pattern)):
             try:
                 os.remove(path)
@@ -127,17 +133,7 @@ def trim_csv_log(model_dir, last_update):
         keep.append(line)
     if keep == lines:
         return
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".log-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.writelines(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.writelines(keep))
 
 
 def save_config(config, model_dir):
