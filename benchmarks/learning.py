@@ -135,6 +135,7 @@ def plot_curves(all_runs, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
     names = list(all_runs)
     cols = min(4, len(names))
@@ -150,7 +151,8 @@ def plot_curves(all_runs, path):
             ax.fill_between(grid, values.min(0), values.max(0), alpha=0.3, label="min-max")
         ax.axhline(TASKS[name][3], color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{name}\n{TASKS[name][1]}", fontsize=9)
-        ax.set_xlabel("frames")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
+        ax.set_xlabel("frames (a seed that stopped once solved holds its last value)")
         ax.set_ylabel("return")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
