@@ -36,9 +36,11 @@ TASKS = {
                  "cannot pass ~0.25"),
     "pendulum": ("continuous actions", "Pendulum-v1", ["--algo", "ppo"], -300, 1_000_000, "mean return >= -300"),
     "doorkey-8x8": ("harder", "MiniGrid-DoorKey-8x8-v0", ["--algo", "ppo"], 0.9, 2_000_000, "frames to >= 0.9"),
+    "keycorridor": ("harder", "MiniGrid-KeyCorridorS3R1-v0", ["--algo", "ppo"], 0.9, 1_000_000, "frames to >= 0.9"),
 }
 QUICK_BUDGET = {"ppo-doorkey": 120_000, "a2c-doorkey": 300_000, "memory": 300_000, "memory-off": 300_000,
-                "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000}
+                "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000,
+                "keycorridor": 300_000}
 
 
 def run(command, env):
