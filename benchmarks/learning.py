@@ -154,10 +154,12 @@ def plot_curves(all_runs, path):
         ax.axhline(TASKS[name][3], color="grey", linestyle="--", linewidth=1)
         ax.set_title(f"{name}\n{TASKS[name][1]}", fontsize=9)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
-        ax.set_xlabel("frames (a seed that stopped once solved holds its last value)")
+        ax.set_xlabel("frames")
         ax.set_ylabel("return")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
+    fig.suptitle("mean return over seeds (band: min-max; a seed stopped once solved holds its last value; "
+                 "dashed: threshold)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
