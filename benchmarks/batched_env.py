@@ -145,7 +145,7 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
     from utils.format import get_obss_preprocessor
     torch.manual_seed(0)
     env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=0)
-    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space)
+    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space, use_text=False)
     model = ACModel(obs_space, env.single_action_space)
     with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size) as algo:
         algo.update_parameters()

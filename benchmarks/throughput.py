@@ -67,7 +67,7 @@ def measure_torch_rl(algo_name, procs, updates, device, workers=None):
     from utils.format import get_obss_preprocessor
     torch.manual_seed(0)
     envs = make_envs(ENV_ID, procs)
-    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space)
+    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space, use_text=False)
     model = ACModel(obs_space, envs[0].action_space)
     cls = torch_rl.PPOAlgo if algo_name == "ppo" else torch_rl.A2CAlgo
     kwargs = dict(num_frames_per_proc=128 if algo_name == "ppo" else 5, device=device,
@@ -82,7 +82,7 @@ def measure_torch_rl(algo_name, procs, updates, device, workers=None):
         return fps, rss_start, rss_mb()
 
 
-def measure_torch_ac_full(procs, updates, device, fast_obs=False):
+def measure_torch_ac(procs, updates, device, fast_obs=False):
     try:
         import torch_ac
     except ImportError:
@@ -92,7 +92,7 @@ def measure_torch_ac_full(procs, updates, device, fast_obs=False):
     from utils.format import get_obss_preprocessor
     torch.manual_seed(0)
     envs = make_envs(ENV_ID, procs, fast_obs=fast_obs)
-    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space)
+    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space, use_text=False)
     model = ACModel(obs_space, envs[0].action_space)
     algo = torch_ac.PPOAlgo(envs, model, device, 128, 0.99, 0.001, 0.95, 0.01, 0.5, 0.5, 1, 1e-8, 0.2, 4, 256,
                             preprocess)
@@ -112,43 +112,62 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="fewer updates (noisier)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--procs", type=int, default=16, help="environments")
-    p.add_argument("--workers", type=int, default=None, help="torch_rl env worker processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=None, help="torch_rl env worker processes (default: as torch_rl.vec_env.default_num_workers)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each contender keeps its best")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads, for every contender (as scripts.train)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda but no CUDA GPU is available", file=sys.stderr)
         sys.exit(2)
-    updates = 3 if args.quick else 10
-    env_steps = 300 if args.quick else 1500
+    updates = 3 if args.quick else 6
+    env_steps = 300 if args.quick else 1000
+    rounds = 1 if args.quick else args.rounds
     print(f"# {ENV_ID}, {args.procs} envs, device {args.device}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"torch threads {torch.get_num_threads()}", flush=True)
 
-    single = measure_single_env(env_steps * 4)
-    print(f"one plain Minigrid env, random actions : {single:8.0f} steps/s", flush=True)
-    raw_limit = measure_env_limit(args.procs, env_steps, args.workers, fast_obs=False)
-    print(f"env limit, plain Minigrid envs         : {raw_limit:8.0f} steps/s   ({args.procs} envs, random actions)",
-          flush=True)
-    limit = measure_env_limit(args.procs, env_steps, args.workers, fast_obs=True)
-    print(f"env limit, envs as training steps them : {limit:8.0f} steps/s   (+ torch_rl fast MiniGrid observations)",
-          flush=True)
-    ppo, rss0, rss1 = measure_torch_rl("ppo", args.procs, updates, args.device, args.workers)
-    print(f"torch_rl PPO                           : {ppo:8.0f} FPS       (RSS {rss0:.0f} -> {rss1:.0f} MB over "
-          f"{updates} updates)", flush=True)
-    a2c, _, _ = measure_torch_rl("a2c", args.procs, updates * 25, args.device, args.workers)
-    print(f"torch_rl A2C                           : {a2c:8.0f} FPS", flush=True)
-    peer = measure_torch_ac_full(args.procs, updates, args.device)
-    peer_fast = measure_torch_ac_full(args.procs, updates, args.device, fast_obs=True) if peer else None
-    if peer is None:
-        print("torch-ac PPO                           :  not installed (pip install torch-ac==1.4.0)")
-    else:
-        print(f"torch-ac 1.4.0 PPO, plain Minigrid envs: {peer:8.0f} FPS", flush=True)
-        print(f"torch-ac 1.4.0 PPO, same envs as ours  : {peer_fast:8.0f} FPS", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process               : {peak:8.0f} MB")
-    ratios = [f"torch_rl/torch-ac {ppo / peer:.2f}x (same envs {ppo / peer_fast:.2f}x)" if peer else "torch-ac n/a",
-              f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/plain-Minigrid-limit {ppo / raw_limit:.2f}",
-              f"A2C/env-limit {a2c / limit:.2f}"]
+    # The contenders run in interleaved rounds and each keeps its best round: on a shared machine the speed of
+    # the whole box drifts by tens of percent over minutes, which would otherwise land on whoever ran then.
+    contenders = {
+        "one plain Minigrid env, random actions ": lambda: measure_single_env(env_steps * 4),
+        "env limit, plain Minigrid envs         ": lambda: measure_env_limit(args.procs, env_steps, args.workers,
+                                                                             fast_obs=False),
+        "env limit, envs as training steps them ": lambda: measure_env_limit(args.procs, env_steps, args.workers),
+        "torch_rl PPO                           ": lambda: measure_torch_rl("ppo", args.procs, updates, args.device,
+                                                                             args.workers),
+        "torch_rl A2C                           ": lambda: measure_torch_rl("a2c", args.procs, updates * 25,
+                                                                             args.device, args.workers)[0],
+    }
+    try:
+        import torch_ac  # noqa: F401
+        contenders["torch-ac 1.4.0 PPO, plain Minigrid envs"] = lambda: measure_torch_ac(args.procs, updates,
+                                                                                          args.device)
+        contenders["torch-ac 1.4.0 PPO, same envs as ours  "] = lambda: measure_torch_ac(args.procs, updates,
+                                                                                          args.device, fast_obs=True)
+    except ImportError:
+        print("torch-ac is not installed (pip install -e '.[bench]'): torch_rl alone is measured")
+    best, rss = {}, None
+    for round_ in range(rounds):
+        for name, measure in contenders.items():
+            value = measure()
+            if isinstance(value, tuple):  # torch_rl PPO also reports its memory
+                value, rss = value[0], value[1:]
+            best[name] = max(best.get(name, 0.0), value)
+            unit = "steps/s" if "env" in name and "PPO" not in name else "FPS"
+            print(f"round {round_ + 1}/{rounds} {name}: {value:8.0f} {unit}", flush=True)
+    print()
+    for name, value in best.items():
+        unit = "steps/s" if "env" in name and "PPO" not in name else "FPS"
+        print(f"{name}: {value:8.0f} {unit} (best of {rounds})")
+    print(f"torch_rl PPO RSS over {updates} updates  : {rss[0]:.0f} -> {rss[1]:.0f} MB; peak RSS of this process "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    names = list(best)
+    ppo, a2c, raw_limit, limit = best[names[3]], best[names[4]], best[names[1]], best[names[2]]
+    ratios = []
+    if len(names) > 5:
+        ratios.append(f"torch_rl/torch-ac {ppo / best[names[5]]:.2f}x (same envs {ppo / best[names[6]]:.2f}x)")
+    ratios += [f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/plain-Minigrid-limit {ppo / raw_limit:.2f}",
+               f"A2C/env-limit {a2c / limit:.2f}"]
     print(" | ".join(ratios))
 
 

@@ -229,7 +229,7 @@ def main(argv=None):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")
     continuous = isinstance(action_space, gym.spaces.Box)
     normalize = args.normalize == "on" or (args.normalize == "auto" and continuous)
-    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize)
+    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize, use_text=args.text)
     if "vocab" in status and hasattr(preprocess_obss, "vocab"):
         preprocess_obss.vocab.load_vocab(status["vocab"])
     normalizer = getattr(preprocess_obss, "normalizer", None)

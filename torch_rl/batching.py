@@ -21,7 +21,8 @@ def stack_obs(observations):
 def _stack(observations, path):
     first = observations[0]
     kind = _kind(first)
-    for i, obs in enumerate(observations):
+    same_type = all(type(obs) is type(first) for obs in observations)  # fast path of the per-step hot loop
+    for i, obs in enumerate(observations if not same_type else ()):
         if _kind(obs) != kind:
             raise ValueError(f"observations{path} differ in type: observation 0 is {_describe(first)}, "
                              f"observation {i} is {_describe(obs)}")
@@ -39,12 +40,15 @@ def _stack(observations, path):
         except RuntimeError:
             _raise_shape_error([tuple(obs.shape) for obs in observations], path)
             raise
-    arrays = []
-    for i, obs in enumerate(observations):
-        try:
-            arrays.append(np.asarray(obs))
-        except ValueError as error:  # e.g. a ragged nested list
-            raise ValueError(f"observation {i}{path} is not an array: {error}") from None
+    if same_type and isinstance(first, np.ndarray):
+        arrays = observations
+    else:
+        arrays = []
+        for i, obs in enumerate(observations):
+            try:
+                arrays.append(np.asarray(obs))
+            except ValueError as error:  # e.g. a ragged nested list
+                raise ValueError(f"observation {i}{path} is not an array: {error}") from None
     try:
         return np.stack(arrays)
     except ValueError:

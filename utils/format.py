@@ -37,24 +37,24 @@ class Vocabulary:
         return tokens
 
 
-def get_obss_preprocessor(obs_space, normalize=False):
+def get_obss_preprocessor(obs_space, normalize=False, use_text=True):
     """(model obs space, preprocess_obss) for an env's observation space.
 
     MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
     DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
-    is the Vocabulary to save with the model. Flat Box observations give ``{"flat": size}``; with ``normalize``
+    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``). Flat Box observations give ``{"flat": size}``; with ``normalize``
     they are standardised by running statistics (the ``normalizer`` attribute, saved with the model).
     """
     if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
         vocab = Vocabulary()
-        has_mission = "mission" in obs_space.spaces
+        tokenise = use_text and "mission" in obs_space.spaces  # a model without text skips the work
 
         def preprocess_obss(obss, device=None):
             if isinstance(obss, (list, tuple)):
                 obss = torch_rl.batching.stack_obs(list(obss))
             image = torch.as_tensor(obss["image"], device=device).float()
             result = torch_rl.DictList(image=image)
-            if has_mission:
+            if tokenise:
                 missions = obss["mission"]
                 if len(set(missions)) == 1:  # one mission for all envs (common): tokenise once
                     result.text = vocab.tokens(missions[0]).to(device).expand(len(missions), -1)
@@ -65,7 +65,7 @@ def get_obss_preprocessor(obs_space, normalize=False):
 
         preprocess_obss.vocab = vocab
         model_space = {"image": obs_space.spaces["image"].shape}
-        if has_mission:
+        if tokenise:
             model_space["text"] = vocab.max_size
         return model_space, preprocess_obss
 
