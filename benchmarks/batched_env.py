@@ -137,7 +137,8 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float,
     return summaries
 
 
-def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch_size: int = 256) -> float:
+def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch_size: int = 256,
+                    epochs: int = 4, frames_per_proc: int = 128) -> float:
     """PPO training frames/s on the batched env with the starter files' model and defaults (128 frames/env,
     4 epochs), everything on ``device``; the first update is a warm-up."""
     import torch_rl
@@ -147,7 +148,8 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
     env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=0)
     obs_space, preprocess = get_obss_preprocessor(env.single_observation_space, use_text=False)
     model = ACModel(obs_space, env.single_action_space)
-    with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size) as algo:
+    with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size,
+                          epochs=epochs, num_frames_per_proc=frames_per_proc) as algo:
         algo.update_parameters()
         _sync(torch.device(device))
         start, frames = time.perf_counter(), 0
@@ -159,16 +161,21 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
 
 def ppo_section(device: str, quick: bool) -> str:
     env_id = "MiniGrid-DoorKey-5x5-v0"
-    print(f"\n== PPO training on batched {env_id} (device={device}, default model, 128 frames/env, 4 epochs) ==")
-    configs = [(16, 256), (256, 256), (1024, 4096)] if not quick else [(256, 256)]
+    print(f"\n== PPO training on batched {env_id} (device={device}, default model) ==")
+    # (envs, batch size, epochs, frames per env): the defaults, then larger batches, then one epoch per rollout
+    configs = [(16, 256, 4, 128), (256, 256, 4, 128), (1024, 4096, 4, 128), (4096, 16384, 1, 32)]
+    if quick:
+        configs = [(256, 256, 4, 128)]
     if device == "cuda":
-        configs = [(256, 256), (4096, 16384), (16384, 65536)] if not quick else [(4096, 16384)]
+        configs = [(256, 256, 4, 128), (4096, 16384, 4, 128), (16384, 65536, 4, 64), (16384, 65536, 1, 32)]
+        configs = configs[1:2] if quick else configs
     results = []
-    for num_envs, batch in configs:
-        updates = 2 if num_envs * 128 >= 100_000 else 4
-        fps = measure_ppo_fps(env_id, num_envs, device, updates, batch)
-        print(f"B={num_envs:<6d} batch {batch:<6d}: {fps:12,.0f} FPS", flush=True)
-        results.append(f"{fps:,.0f} FPS at B={num_envs}")
+    for num_envs, batch, epochs, frames_per_proc in configs:
+        updates = 2 if num_envs * frames_per_proc >= 100_000 else 4
+        fps = measure_ppo_fps(env_id, num_envs, device, updates, batch, epochs, frames_per_proc)
+        print(f"B={num_envs:<6d} batch {batch:<6d} epochs {epochs} frames/env {frames_per_proc:<4d}: {fps:12,.0f} FPS",
+              flush=True)
+        results.append(f"{fps:,.0f} FPS at B={num_envs}, {epochs} epoch(s)")
     return "PPO training: " + " | ".join(results)
 
 
