@@ -125,10 +125,9 @@ def load_or_new_status(args, model_dir):
         return {"num_frames": 0, "update": 0, "duration": 0.0}
     status = get_status(model_dir)
     saved = status.get("config", {})
-    differences = [f"--{k} was {saved.get(k)!r}, now {getattr(args, k)!r}" for k in ARCHITECTURE_KEYS
+    differences = [describe_difference(k, saved.get(k), getattr(args, k)) for k in ARCHITECTURE_KEYS
                    if saved.get(k) != getattr(args, k)]
     if differences:
-        differences = [d.replace("--use_memory", "--recurrence>1").replace("--use_text", "--text") for d in differences]
         raise UsageError(f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
                          f"pass the same flags to resume it, or choose a new --model")
     for key in ("num_frames", "update"):
@@ -156,6 +155,14 @@ def check_finite(module):
     bad = [name for (name, _), ok in zip(named, finite) if not ok]
     if bad:
         raise FloatingPointError(f"the parameters {', '.join(bad)} are not finite")
+
+
+def describe_difference(key, saved, now):
+    if key == "use_memory":
+        return f"memory (--recurrence > 1) was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
+    if key == "use_text":
+        return f"--text was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
+    return f"--{key} was {saved!r}, now {now!r}"
 
 
 def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False):
