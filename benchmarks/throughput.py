@@ -3,9 +3,11 @@
     python -m benchmarks.throughput [--quick] [--device cpu|cuda] [--procs 16]
 
 Measures, on the same machine and env (MiniGrid-DoorKey-5x5-v0, default model, PPO 128 frames/env, 4 epochs,
-batch 256): (1) the limit, stepping the same envs with random actions and no learning; (2) torch_rl PPO and
-A2C training FPS; (3) torch-ac 1.4.0 PPO (pip install torch-ac==1.4.0) and Stable-Baselines3 PPO if installed;
-plus the peak RSS of a torch_rl run and its growth. The last line prints the ratios.
+batch 256): (1) the limit, stepping the envs with random actions and no learning, both plain Minigrid envs and
+the envs as torch_rl steps them (with the fast exact observations); (2) torch_rl PPO and A2C training FPS;
+(3) torch-ac 1.4.0 PPO (pip install -e ".[bench]") on plain envs and on the same envs as torch_rl; plus the
+RSS of a torch_rl run over its updates. Contenders run in interleaved rounds and keep their best; the last line
+prints the ratios.
 """
 import argparse
 import os
