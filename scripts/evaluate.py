@@ -27,7 +27,7 @@ import torch_rl
 from torch_rl.vec_env import VectorEnvBatch, actions_for_env
 from utils.agent import Agent
 from utils.env import check_env_id, make_batched_env, make_envs
-from utils.errors import ArgumentParser, UsageError, cli
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
 
@@ -39,7 +39,7 @@ JSON_KEYS = ["env", "model", "argmax", "seed", "procs", "episodes", "frames", "f
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes to evaluate (default: 100)")
@@ -50,7 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--batched", action="store_true",
                    help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes stepping the envs (default: one per CPU core; 0: in this process)")
+                   help="worker processes stepping the envs (default: none on <= 2 cores, else one per core "
+                        "but one; 0: in this process)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
     return p.parse_args(argv)

@@ -7,14 +7,14 @@ model. No display is needed (matplotlib's Agg backend).
 import argparse
 import os
 
-from utils.errors import ArgumentParser, UsageError, cli
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.plotting import plot_logs, read_log
 from utils.storage import get_model_dir, get_storage_dir
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.plot", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", nargs="+", required=True, metavar="NAME", help="model folder name(s)")
     p.add_argument("--out", default=None,
                    help="PNG (or other matplotlib format) to write (default: plot.png in the storage folder)")

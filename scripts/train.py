@@ -21,7 +21,7 @@ from model import ACModel
 from utils.distributed_setup import (broadcast_object, gather_lists, init_distributed, parameters_agree,
                                      shutdown_distributed)
 from utils.env import check_env_id, make_batched_env, make_envs
-from utils.errors import ArgumentParser, UsageError, cli, one_line
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, one_line
 from utils.format import get_obss_preprocessor, has_mission
 from utils.seeding import seed as seed_everything
 from utils.storage import (CSVLogger, TextLogger, check_writable_dir, command_line, ensure_writable_dir, get_model_dir,
@@ -39,7 +39,7 @@ CSV_FIELDS = ["update", "frames", "FPS", "duration",
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.train", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--algo", required=True, choices=["a2c", "ppo"], help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", default=None, help="model folder name (default: ENV_ALGO_seedSEED)")

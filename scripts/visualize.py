@@ -15,14 +15,14 @@ import torch
 from torch_rl.vec_env import actions_for_env
 from utils.agent import Agent
 from utils.env import check_env_id, make_env
-from utils.errors import ArgumentParser, UsageError, cli
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.visualize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument("--argmax", action="store_true",

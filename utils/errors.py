@@ -19,6 +19,16 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows defaults, except where there is none to show or the help
+    text already says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def cli(main):
     """Runs ``main`` so that a UsageError prints ``error: <message>`` and exits with code 2.
 
