@@ -254,6 +254,8 @@ def main(argv=None):
         except UsageError:
             algo.close()
             raise
+        for group in algo.optimizer.param_groups:  # the saved state carries the old run's settings: flags win
+            group["lr"], group["eps"] = args.lr, args.optim_eps
     if world_size > 1:
         torch_rl.distributed.broadcast_parameters(acmodel)
     if rank != 0:  # only rank 0 logs and saves

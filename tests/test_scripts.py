@@ -316,3 +316,15 @@ def test_help_exits_0(script, capsys):
         importlib.import_module(f"scripts.{script}").main(["--help"])
     assert exit_info.value.code == 0
     assert f"python -m scripts.{script}" in capsys.readouterr().out
+
+
+def test_resume_applies_a_new_learning_rate_instead_of_the_saved_one(tmp_path, monkeypatch):
+    import torch
+    from scripts import train
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    common = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "lr", "--procs", "2", "--frames-per-proc", "16",
+              "--batch-size", "16", "--quiet", "--save-interval", "1"]
+    train.main(common + ["--frames", "32", "--lr", "0.001"])
+    train.main(common + ["--frames", "64", "--lr", "0.0001"])
+    status = torch.load(tmp_path / "lr" / "status.pt", weights_only=False)
+    assert status["optimizer_state"]["param_groups"][0]["lr"] == 0.0001
