@@ -80,6 +80,7 @@ class BaseAlgo(ABC):
 
         T, N, device = self.num_frames_per_proc, self.num_procs, self.device
         self.obs = self.env.reset(seed=seed)
+        self.preprocessed_obs = None  # self.obs as the model's input, once computed
         self.mask = torch.ones(N, device=device)
         self.masks = torch.zeros(T, N, device=device)
         if self.recurrent:
@@ -117,8 +118,12 @@ class BaseAlgo(ABC):
         T, N, device = self.num_frames_per_proc, self.num_procs, self.device
         obs_steps = []
         rollout_start_memory = self.memory if self.recurrent else None
-        for t in range(T):
+        # The observation after a rollout is preprocessed once, for its last value, and reused as the next
+        # rollout's first input (preprocessing twice would also count it twice in running normalisers).
+        preprocessed_obs = self.preprocessed_obs
+        if preprocessed_obs is None:
             preprocessed_obs = self.preprocess_obss(self.obs, device=device)
+        for t in range(T):
             with torch.no_grad():
                 dist, value, memory = self._model_step(preprocessed_obs, self.memory if self.recurrent else None, self.mask)
             action = self._sample(dist)
@@ -160,10 +165,11 @@ class BaseAlgo(ABC):
             self.episode_reshaped_return *= self.mask
             self.episode_num_frames *= self.mask
             self.obs = obs
+            preprocessed_obs = self.preprocess_obss(obs, device=device)
 
+        self.preprocessed_obs = preprocessed_obs
         with torch.no_grad():
-            _, last_values, _ = self._model_step(
-                self.preprocess_obss(self.obs, device=device), self.memory if self.recurrent else None, self.mask)
+            _, last_values, _ = self._model_step(preprocessed_obs, self.memory if self.recurrent else None, self.mask)
         rewards = self.rewards if self.reward_scaler is None else self.reward_scaler.scale(self.rewards)
         advantages, returns = compute_gae(rewards, self.values, last_values, self.terminateds, self.truncateds,
                                           self.final_values, self.discount, self.gae_lambda)
