@@ -32,8 +32,8 @@ class RaisingStepEnv(RaisingEnv):
         super().__init__(after)
 
 
-class NaNRewardEnv(FixedLengthEnv):
-    """Reward 1 for ``after`` steps (counted over episodes), then NaN."""
+class FaultAfterEnv(FixedLengthEnv):
+    """Behaves for ``after`` steps (counted over episodes), then every step goes through ``fault``."""
 
     def __init__(self, after=0, render_mode=None):
         super().__init__(length=10)
@@ -41,23 +41,22 @@ class NaNRewardEnv(FixedLengthEnv):
 
     def step(self, action):
         self.count += 1
-        obs, reward, terminated, truncated, info = super().step(action)
-        return obs, (float("nan") if self.count > self.after else reward), terminated, truncated, info
+        result = super().step(action)
+        return self.fault(*result) if self.count > self.after else result
 
 
-class NaNObservationEnv(FixedLengthEnv):
-    """Observations [t] for ``after`` steps (counted over episodes), then [NaN]."""
+class NaNRewardEnv(FaultAfterEnv):
+    """Reward 1, then NaN."""
 
-    def __init__(self, after=0, render_mode=None):
-        super().__init__(length=10)
-        self.after, self.count = after, 0
+    def fault(self, obs, reward, terminated, truncated, info):
+        return obs, float("nan"), terminated, truncated, info
 
-    def step(self, action):
-        self.count += 1
-        obs, reward, terminated, truncated, info = super().step(action)
-        if self.count > self.after:
-            obs = np.array([np.nan], np.float32)
-        return obs, reward, terminated, truncated, info
+
+class NaNObservationEnv(FaultAfterEnv):
+    """Observations [t], then [NaN]."""
+
+    def fault(self, obs, reward, terminated, truncated, info):
+        return np.array([np.nan], np.float32), reward, terminated, truncated, info
 
 
 class SecondShapeEnv(FixedLengthEnv):
