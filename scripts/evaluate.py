@@ -50,8 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--batched", action="store_true",
                    help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes stepping the envs (default: none on <= 2 cores, else one per core; "
-                        "0: in this process)")
+                   help="worker processes stepping the envs (default: none on <= 2 cores, else one per core "
+                        "but one; 0: in this process)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
     return p.parse_args(argv)

@@ -50,8 +50,8 @@ def parse_args(argv=None):
                         "reaches R (e.g. 0.9 on MiniGrid)")
     p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes stepping the environments (default: none on <= 2 cores, else one per core; "
-                        "0: step them in this process)")
+                   help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
+                        "but one; 0: step them in this process)")
     p.add_argument("--batched", action="store_true",
                    help="step the env as batched torch tensors on --device (MiniGrid Empty/DoorKey ids only; "
                         "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs")
