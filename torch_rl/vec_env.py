@@ -12,8 +12,12 @@ Two implementations:
 - ``VectorEnvBatch`` adapts any ``gymnasium.vector.VectorEnv`` whose autoreset mode is SAME_STEP, including
   envs that step torch tensors on the device (they keep everything there).
 """
+import itertools
 import multiprocessing as mp
+from multiprocessing import connection as mp_connection
 import os
+import pickle
+import select
 import signal
 import traceback
 
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 
 from torch_rl.batching import concat_obs, index_obs, stack_obs
+from torch_rl.shared_obs import SharedObservations
 
 
 class EnvWorkerError(RuntimeError):
@@ -82,7 +87,18 @@ class _EnvGroup:
             ) from error
 
 
-def _worker(conn, group, inherited_conns=()):
+def _pack(command, result, shared, start):
+    """A worker's reply, made cheap to pickle: observations through shared memory (``ParallelEnv._join_obs``
+    reads them back), numbers as lists."""
+    if shared is None:
+        return result
+    if command == "reset":
+        return shared.put(result, start)
+    obs, rewards, terminateds, truncateds, final_obs = result
+    return shared.put(obs, start), rewards.tolist(), terminateds.tolist(), truncateds.tolist(), final_obs
+
+
+def _worker(conn, group, inherited_conns=(), shared=None):
     # Ctrl-C reaches the whole process group: the main process handles it (it saves, then closes the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the main process's ends of the pipes; closing them makes conn.recv() see EOF
@@ -91,7 +107,7 @@ def _worker(conn, group, inherited_conns=()):
         inherited.close()
     try:
         while True:
-            command, data = conn.recv()
+            command, data = pickle.loads(conn.recv_bytes())
             if command == "close":
                 break
             try:
@@ -102,7 +118,8 @@ def _worker(conn, group, inherited_conns=()):
                                            f"failed in {command}: {type(error).__name__}: {error}")
                 conn.send(("error", (str(error), traceback.format_exc())))
                 break
-            conn.send(("ok", result))
+            conn.send_bytes(pickle.dumps(("ok", _pack(command, result, shared, group.first_index)),
+                                         pickle.HIGHEST_PROTOCOL))
     except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -148,17 +165,26 @@ class ParallelEnv(EnvBatch):
         self.groups = [_EnvGroup(envs[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
         self.local = num_workers == 0
         self.conns, self.processes = [], []
+        self.shared = None
         if not self.local:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             context = mp.get_context(method)
+            if method == "fork":  # the shared buffers are inherited by forking
+                self.shared = SharedObservations(self.single_observation_space, self.num_envs)
             for group in self.groups:
                 parent, child = context.Pipe()
                 inherited = [*self.conns, parent] if method == "fork" else []
-                process = context.Process(target=_worker, args=(child, group, inherited), daemon=True)
+                process = context.Process(target=_worker, args=(child, group, inherited, self.shared), daemon=True)
                 process.start()
                 child.close()
                 self.conns.append(parent)
                 self.processes.append(process)
+        self._poller = select.poll() if hasattr(select, "poll") and not self.local else None
+        self._fd_worker = {}
+        if self._poller is not None:
+            for w, conn in enumerate(self.conns):
+                self._poller.register(conn.fileno(), select.POLLIN)
+                self._fd_worker[conn.fileno()] = w
         self.closed = False
 
     def _run(self, command, chunks):
@@ -167,31 +193,61 @@ class ParallelEnv(EnvBatch):
         if self.closed:
             raise EnvWorkerError("the env workers are closed (after an error, or by close())")
         for w, (conn, chunk) in enumerate(zip(self.conns, chunks)):
+            if isinstance(chunk, np.ndarray) and chunk.ndim == 1 and chunk.dtype.kind in "iu":
+                chunk = chunk.tolist()  # discrete actions: a list of ints pickles several times faster than an array
             try:
-                conn.send((command, chunk))
+                conn.send_bytes(pickle.dumps((command, chunk), pickle.HIGHEST_PROTOCOL))
             except (BrokenPipeError, ConnectionResetError):
                 process = self.processes[w]
                 process.join(timeout=1)
                 self.close()
                 raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code "
                                      f"{process.exitcode}") from None
-        return [self._receive(w) for w in range(len(self.conns))]
+        return self._receive_all()
 
-    def _receive(self, w):
-        conn, process = self.conns[w], self.processes[w]
+    def _receive_all(self):
+        """Every worker's reply. One wait on all the pipes at a time (not one per worker: on many cores the main
+        process's per-worker overhead is what bounds the step), in slices of 1 s so that a dead or stuck worker
+        is noticed instead of hanging forever."""
+        replies = [None] * len(self.conns)
+        pending = set(range(len(self.conns)))
         waited = 0.0
-        while not conn.poll(1.0):  # poll, so that a dead worker is noticed instead of hanging forever
-            waited += 1.0
-            if not process.is_alive():
-                self.close()
-                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}")
-            if waited >= self.timeout:
-                process.terminate()  # stuck in an env: it would not answer "close" either
-                self.close()
-                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in {self.timeout:.0f} s")
+        while pending:
+            ready = self._wait(pending)
+            if not ready:
+                waited += 1.0
+                for w in pending:
+                    process = self.processes[w]
+                    if not process.is_alive():
+                        self.close()
+                        raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code "
+                                             f"{process.exitcode}")
+                if waited >= self.timeout:
+                    w = min(pending)
+                    self.processes[w].terminate()  # stuck in an env: it would not answer "close" either
+                    self.close()
+                    raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in "
+                                         f"{self.timeout:.0f} s")
+            for w in ready:
+                if w in pending:
+                    pending.discard(w)
+                    replies[w] = self._read(w)
+        return replies
+
+    def _wait(self, pending):
+        """Workers among ``pending`` whose reply (or EOF) can be read, waiting up to 1 s."""
+        if self._poller is not None:  # one poll() system call on pipes registered once
+            return [self._fd_worker[fd] for fd, _ in self._poller.poll(1000)]
+        conns = mp_connection.wait([self.conns[w] for w in pending], timeout=1.0)
+        return [self.conns.index(conn) for conn in conns]
+
+    def _read(self, w):
+        conn = self.conns[w]
         try:
-            status, result = conn.recv()
-        except (EOFError, ConnectionError):
+            status, result = pickle.loads(conn.recv_bytes())
+        except (EOFError, ConnectionError, OSError):
+            process = self.processes[w]
+            process.join(timeout=1)
             self.close()
             raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}") from None
         if status == "error":
@@ -209,15 +265,26 @@ class ParallelEnv(EnvBatch):
 
     def reset(self, seed=None):
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
-        return concat_obs(self._run("reset", self._split(seeds)))
+        return self._join_obs(self._run("reset", self._split(seeds)))
 
     def step(self, actions):
         results = self._run("step", self._split(actions))
         final_obs = {}
         for result in results:
             final_obs.update(result[4])
-        return (concat_obs([r[0] for r in results]), np.concatenate([r[1] for r in results]),
-                np.concatenate([r[2] for r in results]), np.concatenate([r[3] for r in results]), final_obs)
+        return (self._join_obs([r[0] for r in results]), self._join([r[1] for r in results], np.float32),
+                self._join([r[2] for r in results], bool), self._join([r[3] for r in results], bool), final_obs)
+
+    def _join_obs(self, parts):
+        if self.shared is None:
+            return concat_obs(parts)
+        return self.shared.gather(parts, [(g.first_index, len(g.envs)) for g in self.groups])
+
+    def _join(self, parts, dtype):
+        """One array of the groups' per-env numbers (arrays, or lists from workers)."""
+        if len(parts) == 1:
+            return np.asarray(parts[0], dtype=dtype)
+        return np.fromiter(itertools.chain.from_iterable(parts), dtype=dtype, count=self.num_envs)
 
     def close(self):
         if self.closed:
