@@ -5,7 +5,8 @@
 Measures, on the same machine and env (MiniGrid-DoorKey-5x5-v0, default model, PPO 128 frames/env, 4 epochs,
 batch 256): (1) the limit, stepping the envs with random actions and no learning, both plain Minigrid envs and
 the envs as torch_rl steps them (with the fast exact observations); (2) torch_rl PPO and A2C training FPS;
-(3) torch-ac 1.4.0 PPO (pip install -e ".[bench]") on plain envs and on the same envs as torch_rl; plus the
+(3) torch-ac 1.4.0 PPO (pip install -e ".[bench]") on plain envs and on the same envs as torch_rl, and
+Stable-Baselines3 PPO (same model, hyper-parameters and envs, in-process DummyVecEnv); plus the
 RSS of a torch_rl run over its updates. Contenders run in interleaved rounds and keep their best; the last line
 prints the ratios.
 """
@@ -108,6 +109,42 @@ def measure_torch_ac(procs, updates, device, fast_obs=False):
     return frames / (time.perf_counter() - start)
 
 
+def measure_sb3(procs, updates, device):
+    """Stable-Baselines3 PPO with the same conv model, hyper-parameters and fast envs (image only, in-process
+    DummyVecEnv: on few cores it beats SubprocVecEnv, see ../shared/MEASURED.md), as its own frame count."""
+    try:
+        import stable_baselines3 as sb3
+        from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+        from stable_baselines3.common.vec_env import DummyVecEnv
+    except ImportError:
+        return None
+    from minigrid.wrappers import ImgObsWrapper
+    from torch import nn
+    from utils.env import make_env
+
+    class Conv(BaseFeaturesExtractor):  # the starter model's image conv (16-32-64, 2x2 kernels, one max-pool)
+        def __init__(self, space):
+            super().__init__(space, 64)
+            self.net = nn.Sequential(nn.Conv2d(3, 16, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 2), nn.ReLU(),
+                                     nn.Conv2d(32, 64, 2), nn.ReLU(), nn.Flatten())
+
+        def forward(self, x):
+            return self.net(x)
+
+    venv = DummyVecEnv([lambda i=i: ImgObsWrapper(make_env(ENV_ID, seed=10_000 * i)) for i in range(procs)])
+    model = sb3.PPO("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.99,
+                    gae_lambda=0.95, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_range=0.2, device=device,
+                    seed=0, policy_kwargs=dict(features_extractor_class=Conv, normalize_images=False,
+                                               net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh))
+    frames_per_update = 128 * procs
+    model.learn(frames_per_update)  # warm-up
+    start = time.perf_counter()
+    model.learn(frames_per_update * updates, reset_num_timesteps=False)
+    fps = frames_per_update * updates / (time.perf_counter() - start)
+    venv.close()
+    return fps
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +184,12 @@ def main(argv=None):
         contenders["torch-ac 1.4.0 PPO, same envs as ours  "] = lambda: measure_torch_ac(args.procs, updates,
                                                                                           args.device, fast_obs=True)
     except ImportError:
-        print("torch-ac is not installed (pip install -e '.[bench]'): torch_rl alone is measured")
+        print("torch-ac is not installed (pip install -e '.[bench]'): it is not measured")
+    try:
+        import stable_baselines3  # noqa: F401
+        contenders["Stable-Baselines3 PPO, same envs as ours"] = lambda: measure_sb3(args.procs, updates, args.device)
+    except ImportError:
+        print("stable-baselines3 is not installed (pip install -e '.[bench]'): it is not measured")
     best, rss = {}, None
     for round_ in range(rounds):
         for name, measure in contenders.items():
@@ -166,8 +208,11 @@ def main(argv=None):
     names = list(best)
     ppo, a2c, raw_limit, limit = best[names[3]], best[names[4]], best[names[1]], best[names[2]]
     ratios = []
-    if len(names) > 5:
-        ratios.append(f"torch_rl/torch-ac {ppo / best[names[5]]:.2f}x (same envs {ppo / best[names[6]]:.2f}x)")
+    torch_ac, torch_ac_same = best.get("torch-ac 1.4.0 PPO, plain Minigrid envs"), best.get("torch-ac 1.4.0 PPO, same envs as ours  ")
+    if torch_ac:
+        ratios.append(f"torch_rl/torch-ac {ppo / torch_ac:.2f}x (same envs {ppo / torch_ac_same:.2f}x)")
+    if best.get("Stable-Baselines3 PPO, same envs as ours"):
+        ratios.append(f"torch_rl/SB3 {ppo / best['Stable-Baselines3 PPO, same envs as ours']:.2f}x")
     ratios += [f"torch_rl/env-limit {ppo / limit:.2f}", f"torch_rl/plain-Minigrid-limit {ppo / raw_limit:.2f}",
                f"A2C/env-limit {a2c / limit:.2f}"]
     print(" | ".join(ratios))
