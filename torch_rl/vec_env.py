@@ -5,10 +5,11 @@ truncated, final_obs)``, where an env whose episode ended is reset in the same s
 observation is in ``obs``) and ``final_obs`` maps the index of each env that ended to its last observation.
 
 Two implementations:
-- ``ParallelEnv`` steps a list of Gymnasium envs, several envs per worker process.
+- ``ParallelEnv`` steps a list of Gymnasium envs, several envs per worker process; workers return array
+  observations through shared memory (torch_rl.shared_obs) and the rest through their pipe.
   Why not ``gymnasium.vector.AsyncVectorEnv``: it runs one process per env, and on a few cores a pipe
   round-trip costs more than a MiniGrid step (measured: AsyncVectorEnv(16) 11.0k steps/s vs one plain env
-  15.2k on 2 cores); its shared memory also fails on MiniGrid's MissionSpace.
+  15.2k on 2 cores); its shared memory also fails on MiniGrid's MissionSpace (a text entry).
 - ``VectorEnvBatch`` adapts any ``gymnasium.vector.VectorEnv`` whose autoreset mode is SAME_STEP, including
   envs that step torch tensors on the device (they keep everything there).
 """
