@@ -66,6 +66,7 @@ unwrapped.
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import Any
 
@@ -335,12 +336,43 @@ if _HAVE_MINIGRID:
     _TABLES.pad = _TABLES.code_of_obj(_PAD_WALL)
 
 
+class _PlainActions:
+    """An env's ``actions`` enum with plain attribute lookups, for the same members.
+
+    Minigrid's ``step`` reads ``self.actions.left``, ``.right``, ... about 12 times per step; on Python 3.11
+    each read of an Enum *class* attribute runs ``EnumType.__getattr__`` in Python (~1.4 us: ~15% of a step
+    with fast observations). Here they are instance attributes holding the very same members, so every
+    comparison, ``len``, iteration and call behaves as with the enum.
+    """
+
+    def __init__(self, enum):
+        self._enum = enum
+        for member in enum:
+            setattr(self, member.name, member)
+
+    def __iter__(self):
+        return iter(self._enum)
+
+    def __len__(self):
+        return len(self._enum)
+
+    def __call__(self, value):
+        return self._enum(value)
+
+    def __getattr__(self, name):  # anything else the enum class has
+        if name.startswith("__") or name == "_enum":
+            raise AttributeError(name)
+        return getattr(self._enum, name)
+
+
 def restore_gen_obs(env: gym.Env) -> None:
-    """Remove the fast ``gen_obs`` patch from ``env.unwrapped`` (if present)."""
+    """Remove the fast ``gen_obs`` (and ``actions``) patch from ``env.unwrapped`` (if present)."""
     u = env.unwrapped
     if getattr(u, "_fast_obs_patched", False):
         u.__dict__.pop("gen_obs", None)
         u.__dict__.pop("_fast_obs_patched", None)
+        if isinstance(u.__dict__.get("actions"), _PlainActions):
+            u.actions = u.actions._enum
 
 
 class FastMiniGridObs(gym.Wrapper):
@@ -372,6 +404,8 @@ class FastMiniGridObs(gym.Wrapper):
         # (e.g. for spawn-based worker processes) and stays patched after unpickling.
         u.gen_obs = functools.partial(fast_gen_obs, u)
         u._fast_obs_patched = True
+        if isinstance(getattr(u, "actions", None), enum.EnumMeta):
+            u.actions = _PlainActions(u.actions)
         self.fast = True
 
     def close(self):
