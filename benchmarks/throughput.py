@@ -136,6 +136,8 @@ def measure_sb3(procs, updates, device):
                     gae_lambda=0.95, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_range=0.2, device=device,
                     seed=0, policy_kwargs=dict(features_extractor_class=Conv, normalize_images=False,
                                                net_arch=dict(pi=[64], vf=[64]), activation_fn=nn.Tanh))
+    from stable_baselines3.common.logger import Logger
+    model.set_logger(Logger(None, []))  # its default logger makes a folder in /tmp at every learn()
     frames_per_update = 128 * procs
     model.learn(frames_per_update)  # warm-up
     start = time.perf_counter()
