@@ -30,6 +30,10 @@ TASKS = {
                1_500_000, "success >= 0.9"),
     "memory-off": ("same, without memory", "MiniGrid-MemoryS7-v0", ["--algo", "ppo"], 0.9, 1_500_000,
                    "stays near chance (0.5)"),
+    "memory-cue": ("memory (--recurrence 8)", "torch_rl/CueCorridor-v0", ["--algo", "ppo", "--recurrence", "8"], 0.9,
+                   400_000, "success >= 0.9 (a cue seen only at the first step decides the choice 6 steps later)"),
+    "memory-cue-off": ("same, without memory", "torch_rl/CueCorridor-v0", ["--algo", "ppo"], 0.9, 400_000,
+                       "stays at chance (0.5)"),
     "text": ("text (--text)", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo", "--text"], 0.8, 1_000_000,
              "success >= 0.8"),
     "text-off": ("same, without text", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo"], 0.8, 1_000_000,
@@ -39,6 +43,7 @@ TASKS = {
     "keycorridor": ("harder", "MiniGrid-KeyCorridorS3R1-v0", ["--algo", "ppo"], 0.9, 1_000_000, "frames to >= 0.9"),
 }
 QUICK_BUDGET = {"ppo-doorkey": 120_000, "a2c-doorkey": 300_000, "memory": 300_000, "memory-off": 300_000,
+                "memory-cue": 200_000, "memory-cue-off": 200_000,
                 "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000,
                 "keycorridor": 300_000}
 

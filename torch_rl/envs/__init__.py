@@ -1,6 +1,12 @@
-"""Environments for torch_rl: MiniGrid as batched tensors, and a faster exact MiniGrid observation path."""
+"""Environments for torch_rl: MiniGrid as batched tensors, a faster exact MiniGrid observation path, and a
+minimal memory task (registered as ``torch_rl/CueCorridor-v0``)."""
+import gymnasium as gym
 
 from torch_rl.envs.batched_minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.cue_corridor import CueCorridorEnv
 from torch_rl.envs.fast_obs import FastMiniGridObs, make_fast
 
-__all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS", "FastMiniGridObs", "make_fast"]
+__all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS", "CueCorridorEnv", "FastMiniGridObs", "make_fast"]
+
+if "torch_rl/CueCorridor-v0" not in gym.registry:
+    gym.register("torch_rl/CueCorridor-v0", entry_point="torch_rl.envs.cue_corridor:CueCorridorEnv")
