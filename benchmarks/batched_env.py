@@ -144,6 +144,7 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
     4 epochs), everything on ``device``; the first update is a warm-up. Returns (FPS, share of the time spent
     collecting experience)."""
     import torch_rl
+    from benchmarks.collection_timer import CollectionTimer
     from model import ACModel
     from utils.format import get_obss_preprocessor
     torch.manual_seed(0)
@@ -152,28 +153,16 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
     model = ACModel(obs_space, env.single_action_space)
     with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size,
                           epochs=epochs, num_frames_per_proc=frames_per_proc) as algo:
-        collect = algo.collect_experiences
-        collect_time = 0.0
-
-        def timed_collect():
-            nonlocal collect_time
-            _sync(torch.device(device))
-            t0 = time.perf_counter()
-            result = collect()
-            _sync(torch.device(device))
-            collect_time += time.perf_counter() - t0
-            return result
-
-        algo.collect_experiences = timed_collect
+        timer = CollectionTimer(algo, device)
         algo.update_parameters()
         _sync(torch.device(device))
-        collect_time = 0.0
+        timer.seconds = 0.0
         start, frames = time.perf_counter(), 0
         for _ in range(updates):
             frames += algo.update_parameters()["num_frames"]
         _sync(torch.device(device))
         elapsed = time.perf_counter() - start
-        return frames / elapsed, collect_time / elapsed
+        return frames / elapsed, timer.seconds / elapsed
 
 
 def ppo_section(device: str, quick: bool) -> str:

@@ -2,6 +2,7 @@
 # One prepared pass over everything that needs an NVIDIA GPU, for a machine lent for a few minutes:
 #   bash benchmarks/gpu_check.sh [OUTDIR] [STEPS...]
 # STEPS (default: all, in this order): info cuda_tests train_cuda batched throughput workers profile suite
+# (the suite step runs pytest -n 12: pytest-xdist, which the GPU image has)
 # Each step has its own time limit (seconds in T_<step>, defaults below), writes OUTDIR/<step>.log and a failing
 # or slow step does not stop the next one.
 set -u

@@ -28,6 +28,7 @@ def main(argv=None):
     torch.set_num_threads(1)
 
     import torch_rl
+    from benchmarks.collection_timer import CollectionTimer
     from model import ACModel
     from utils.env import make_envs
     from utils.format import get_obss_preprocessor
@@ -35,31 +36,21 @@ def main(argv=None):
     envs = make_envs(ENV_ID, args.procs)
     obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space, use_text=False)
     model = ACModel(obs_space, envs[0].action_space)
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     with torch_rl.PPOAlgo(envs, model, device=args.device, preprocess_obss=preprocess,
                           num_workers=args.workers) as algo:
-        collect, collect_time = algo.collect_experiences, [0.0]
-
-        def timed_collect():
-            sync()
-            start = time.perf_counter()
-            result = collect()
-            sync()
-            collect_time[0] += time.perf_counter() - start
-            return result
-
-        algo.collect_experiences = timed_collect
+        timer = CollectionTimer(algo, args.device)
         algo.update_parameters()  # warm-up
-        collect_time[0] = 0.0
+        timer.seconds = 0.0
         profiler = cProfile.Profile()
         start = time.perf_counter()
         profiler.enable()
         frames = sum(algo.update_parameters()["num_frames"] for _ in range(args.updates))
-        sync()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
         profiler.disable()
         wall = time.perf_counter() - start
     print(f"# {ENV_ID}, {args.procs} envs, device {args.device}: {frames / wall:,.0f} FPS under the profiler, "
-          f"{collect_time[0] / wall:.0%} of the time collecting, {1 - collect_time[0] / wall:.0%} updating")
+          f"{timer.seconds / wall:.0%} of the time collecting, {1 - timer.seconds / wall:.0%} updating")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(args.top)
 
 
