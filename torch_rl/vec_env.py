@@ -194,8 +194,6 @@ class ParallelEnv(EnvBatch):
         if self.closed:
             raise EnvWorkerError("the env workers are closed (after an error, or by close())")
         for w, (conn, chunk) in enumerate(zip(self.conns, chunks)):
-            if isinstance(chunk, np.ndarray) and chunk.ndim == 1 and chunk.dtype.kind in "iu":
-                chunk = chunk.tolist()  # discrete actions: a list of ints pickles several times faster than an array
             try:
                 conn.send_bytes(pickle.dumps((command, chunk), pickle.HIGHEST_PROTOCOL))
             except (BrokenPipeError, ConnectionResetError):
@@ -269,6 +267,11 @@ class ParallelEnv(EnvBatch):
         return self._join_obs(self._run("reset", self._split(seeds)))
 
     def step(self, actions):
+        if isinstance(actions, np.ndarray) and actions.ndim == 1 and actions.dtype.kind in "iu":
+            # Discrete actions as Python ints: they pickle several times faster than an array, and Minigrid
+            # compares the action with IntEnum members, which numpy's int64 makes slow (it probes the enum class
+            # for array attributes at every comparison): measured 37.8k vs 23.1k steps/s of one fast-obs env.
+            actions = actions.tolist()
         results = self._run("step", self._split(actions))
         final_obs = {}
         for result in results:

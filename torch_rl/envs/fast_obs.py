@@ -339,10 +339,10 @@ if _HAVE_MINIGRID:
 class _PlainActions:
     """An env's ``actions`` enum with plain attribute lookups, for the same members.
 
-    Minigrid's ``step`` reads ``self.actions.left``, ``.right``, ... about 12 times per step; on Python 3.11
-    each read of an Enum *class* attribute runs ``EnumType.__getattr__`` in Python (~1.4 us: ~15% of a step
-    with fast observations). Here they are instance attributes holding the very same members, so every
-    comparison, ``len``, iteration and call behaves as with the enum.
+    Minigrid's ``step`` reads ``self.actions.left``, ``.right``, ... up to 6 times per step, and on Python
+    3.11 reading an Enum class's members is slow next to the rest of a fast-obs step (measured with int
+    actions: 44.5k steps/s with this against 37.8k). Here they are instance attributes holding the very same
+    members, so every comparison, ``len``, iteration and call behaves as with the enum.
     """
 
     def __init__(self, enum):
