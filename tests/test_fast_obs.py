@@ -268,3 +268,14 @@ def test_pickle_roundtrip_keeps_fast_path():
     for a in [2, 1, 2, 3, 5, 2]:
         o = env2.step(a)[0]
         assert _obs_mismatch(o, MiniGridEnv.gen_obs(u)) is None
+
+
+def test_actions_keep_the_enum_members_and_are_restored_on_close():
+    from minigrid.core.actions import Actions
+    env = make_fast(gym.make("MiniGrid-DoorKey-5x5-v0"))
+    actions = env.unwrapped.actions
+    assert actions is not Actions  # the plain-lookup stand-in
+    assert [actions.left, actions.toggle, actions.done] == [Actions.left, Actions.toggle, Actions.done]
+    assert list(actions) == list(Actions) and len(actions) == len(Actions) and actions(2) is Actions.forward
+    env.close()
+    assert env.unwrapped.actions is Actions
