@@ -23,7 +23,7 @@ class CueCorridorEnv(gym.Env):
 
     def __init__(self, delay=6, render_mode=None):
         if render_mode is not None:
-            raise ValueError("CueCorridorEnv has no rendering")
+            raise ValueError("CueCorridorEnv draws nothing (no render mode): use scripts.evaluate to watch its numbers")
         if delay < 1:
             raise ValueError(f"delay must be at least 1, got {delay}")
         self.delay = delay
