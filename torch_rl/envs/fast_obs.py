@@ -18,7 +18,9 @@ as the *instance* attribute ``env.unwrapped.gen_obs``; Minigrid's own
 then call the fast version. ``gen_obs_grid`` is left untouched, so rendering
 (``render``, ``get_pov_render``, ``get_full_render``, highlighting) and
 wrappers such as ``ViewSizeWrapper`` keep using Minigrid's own code path.
-``FastMiniGridObs.close()`` (or :func:`restore_gen_obs`) removes the patch.
+It also replaces ``env.unwrapped.actions`` (Minigrid's ``Actions`` enum class) by
+an object holding the same members as plain attributes (see ``_PlainActions``).
+``FastMiniGridObs.close()`` (or :func:`restore_gen_obs`) removes the patches.
 Note the patch lives on the shared unwrapped env, so it is also in effect for
 code holding a reference to the unwrapped env.
 
@@ -345,9 +347,9 @@ class _PlainActions:
     members, so every comparison, ``len``, iteration and call behaves as with the enum.
     """
 
-    def __init__(self, enum):
-        self._enum = enum
-        for member in enum:
+    def __init__(self, actions_enum):
+        self._enum = actions_enum
+        for member in actions_enum:
             setattr(self, member.name, member)
 
     def __iter__(self):
