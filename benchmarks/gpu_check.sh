@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One prepared pass over everything that needs an NVIDIA GPU, for a machine lent for a few minutes:
 #   bash benchmarks/gpu_check.sh [OUTDIR] [STEPS...]
-# STEPS (default: all, in this order): info cuda_tests train_cuda batched throughput workers profile suite
+# STEPS (default: all, in this order): info cuda_tests train_cuda batched throughput profile suite
 # (the suite step runs pytest -n 12: pytest-xdist, which the GPU image has)
 # Each step has its own time limit (seconds in T_<step>, defaults below), writes OUTDIR/<step>.log and a failing
 # or slow step does not stop the next one.
 set -u
 out=${1:-gpu_check_out}
 shift || true
-steps=${*:-info cuda_tests train_cuda batched throughput workers profile suite}
+steps=${*:-info cuda_tests train_cuda batched throughput profile suite}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 export DEVICE=${DEVICE:-cuda}  # DEVICE=cpu rehearses the script on a machine without a GPU
@@ -53,30 +53,16 @@ throughput() {  # CPU and CUDA side by side on the same machine, 16 and 64 envs
     done
 }
 
-workers() {  # env worker processes: one per core but one (the old default) against one per core
-    python3 -c "
-import os, torch
-from benchmarks.throughput import measure_env_limit, measure_torch_rl
-torch.set_num_threads(1)
-cores = os.cpu_count()
-for round_ in range(2):
-    for w in (cores - 1, cores):
-        print(f'round {round_ + 1}: {w} workers, 16 envs: env limit {measure_env_limit(16, 1000, w):,.0f} steps/s, '
-              f'PPO {measure_torch_rl(\"ppo\", 16, 6, \"cpu\", w)[0]:,.0f} FPS', flush=True)
-"
-}
-
 profile() {  # where the time goes, CPU and CUDA, 16 envs
     for device in cpu $DEVICE; do python3 -m benchmarks.profile_training --device $device --top 25; done
 }
 
-export -f info train_cuda throughput workers profile
+export -f info train_cuda throughput profile
 step info 60 info
 step cuda_tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_batched_minigrid.py -k cuda -rs
 step train_cuda 150 train_cuda
 step batched 200 python3 -m benchmarks.batched_env --device $DEVICE --seconds 1
 step throughput 240 throughput
-step workers 120 workers
 step profile 120 profile
 step suite 150 python3 -m pytest -q -p no:cacheprovider -n 12 -rf
 rm -rf "$storage"

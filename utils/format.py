@@ -42,8 +42,9 @@ def get_obss_preprocessor(obs_space, normalize=False, use_text=True):
 
     MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
     DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
-    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``). Flat Box observations give ``{"flat": size}``; with ``normalize``
-    they are standardised by running statistics (the ``normalizer`` attribute, saved with the model).
+    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``). Flat Box
+    observations give ``{"flat": size}``; with ``normalize`` they are standardised by running statistics (the
+    ``normalizer`` attribute, saved with the model).
     """
     if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
         vocab = Vocabulary()

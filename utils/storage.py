@@ -73,7 +73,6 @@ def get_status(model_dir, map_location="cpu"):
     return status
 
 
-
 def atomic_write(path, write, binary=False):
     """Writes ``path`` through ``write(file)`` into a temp file beside it, fsyncs, then renames it over ``path``:
     a crash at any moment leaves either the old or the new file, never a torn one."""
@@ -88,6 +87,7 @@ def atomic_write(path, write, binary=False):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
 
 def save_status(status, model_dir):
     """Saves atomically: a temp file then a rename, so that a crash at any moment leaves a loadable checkpoint."""

@@ -216,7 +216,7 @@ class BaseAlgo(ABC):
         rewards = reward.tolist()
         dones = done.tolist()
         return torch.tensor([
-            self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i]) for i in range(len(rewards))
+            self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i]) for i in range(self.num_procs)
         ], device=self.device, dtype=torch.float32)
 
     def _final_values(self, final_obs, terminated, truncated):
