@@ -23,6 +23,7 @@ from utils.distributed_setup import (broadcast_object, gather_lists, init_distri
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, one_line
 from utils.format import get_obss_preprocessor, has_mission
+from utils.interrupts import interrupts_deferred
 from utils.seeding import seed as seed_everything
 from utils.storage import (CSVLogger, TextLogger, check_writable_dir, command_line, ensure_writable_dir, get_model_dir,
                            get_status, model_exists, remove_temp_files, save_config, save_status, trim_csv_log)
@@ -308,28 +309,30 @@ def main(argv=None):
     try:
         while status["num_frames"] < args.frames:
             logs = algo.update_parameters()
-            check_finite(acmodel)
-            status["num_frames"] += logs["num_frames"] * world_size
-            status["update"] += 1
-            interval_frames += logs["num_frames"] * world_size
-            status["duration"] = duration_before + time.time() - start
-            if status["update"] % args.log_interval == 0:
-                gather_episode_logs(logs, world_size)
-                fps = interval_frames / max(time.time() - interval_start, 1e-9)
-                row = log_row(logs, status["update"], status["num_frames"], fps, status["duration"])
-                txt_logger(format_line(row))
-                csv_logger.write(row)
-                if tb_writer is not None:
-                    for key, value in row.items():
-                        if key not in ("update", "frames") and value != "":
-                            tb_writer.add_scalar(key, value, status["num_frames"])
-                interval_start, interval_frames = time.time(), 0
-                if reached_target(logs, args, recent_returns):
-                    txt_logger(f"# mean return over the last {STOP_WINDOW} logs {np.mean(recent_returns):.3f} reached "
-                               f"--stop-at-return {args.stop_at_return}")
-                    break
-            if args.save_interval > 0 and status["update"] % args.save_interval == 0:
-                save()
+            # The update's bookkeeping happens whole: an interrupt here waits, so status and logs stay in step.
+            with interrupts_deferred():
+                check_finite(acmodel)
+                status["num_frames"] += logs["num_frames"] * world_size
+                status["update"] += 1
+                interval_frames += logs["num_frames"] * world_size
+                status["duration"] = duration_before + time.time() - start
+                if status["update"] % args.log_interval == 0:
+                    gather_episode_logs(logs, world_size)
+                    fps = interval_frames / max(time.time() - interval_start, 1e-9)
+                    row = log_row(logs, status["update"], status["num_frames"], fps, status["duration"])
+                    txt_logger(format_line(row))
+                    csv_logger.write(row)
+                    if tb_writer is not None:
+                        for key, value in row.items():
+                            if key not in ("update", "frames") and value != "":
+                                tb_writer.add_scalar(key, value, status["num_frames"])
+                    interval_start, interval_frames = time.time(), 0
+                    if reached_target(logs, args, recent_returns):
+                        txt_logger(f"# mean return over the last {STOP_WINDOW} logs {np.mean(recent_returns):.3f} "
+                                   f"reached --stop-at-return {args.stop_at_return}")
+                        break
+                if args.save_interval > 0 and status["update"] % args.save_interval == 0:
+                    save()
         save()
         if world_size > 1:
             agree = parameters_agree(acmodel, world_size)
