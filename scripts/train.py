@@ -302,6 +302,7 @@ def main(argv=None):
         save_status(status, model_dir)
 
     # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first.
+    handlers_before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     start, interval_start, interval_frames = time.time(), time.time(), 0
     recent_returns = deque(maxlen=STOP_WINDOW)
@@ -365,6 +366,8 @@ def main(argv=None):
             tb_writer.close()
         if world_size > 1:
             shutdown_distributed()
+        for signum, handler in handlers_before.items():  # main() may be called in-process (tests, notebooks)
+            signal.signal(signum, handler)
     if world_size > 1:
         exit_now()
 

@@ -53,6 +53,8 @@ class BaseAlgo(ABC):
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
         self.recurrence = recurrence if self.recurrent else 1
+        # A model that runs whole sequences at once (see RecurrentACModel.forward_sequence) trains faster.
+        self.sequence_model = self.recurrent and callable(getattr(acmodel, "forward_sequence", None))
         if self.recurrence < 1:
             raise ValueError(f"recurrence must be at least 1, got {recurrence}")
         if num_frames_per_proc % self.recurrence != 0:
@@ -261,8 +263,13 @@ class BaseAlgo(ABC):
     def recompute_memories(self):
         """Recomputes the rollout's memories with the current parameters (memories from older ones are stale)."""
         memory = self.rollout_start_memory
-        memories = []
         with torch.no_grad():
+            if self.sequence_model:
+                _, _, outputs = self.acmodel.forward_sequence(flatten_steps(self.obs_steps, transpose=False), memory,
+                                                              self.masks.reshape(-1))
+                outputs = outputs.view(self.num_frames_per_proc, self.num_procs, -1)
+                return flatten_steps(torch.cat((memory.unsqueeze(0), outputs[:-1])))  # each step's memory input
+            memories = []
             for t in range(self.num_frames_per_proc):
                 memories.append(memory)
                 _, _, memory = self.acmodel(self.obs_steps[t], memory * self.masks[t].unsqueeze(1))
@@ -270,16 +277,25 @@ class BaseAlgo(ABC):
 
     def optimize_batch(self, exps, starts):
         """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``."""
-        memory = exps.memory[starts] if self.recurrent else None
-        loss = 0.0
-        step_stats = []
-        for i in range(self.recurrence):
-            sb = exps[starts + i]
-            dist, value, memory = self._model_step(sb.obs, memory, sb.mask if self.recurrent else None)
-            step_loss, stats = self.compute_loss(sb, dist, value)
-            loss = loss + step_loss
-            step_stats.append(stats)
-        loss = loss / self.recurrence
+        if self.sequence_model:
+            # All recurrence steps of all sequences in one call, rows time-major; the loss over all rows is the
+            # mean of the per-step losses of the loop below.
+            rows = (starts.unsqueeze(0) + torch.arange(self.recurrence, device=self.device).unsqueeze(1)).flatten()
+            sb = exps[rows]
+            dist, value, _ = self.acmodel.forward_sequence(sb.obs, exps.memory[starts], sb.mask)
+            loss, stats = self.compute_loss(sb, dist, value)
+            step_stats = [stats]
+        else:
+            memory = exps.memory[starts] if self.recurrent else None
+            loss = 0.0
+            step_stats = []
+            for i in range(self.recurrence):
+                sb = exps[starts + i]
+                dist, value, memory = self._model_step(sb.obs, memory, sb.mask if self.recurrent else None)
+                step_loss, stats = self.compute_loss(sb, dist, value)
+                loss = loss + step_loss
+                step_stats.append(stats)
+            loss = loss / self.recurrence
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed.is_distributed():
