@@ -68,6 +68,13 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
             self.register_buffer("action_center", (high + low) / 2)
             self.register_buffer("action_scale", (high - low) / 2)
         self.apply(init_params)
+        if self.use_memory:
+            # Forget gate biased open (Gers et al. 2000; Jozefowicz et al. 2015): at PyTorch's default (~0) the
+            # cell keeps half of itself per step, so a cue seen 6 steps before a choice is down to 1/64.
+            size = self.semi_memory_size
+            with torch.no_grad():
+                self.memory_rnn.bias_ih[size:2 * size].fill_(1.0)  # PyTorch's gate order: input, forget, cell, output
+                self.memory_rnn.bias_hh[size:2 * size].fill_(0.0)
 
     @property
     def recurrent(self):

@@ -22,14 +22,15 @@ from utils.distributed_setup import (broadcast_object, gather_lists, init_distri
                                      shutdown_distributed)
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, one_line
-from utils.format import get_obss_preprocessor, has_mission
+from utils.format import IMAGE_ENCODINGS, get_obss_preprocessor, has_mission
 from utils.interrupts import interrupts_deferred
 from utils.seeding import seed as seed_everything
 from utils.storage import (CSVLogger, TextLogger, check_writable_dir, command_line, ensure_writable_dir, get_model_dir,
                            get_status, model_exists, remove_temp_files, save_config, save_status, trim_csv_log)
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
-ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text")
+ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
+ARCHITECTURE_DEFAULTS = {"image_encoding": "raw"}  # what checkpoints older than a key used
 CSV_FIELDS = ["update", "frames", "FPS", "duration",
               "rreturn_mean", "rreturn_std", "rreturn_min", "rreturn_max",
               "return_mean", "return_std", "return_min", "return_max",
@@ -70,6 +71,10 @@ def parse_args(argv=None):
     g.add_argument("--recurrence", type=int, default=1,
                    help="steps of back-propagation through time; >1 gives the model an LSTM memory")
     g.add_argument("--text", action="store_true", help="add a GRU over the mission string (MiniGrid)")
+    g.add_argument("--image-encoding", choices=("auto", *IMAGE_ENCODINGS), default="auto",
+                   help="MiniGrid images as raw cell codes or one-hot per code (20 channels, so that a key and a "
+                        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; ~8%% slower). auto: "
+                        "onehot with memory (--recurrence > 1), else raw; a resumed model keeps its own")
     g = p.add_argument_group("algorithm")
     g.add_argument("--frames-per-proc", type=int, default=None, help="steps per env and update (default: 128 PPO, 5 A2C)")
     g.add_argument("--discount", type=float, default=0.99, help="discount factor gamma")
@@ -124,12 +129,18 @@ def validate(args):
 
 
 def load_or_new_status(args, model_dir):
+    """The checkpoint's status, or a new one; resolves ``--image-encoding auto`` (a resumed model keeps its own)."""
     if not model_exists(model_dir):
+        if args.image_encoding == "auto":
+            args.image_encoding = "onehot" if args.use_memory else "raw"
         return {"num_frames": 0, "update": 0, "duration": 0.0}
     status = get_status(model_dir)
     saved = status.get("config", {})
-    differences = [describe_difference(k, saved.get(k), getattr(args, k)) for k in ARCHITECTURE_KEYS
-                   if saved.get(k) != getattr(args, k)]
+    saved = {k: saved.get(k, ARCHITECTURE_DEFAULTS.get(k)) for k in ARCHITECTURE_KEYS}
+    if args.image_encoding == "auto":
+        args.image_encoding = saved["image_encoding"]
+    differences = [describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS
+                   if saved[k] != getattr(args, k)]
     if differences:
         raise UsageError(f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
                          f"pass the same flags to resume it, or choose a new --model")
@@ -165,7 +176,7 @@ def describe_difference(key, saved, now):
         return f"memory (--recurrence > 1) was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
     if key == "use_text":
         return f"--text was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
-    return f"--{key} was {saved!r}, now {now!r}"
+    return f"--{key.replace('_', '-')} was {saved!r}, now {now!r}"
 
 
 def default_device(batched):
@@ -223,14 +234,14 @@ def main(argv=None):
         try:
             status = load_or_new_status(args, model_dir)
             check_writable_dir(model_dir)  # creates nothing: a failure below leaves no new folder behind
-            loaded = ("ok", status)
+            loaded = ("ok", status, args.image_encoding)
         except UsageError as error:
             loaded = ("error", str(error))
     if world_size > 1:  # rank 0 reads the checkpoint (storage need not be shared between machines)
         loaded = broadcast_object(loaded if rank == 0 else None, rank)
     if loaded[0] == "error":
         raise UsageError(loaded[1])
-    status = loaded[1]
+    status, args.image_encoding = loaded[1], loaded[2]
 
     seed_everything(args.seed + status["update"] + 7919 * rank)
     torch.set_num_threads(args.threads)
@@ -247,7 +258,8 @@ def main(argv=None):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")
     continuous = isinstance(action_space, gym.spaces.Box)
     normalize = args.normalize == "on" or (args.normalize == "auto" and continuous)
-    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize, use_text=args.text)
+    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize, use_text=args.text,
+                                                       image_encoding=args.image_encoding)
     if "vocab" in status and hasattr(preprocess_obss, "vocab"):
         preprocess_obss.vocab.load_vocab(status["vocab"])
     normalizer = getattr(preprocess_obss, "normalizer", None)

@@ -15,7 +15,8 @@ from utils.format import get_obss_preprocessor
 def _train(use_memory, max_frames, stop_at=None, seed=1):
     torch.manual_seed(seed)
     envs = [CueCorridorEnv(delay=6) for _ in range(16)]
-    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space, use_text=False)
+    # one-hot images, as scripts.train gives memory models; the control gets the same input
+    obs_space, preprocess = get_obss_preprocessor(envs[0].observation_space, use_text=False, image_encoding="onehot")
     model = ACModel(obs_space, envs[0].action_space, use_memory=use_memory)
     means, frames = [], 0
     with torch_rl.PPOAlgo(envs, model, recurrence=8, preprocess_obss=preprocess, seed=seed, num_workers=0) as algo:

@@ -22,8 +22,9 @@ class Agent:
         self.env_id = config.get("env", "?")
         mismatch = (f"the model in {model_dir} was made for {self.env_id}, whose observations or actions differ "
                     f"from this env's; evaluate it on {self.env_id} or an env of the same kind")
-        obs_space_for_model, self.preprocess_obss = get_obss_preprocessor(obs_space, "obs_normalizer" in status,
-                                                                       use_text=config.get("use_text", False))
+        obs_space_for_model, self.preprocess_obss = get_obss_preprocessor(
+            obs_space, "obs_normalizer" in status, use_text=config.get("use_text", False),
+            image_encoding=config.get("image_encoding", "raw"))  # older checkpoints have no image_encoding
         if "obs_normalizer" in status:  # frozen: evaluation does not move the training statistics
             self.preprocess_obss.normalizer.load_state_dict(status["obs_normalizer"])
             self.preprocess_obss.normalizer.training = False

@@ -4,6 +4,7 @@ import re
 import gymnasium as gym
 import numpy as np
 import torch
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
 import torch_rl
 from torch_rl.normalization import ObservationNormalizer
@@ -37,23 +38,42 @@ class Vocabulary:
         return tokens
 
 
-def get_obss_preprocessor(obs_space, normalize=False, use_text=True):
+IMAGE_ENCODINGS = ("raw", "onehot")
+# MiniGrid encodes a cell as (object type, colour, state) indices; one-hot, that is 11 + 6 + 3 channels.
+ONEHOT_SIZES = (len(OBJECT_TO_IDX), len(COLOR_TO_IDX), len(STATE_TO_IDX))
+
+
+def onehot_image(image):
+    """(..., 3) MiniGrid cell codes -> (..., 20) floats, one-hot per code. Why: as raw numbers a key (5) and a
+    ball (6) differ by 1 in one channel, so a linear layer sees them nearly alike; a model that must combine
+    what it remembers with what it sees (key-or-ball XOR which side) then learns far more slowly."""
+    image = torch.as_tensor(image).long()
+    return torch.cat([torch.nn.functional.one_hot(image[..., i], n) for i, n in enumerate(ONEHOT_SIZES)],
+                     dim=-1).float()
+
+
+def get_obss_preprocessor(obs_space, normalize=False, use_text=True, image_encoding="raw"):
     """(model obs space, preprocess_obss) for an env's observation space.
 
     MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
     DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
-    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``). Flat Box
+    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``); with
+    ``image_encoding="onehot"`` each cell's three codes are one-hot encoded (``onehot_image``). Flat Box
     observations give ``{"flat": size}``; with ``normalize`` they are standardised by running statistics (the
     ``normalizer`` attribute, saved with the model).
     """
     if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
+        if image_encoding not in IMAGE_ENCODINGS:
+            raise ValueError(f"image_encoding must be one of {IMAGE_ENCODINGS}, got {image_encoding!r}")
+        onehot = image_encoding == "onehot"
         vocab = Vocabulary()
         tokenise = use_text and "mission" in obs_space.spaces  # a model without text skips the work
 
         def preprocess_obss(obss, device=None):
             if isinstance(obss, (list, tuple)):
                 obss = torch_rl.batching.stack_obs(list(obss))
-            image = torch.as_tensor(obss["image"], device=device).float()
+            image = torch.as_tensor(obss["image"], device=device)
+            image = onehot_image(image) if onehot else image.float()
             result = torch_rl.DictList(image=image)
             if tokenise:
                 missions = obss["mission"]
@@ -65,7 +85,8 @@ def get_obss_preprocessor(obs_space, normalize=False, use_text=True):
             return result
 
         preprocess_obss.vocab = vocab
-        model_space = {"image": obs_space.spaces["image"].shape}
+        image_shape = obs_space.spaces["image"].shape
+        model_space = {"image": (*image_shape[:-1], sum(ONEHOT_SIZES)) if onehot else image_shape}
         if tokenise:
             model_space["text"] = vocab.max_size
         return model_space, preprocess_obss
