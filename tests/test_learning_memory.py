@@ -55,3 +55,24 @@ def test_recurrent_ppo_remembers_the_cue():
 def test_without_memory_the_cue_corridor_stays_at_chance():
     means, _ = _train(use_memory=False, max_frames=60_000)
     assert max(np.mean(means[i - 2:i + 1]) for i in range(2, len(means))) < 0.7
+
+
+def test_with_swapped_sides_the_right_choice_depends_on_the_cue_and_the_layout():
+    env = CueCorridorEnv(delay=2, swap_sides=True)
+    outcomes = {}
+    for seed in range(40):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(2):
+            obs, _, _, _, _ = env.step(2)
+        left, right = obs["image"][2, 5, 0], obs["image"][4, 5, 0]
+        assert {left, right} == {5, 6}  # a key and a ball, one on each side
+        cue_object = 5 if env.cue == 0 else 6
+        choice = 0 if left == cue_object else 1
+        _, reward, terminated, _, _ = env.step(choice)
+        assert reward == 1.0 and terminated
+        outcomes.setdefault(env.cue, set()).add(choice)
+        env.reset(seed=seed)  # the same episode again, the other side
+        env.step(2), env.step(2)
+        _, reward, terminated, _, _ = env.step(1 - choice)
+        assert reward == 0.0 and terminated
+    assert outcomes[0] == {0, 1} and outcomes[1] == {0, 1}  # neither the cue nor the layout alone decides
