@@ -32,6 +32,12 @@ TASKS = {
                2_000_000, "success >= 0.9"),
     "memory-off": ("same, without memory", "MiniGrid-MemoryS7-v0", ["--algo", "ppo", "--image-encoding", "onehot"],
                    0.9, 2_000_000, "stays near chance (0.5)"),
+    # From MemoryS7's (and S9's) junction, facing back, the cue and both objects are in view at once: a policy
+    # can decide there without memory. In S11 the cue is out of sight from the junction.
+    "memory-s11": ("memory (--recurrence 32)", "MiniGrid-MemoryS11-v0", ["--algo", "ppo", "--recurrence", "32"],
+                   0.9, 6_000_000, "success >= 0.9"),
+    "memory-s11-off": ("same, without memory", "MiniGrid-MemoryS11-v0",
+                       ["--algo", "ppo", "--image-encoding", "onehot"], 0.9, 4_000_000, "stays near chance (0.5)"),
     "memory-cue": ("memory (--recurrence 8)", "torch_rl/CueCorridor-v0", ["--algo", "ppo", "--recurrence", "8"], 0.9,
                    400_000, "success >= 0.9 (a cue seen only at the first step decides the choice 6 steps later)"),
     "memory-cue-off": ("same, without memory", "torch_rl/CueCorridor-v0",
@@ -45,6 +51,7 @@ TASKS = {
     "keycorridor": ("harder", "MiniGrid-KeyCorridorS3R1-v0", ["--algo", "ppo"], 0.9, 1_000_000, "frames to >= 0.9"),
 }
 QUICK_BUDGET = {"ppo-doorkey": 120_000, "a2c-doorkey": 300_000, "memory": 300_000, "memory-off": 300_000,
+                "memory-s11": 300_000, "memory-s11-off": 300_000,
                 "memory-cue": 200_000, "memory-cue-off": 200_000,
                 "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000,
                 "keycorridor": 300_000}
