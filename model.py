@@ -102,7 +102,8 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
 
     def forward_sequence(self, obs, memory, mask):
         """T steps of N sequences at once (see ``torch_rl.RecurrentACModel``): the conv net, text GRU and heads
-        run once on all T*N rows; only the LSTM cell steps through time. Recurrent training is ~3x faster so."""
+        run once on all T*N rows; only the LSTM cell steps through time (a PPO update 1.5-4x faster, see
+        benchmarks/recurrent.py)."""
         x = self._embed(obs)
         n = memory.shape[0]
         h, c = memory[:, :self.semi_memory_size], memory[:, self.semi_memory_size:]
