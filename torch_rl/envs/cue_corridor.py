@@ -49,12 +49,13 @@ class CueCorridorEnv(gym.Env):
         if self.t < self.delay:
             self.t += 1
             return self._obs(), 0.0, False, False, {}
-        if self.swap_sides:
-            cue_side = 0 if (self.cue == 0) == self.key_on_left else 1  # 0: left, 1: right
-            reward = 1.0 if int(action) == cue_side else 0.0
-        else:
-            reward = 1.0 if int(action) == self.cue else 0.0
+        reward = 1.0 if int(action) == self._right_choice() else 0.0
         return self._obs(), reward, True, False, {}
+
+    def _right_choice(self):
+        if self.swap_sides:  # the side (0: left, 1: right) where the cue's object lies
+            return 0 if (self.cue == 0) == self.key_on_left else 1
+        return self.cue
 
     def _obs(self):
         image = np.zeros((7, 7, 3), np.uint8)
@@ -62,8 +63,8 @@ class CueCorridorEnv(gym.Env):
         image[3, :, 0] = EMPTY  # the corridor ahead of the agent (bottom centre, facing up)
         if self.t == 0:
             image[2, 6, 0] = KEY if self.cue == 0 else BALL  # beside the agent
-        if self.t == self.delay and self.swap_sides:
+        if self.t == self.delay and self.swap_sides:  # the junction: a key and a ball, one on each side
             image[2, 5, 0], image[4, 5, 0] = (KEY, BALL) if self.key_on_left else (BALL, KEY)
-        elif self.t == self.delay:
-            image[2, 5, 0] = image[4, 5, 0] = GOAL  # the junction's two ways, identical for both cues
+        elif self.t == self.delay:  # the junction's two ways, identical for both cues
+            image[2, 5, 0] = image[4, 5, 0] = GOAL
         return {"image": image}
