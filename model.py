@@ -6,6 +6,7 @@
 - ``use_memory``: an LSTM cell after the embedding, so the agent remembers across steps.
 - Discrete actions: a Categorical head; Box actions: a diagonal Gaussian with a learned log-std.
 """
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -36,9 +37,13 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
         if self.image_input:
             n, m, channels = obs_space["image"]
             self.image_conv = nn.Sequential(
-                nn.Conv2d(channels, 16, (2, 2)), nn.ReLU(), nn.MaxPool2d((2, 2)),
-                nn.Conv2d(16, 32, (2, 2)), nn.ReLU(),
-                nn.Conv2d(32, 64, (2, 2)), nn.ReLU(),
+                nn.Conv2d(channels, 16, (2, 2)),
+                nn.ReLU(),
+                nn.MaxPool2d((2, 2)),
+                nn.Conv2d(16, 32, (2, 2)),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, (2, 2)),
+                nn.ReLU(),
             )
             self.image_embedding_size = ((n - 1) // 2 - 2) * ((m - 1) // 2 - 2) * 64
         else:
@@ -73,8 +78,8 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
             # cell keeps half of itself per step, so a cue seen 6 steps before a choice is down to 1/64.
             size = self.semi_memory_size
             with torch.no_grad():
-                self.memory_rnn.bias_ih[size:2 * size].fill_(1.0)  # PyTorch's gate order: input, forget, cell, output
-                self.memory_rnn.bias_hh[size:2 * size].fill_(0.0)
+                self.memory_rnn.bias_ih[size : 2 * size].fill_(1.0)  # PyTorch's gate order: input, forget, cell, output
+                self.memory_rnn.bias_hh[size : 2 * size].fill_(0.0)
 
     @property
     def recurrent(self):
@@ -91,7 +96,7 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
     def forward(self, obs, memory=None):
         x = self._embed(obs)
         if self.use_memory:
-            hidden = (memory[:, :self.semi_memory_size], memory[:, self.semi_memory_size:])
+            hidden = (memory[:, : self.semi_memory_size], memory[:, self.semi_memory_size :])
             hidden = self.memory_rnn(x, hidden)
             memory = torch.cat(hidden, dim=1)
             x = hidden[0]
@@ -106,14 +111,14 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
         benchmarks/recurrent.py)."""
         x = self._embed(obs)
         n = memory.shape[0]
-        h, c = memory[:, :self.semi_memory_size], memory[:, self.semi_memory_size:]
+        h, c = memory[:, : self.semi_memory_size], memory[:, self.semi_memory_size :]
         memories = []
         for t in range(x.shape[0] // n):
-            keep = mask[t * n:(t + 1) * n].unsqueeze(1)
-            h, c = self.memory_rnn(x[t * n:(t + 1) * n], (h * keep, c * keep))
+            keep = mask[t * n : (t + 1) * n].unsqueeze(1)
+            h, c = self.memory_rnn(x[t * n : (t + 1) * n], (h * keep, c * keep))
             memories.append(torch.cat((h, c), dim=1))
         memories = torch.cat(memories)
-        dist, value = self._heads(memories[:, :self.semi_memory_size], obs)
+        dist, value = self._heads(memories[:, : self.semi_memory_size], obs)
         return dist, value, memories
 
     def _embed(self, obs):
@@ -132,8 +137,9 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
         logits = self.actor(embedding)
         if self.continuous:
             mean = self.action_center + self.action_scale * torch.tanh(logits)
-            dist = Independent(Normal(mean, self.log_std.exp() * self.action_scale, validate_args=False), 1,
-                               validate_args=False)
+            dist = Independent(
+                Normal(mean, self.log_std.exp() * self.action_scale, validate_args=False), 1, validate_args=False
+            )
         else:
             dist = Categorical(logits=logits, validate_args=False)  # skips per-call checks: ~10% of a step
         return dist, value

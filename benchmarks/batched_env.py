@@ -39,9 +39,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_env_steps(env_id: str, num_envs: int, device: str = "cpu",
-                      duration: float = 1.0, warmup_steps: int = 10, seed: int = 0,
-                      num_threads: int | None = 1) -> float:
+def measure_env_steps(
+    env_id: str,
+    num_envs: int,
+    device: str = "cpu",
+    duration: float = 1.0,
+    warmup_steps: int = 10,
+    seed: int = 0,
+    num_threads: int | None = 1,
+) -> float:
     """Random-action steps/s (summed over the batch) of ``BatchedMiniGridEnv``.
 
     Actions are drawn uniformly from the 7 actions, on ``device``, ahead of
@@ -92,8 +98,7 @@ def measure_minigrid_steps(env_id: str, duration: float = 1.0, seed: int = 0) ->
     return n / elapsed
 
 
-def measure_minigrid_sync_steps(env_id: str, num_envs: int = 16, duration: float = 1.0,
-                                seed: int = 0) -> float:
+def measure_minigrid_sync_steps(env_id: str, num_envs: int = 16, duration: float = 1.0, seed: int = 0) -> float:
     """Random-action steps/s of a gymnasium ``SyncVectorEnv`` of Minigrid envs."""
     envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)])
     envs.reset(seed=seed)
@@ -112,13 +117,11 @@ def measure_minigrid_sync_steps(env_id: str, num_envs: int = 16, duration: float
     return n * num_envs / elapsed
 
 
-def env_stepping_section(env_ids, batch_sizes, device: str, duration: float,
-                         env_threads: int | None = 1) -> list[str]:
+def env_stepping_section(env_ids, batch_sizes, device: str, duration: float, env_threads: int | None = 1) -> list[str]:
     """Print the env-stepping table; return one ratio summary line per env id."""
     summaries = []
     threads = env_threads if env_threads is not None else torch.get_num_threads()
-    print(f"\n== Random-action env stepping (device={device}, batched env torch threads="
-          f"{threads}) ==")
+    print(f"\n== Random-action env stepping (device={device}, batched env torch threads={threads}) ==")
     header = f"{'env':28s} {'stepper':>14s} {'steps/s':>14s} {'x minigrid':>11s}"
     print(header)
     print("-" * len(header))
@@ -132,14 +135,20 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float,
         for b in batch_sizes:
             sps = measure_env_steps(env_id, b, device, duration, num_threads=env_threads)
             ratios.append(f"{sps / base:.1f}x at B={b}")
-            print(f"{short:28s} {f'batched {b}':>14s} {sps:14,.0f} {sps / base:10.1f}x",
-                  flush=True)
+            print(f"{short:28s} {f'batched {b}':>14s} {sps:14,.0f} {sps / base:10.1f}x", flush=True)
         summaries.append(f"{short}: batched/minigrid " + " | ".join(ratios))
     return summaries
 
 
-def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch_size: int = 256,
-                    epochs: int = 4, frames_per_proc: int = 128) -> tuple[float, float]:
+def measure_ppo_fps(
+    env_id: str,
+    num_envs: int,
+    device: str,
+    updates: int,
+    batch_size: int = 256,
+    epochs: int = 4,
+    frames_per_proc: int = 128,
+) -> tuple[float, float]:
     """PPO training frames/s on the batched env with the starter files' model and defaults (128 frames/env,
     4 epochs), everything on ``device``; the first update is a warm-up. Returns (FPS, share of the time spent
     collecting experience)."""
@@ -147,12 +156,20 @@ def measure_ppo_fps(env_id: str, num_envs: int, device: str, updates: int, batch
     from benchmarks.collection_timer import CollectionTimer
     from model import ACModel
     from utils.format import get_obss_preprocessor
+
     torch.manual_seed(0)
     env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=0)
     obs_space, preprocess = get_obss_preprocessor(env.single_observation_space, use_text=False)
     model = ACModel(obs_space, env.single_action_space)
-    with torch_rl.PPOAlgo(env, model, device=device, preprocess_obss=preprocess, batch_size=batch_size,
-                          epochs=epochs, num_frames_per_proc=frames_per_proc) as algo:
+    with torch_rl.PPOAlgo(
+        env,
+        model,
+        device=device,
+        preprocess_obss=preprocess,
+        batch_size=batch_size,
+        epochs=epochs,
+        num_frames_per_proc=frames_per_proc,
+    ) as algo:
         timer = CollectionTimer(algo, device)
         algo.update_parameters()
         _sync(torch.device(device))
@@ -173,15 +190,23 @@ def ppo_section(device: str, quick: bool) -> str:
     if quick:
         configs = [(256, 256, 4, 128)]
     if device == "cuda":
-        configs = [(256, 256, 4, 128), (4096, 16384, 4, 128), (16384, 65536, 4, 64), (16384, 65536, 1, 32),
-                   (65536, 131072, 2, 32)]
+        configs = [
+            (256, 256, 4, 128),
+            (4096, 16384, 4, 128),
+            (16384, 65536, 4, 64),
+            (16384, 65536, 1, 32),
+            (65536, 131072, 2, 32),
+        ]
         configs = configs[1:2] if quick else configs
     results = []
     for num_envs, batch, epochs, frames_per_proc in configs:
         updates = 2 if num_envs * frames_per_proc >= 100_000 else 4
         fps, collect_share = measure_ppo_fps(env_id, num_envs, device, updates, batch, epochs, frames_per_proc)
-        print(f"B={num_envs:<6d} batch {batch:<6d} epochs {epochs} frames/env {frames_per_proc:<4d}: {fps:12,.0f} FPS "
-              f"({collect_share:.0%} of the time collecting)", flush=True)
+        print(
+            f"B={num_envs:<6d} batch {batch:<6d} epochs {epochs} frames/env {frames_per_proc:<4d}: {fps:12,.0f} FPS "
+            f"({collect_share:.0%} of the time collecting)",
+            flush=True,
+        )
         results.append(f"{fps:,.0f} FPS at B={num_envs}, {epochs} epoch(s)")
     return "PPO training: " + " | ".join(results)
 
@@ -193,24 +218,67 @@ def transfer_section(device: str) -> str:
     import subprocess
     import sys
     import tempfile
+
     env_id = "MiniGrid-DoorKey-5x5-v0"
     print(f"\n== Transfer: train on batched {env_id}, evaluate on Minigrid's own env ==", flush=True)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as storage:
         env = dict(os.environ, TORCH_RL_STORAGE=storage)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b",
-                        "--batched", "--device", device, "--frames", "400000", "--stop-at-return", "0.9",
-                        "--save-interval", "0", "--quiet"], cwd=repo, env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scripts.train",
+                "--algo",
+                "ppo",
+                "--env",
+                env_id,
+                "--model",
+                "b",
+                "--batched",
+                "--device",
+                device,
+                "--frames",
+                "400000",
+                "--stop-at-return",
+                "0.9",
+                "--save-interval",
+                "0",
+                "--quiet",
+            ],
+            cwd=repo,
+            env=env,
+            check=True,
+        )
         wall = time.perf_counter() - start
         with open(os.path.join(storage, "b", "log.csv")) as f:
             frames = f.read().strip().splitlines()[-1].split(",")[1]
-        out = subprocess.run([sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", "b",
-                              "--episodes", "200", "--json", "-"], cwd=repo, env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scripts.evaluate",
+                "--env",
+                env_id,
+                "--model",
+                "b",
+                "--episodes",
+                "200",
+                "--json",
+                "-",
+            ],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         result = json.loads(out)
-    line = (f"transfer: trained {int(frames):,} frames on the batched env ({wall:.0f} s), real Minigrid return "
-            f"{result['return_mean']:.3f} over {result['episodes']} episodes, success {result['success_rate']:.0%}")
+    line = (
+        f"transfer: trained {int(frames):,} frames on the batched env ({wall:.0f} s), real Minigrid return "
+        f"{result['return_mean']:.3f} over {result['episodes']} episodes, success {result['success_rate']:.0%}"
+    )
     print(line)
     return line
 
@@ -222,13 +290,20 @@ def main(argv=None) -> None:
     parser.add_argument("--env", nargs="+", default=None, help="env ids (default: DoorKey-8x8, Empty-8x8)")
     parser.add_argument("--seconds", type=float, default=None, help="time per measurement")
     parser.add_argument("--no-ppo", action="store_true", help="skip the PPO training FPS section")
-    parser.add_argument("--no-transfer", action="store_true",
-                        help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: leave torch's default)")
-    parser.add_argument("--env-threads", type=int, default=1,
-                        help="torch threads inside BatchedMiniGridEnv.step (default 1; "
-                             "0 = use the global torch setting)")
+    parser.add_argument(
+        "--no-transfer",
+        action="store_true",
+        help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's default)"
+    )
+    parser.add_argument(
+        "--env-threads",
+        type=int,
+        default=1,
+        help="torch threads inside BatchedMiniGridEnv.step (default 1; 0 = use the global torch setting)",
+    )
     args = parser.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():

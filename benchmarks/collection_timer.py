@@ -1,4 +1,5 @@
 """Measures how much of a training run's wall time goes to collecting experience."""
+
 import time
 
 import torch

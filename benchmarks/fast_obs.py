@@ -6,6 +6,7 @@ Both variants step the same env id with the same seeds and random actions
 (biased toward forward/pickup/drop/toggle), resetting on episode end; the
 best of ``--repeats`` timed runs is reported (the machine may be shared).
 """
+
 import argparse
 import time
 
@@ -44,8 +45,11 @@ def main():
         for r in range(args.repeats):  # interleaved so both see the same machine load
             best["minigrid"] = max(best["minigrid"], steps_per_s(plain, args.steps, seed=r))
             best["fast"] = max(best["fast"], steps_per_s(fast, args.steps, seed=r))
-        print(f"{env_id}: minigrid {best['minigrid']:,.0f} steps/s, FastMiniGridObs {best['fast']:,.0f} steps/s, "
-              f"ratio {best['fast'] / best['minigrid']:.2f}x", flush=True)
+        print(
+            f"{env_id}: minigrid {best['minigrid']:,.0f} steps/s, FastMiniGridObs {best['fast']:,.0f} steps/s, "
+            f"ratio {best['fast'] / best['minigrid']:.2f}x",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
 
 For each task it trains `python -m scripts.train` (defaults, plus the task's flags) once per seed in a temporary
 storage folder, reads log.csv, and reports the frames at which the rolling mean (over 5 logged updates) of the
-mean return first reaches the threshold (median and worst over seeds; "-" if never), the final evaluation (`python -m scripts.evaluate`,
-100 episodes) and the wall time. It writes docs/RESULTS.md and docs/results_curves.png (mean +- spread of the
-return over seeds, one panel per task).
+mean return first reaches the threshold (median and worst over seeds; "-" if never), the final evaluation
+(`python -m scripts.evaluate`, 100 episodes) and the wall time. It writes docs/RESULTS.md and
+docs/results_curves.png (mean +- spread of the return over seeds, one panel per task).
 """
+
 import argparse
 import csv
 import json
@@ -22,39 +23,109 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name: (capability, env, extra train flags, threshold, frame budget, target in words)
 TASKS = {
-    "ppo-doorkey": ("PPO", "MiniGrid-DoorKey-5x5-v0", ["--algo", "ppo"], 0.9, 200_000,
-                    "return >= 0.9 by 80k frames (median), 5/5 seeds by 200k"),
-    "a2c-doorkey": ("A2C", "MiniGrid-DoorKey-5x5-v0", ["--algo", "a2c"], 0.9, 1_000_000,
-                    "5/5 seeds reach 0.9 within 1M frames"),
+    "ppo-doorkey": (
+        "PPO",
+        "MiniGrid-DoorKey-5x5-v0",
+        ["--algo", "ppo"],
+        0.9,
+        200_000,
+        "return >= 0.9 by 80k frames (median), 5/5 seeds by 200k",
+    ),
+    "a2c-doorkey": (
+        "A2C",
+        "MiniGrid-DoorKey-5x5-v0",
+        ["--algo", "a2c"],
+        0.9,
+        1_000_000,
+        "5/5 seeds reach 0.9 within 1M frames",
+    ),
     # Memory models default to one-hot images (scripts.train --image-encoding auto); the controls without
     # memory get the same input, so that memory is the only difference.
-    "memory": ("memory (--recurrence 16)", "MiniGrid-MemoryS7-v0", ["--algo", "ppo", "--recurrence", "16"], 0.9,
-               2_000_000, "success >= 0.9"),
-    "memory-off": ("same, without memory", "MiniGrid-MemoryS7-v0", ["--algo", "ppo", "--image-encoding", "onehot"],
-                   0.9, 2_000_000, "stays near chance (0.5)"),
+    "memory": (
+        "memory (--recurrence 16)",
+        "MiniGrid-MemoryS7-v0",
+        ["--algo", "ppo", "--recurrence", "16"],
+        0.9,
+        2_000_000,
+        "success >= 0.9",
+    ),
+    "memory-off": (
+        "same, without memory",
+        "MiniGrid-MemoryS7-v0",
+        ["--algo", "ppo", "--image-encoding", "onehot"],
+        0.9,
+        2_000_000,
+        "stays near chance (0.5)",
+    ),
     # From MemoryS7's (and S9's) junction, facing back, the cue and both objects are in view at once: a policy
     # can decide there without memory. In S11 the cue is out of sight from the junction.
-    "memory-s11": ("memory (--recurrence 32)", "MiniGrid-MemoryS11-v0", ["--algo", "ppo", "--recurrence", "32"],
-                   0.9, 6_000_000, "success >= 0.9"),
-    "memory-s11-off": ("same, without memory", "MiniGrid-MemoryS11-v0",
-                       ["--algo", "ppo", "--image-encoding", "onehot"], 0.9, 4_000_000, "stays near chance (0.5)"),
-    "memory-cue": ("memory (--recurrence 8)", "torch_rl/CueCorridor-v0", ["--algo", "ppo", "--recurrence", "8"], 0.9,
-                   400_000, "success >= 0.9 (a cue seen only at the first step decides the choice 6 steps later)"),
-    "memory-cue-off": ("same, without memory", "torch_rl/CueCorridor-v0",
-                       ["--algo", "ppo", "--image-encoding", "onehot"], 0.9, 400_000, "stays at chance (0.5)"),
-    "text": ("text (--text)", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo", "--text"], 0.8, 1_000_000,
-             "success >= 0.8"),
-    "text-off": ("same, without text", "MiniGrid-GoToDoor-5x5-v0", ["--algo", "ppo"], 0.8, 1_000_000,
-                 "cannot pass ~0.25"),
+    "memory-s11": (
+        "memory (--recurrence 32)",
+        "MiniGrid-MemoryS11-v0",
+        ["--algo", "ppo", "--recurrence", "32"],
+        0.9,
+        6_000_000,
+        "success >= 0.9",
+    ),
+    "memory-s11-off": (
+        "same, without memory",
+        "MiniGrid-MemoryS11-v0",
+        ["--algo", "ppo", "--image-encoding", "onehot"],
+        0.9,
+        4_000_000,
+        "stays near chance (0.5)",
+    ),
+    "memory-cue": (
+        "memory (--recurrence 8)",
+        "torch_rl/CueCorridor-v0",
+        ["--algo", "ppo", "--recurrence", "8"],
+        0.9,
+        400_000,
+        "success >= 0.9 (a cue seen only at the first step decides the choice 6 steps later)",
+    ),
+    "memory-cue-off": (
+        "same, without memory",
+        "torch_rl/CueCorridor-v0",
+        ["--algo", "ppo", "--image-encoding", "onehot"],
+        0.9,
+        400_000,
+        "stays at chance (0.5)",
+    ),
+    "text": (
+        "text (--text)",
+        "MiniGrid-GoToDoor-5x5-v0",
+        ["--algo", "ppo", "--text"],
+        0.8,
+        1_000_000,
+        "success >= 0.8",
+    ),
+    "text-off": (
+        "same, without text",
+        "MiniGrid-GoToDoor-5x5-v0",
+        ["--algo", "ppo"],
+        0.8,
+        1_000_000,
+        "cannot pass ~0.25",
+    ),
     "pendulum": ("continuous actions", "Pendulum-v1", ["--algo", "ppo"], -300, 1_000_000, "mean return >= -300"),
     "doorkey-8x8": ("harder", "MiniGrid-DoorKey-8x8-v0", ["--algo", "ppo"], 0.9, 2_000_000, "frames to >= 0.9"),
     "keycorridor": ("harder", "MiniGrid-KeyCorridorS3R1-v0", ["--algo", "ppo"], 0.9, 1_000_000, "frames to >= 0.9"),
 }
-QUICK_BUDGET = {"ppo-doorkey": 120_000, "a2c-doorkey": 300_000, "memory": 300_000, "memory-off": 300_000,
-                "memory-s11": 300_000, "memory-s11-off": 300_000,
-                "memory-cue": 200_000, "memory-cue-off": 200_000,
-                "text": 300_000, "text-off": 300_000, "pendulum": 300_000, "doorkey-8x8": 300_000,
-                "keycorridor": 300_000}
+QUICK_BUDGET = {
+    "ppo-doorkey": 120_000,
+    "a2c-doorkey": 300_000,
+    "memory": 300_000,
+    "memory-off": 300_000,
+    "memory-s11": 300_000,
+    "memory-s11-off": 300_000,
+    "memory-cue": 200_000,
+    "memory-cue-off": 200_000,
+    "text": 300_000,
+    "text-off": 300_000,
+    "pendulum": 300_000,
+    "doorkey-8x8": 300_000,
+    "keycorridor": 300_000,
+}
 
 
 def run(command, env):
@@ -70,15 +141,52 @@ def train_and_evaluate(name, seed, budget, storage):
     env = dict(os.environ, TORCH_RL_STORAGE=storage, OMP_NUM_THREADS="1")
     start = time.time()
     stop = [] if name.endswith("-off") else ["--stop-at-return", str(threshold)]  # controls run the whole budget
-    run([sys.executable, "-m", "scripts.train", "--env", env_id, "--model", model, "--seed", str(seed),
-         "--frames", str(budget), "--save-interval", "0", "--quiet", *stop, *flags], env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "scripts.train",
+            "--env",
+            env_id,
+            "--model",
+            model,
+            "--seed",
+            str(seed),
+            "--frames",
+            str(budget),
+            "--save-interval",
+            "0",
+            "--quiet",
+            *stop,
+            *flags,
+        ],
+        env,
+    )
     wall = time.time() - start
     with open(os.path.join(storage, model, "log.csv")) as f:
         rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
     curve = [(int(r["frames"]), float(r["return_mean"])) for r in rows]
     solved_at = first_crossing(curve, threshold)
-    evaluation = json.loads(run([sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", model,
-                                 "--episodes", "100", "--seed", str(10_000 + seed), "--json", "-"], env))
+    evaluation = json.loads(
+        run(
+            [
+                sys.executable,
+                "-m",
+                "scripts.evaluate",
+                "--env",
+                env_id,
+                "--model",
+                model,
+                "--episodes",
+                "100",
+                "--seed",
+                str(10_000 + seed),
+                "--json",
+                "-",
+            ],
+            env,
+        )
+    )
     return {"seed": seed, "solved_at": solved_at, "curve": curve, "wall": wall, "evaluation": evaluation}
 
 
@@ -101,7 +209,7 @@ def first_crossing(curve, threshold, window=5):
     """Frames at which the rolling mean (over ``window`` logged updates) of the mean return first reaches
     ``threshold`` (the same rule as scripts.train --stop-at-return)."""
     for i in range(window - 1, len(curve)):
-        if sum(ret for _, ret in curve[i - window + 1:i + 1]) / window >= threshold:
+        if sum(ret for _, ret in curve[i - window + 1 : i + 1]) / window >= threshold:
             return curve[i][0]
     return None
 
@@ -114,11 +222,20 @@ def summarize(name, runs):
     evaluation_returns = [r["evaluation"]["return_mean"] for r in runs]
     success = [r["evaluation"].get("success_rate") for r in runs]
     return {
-        "task": name, "capability": capability, "env": env_id, "target": target, "threshold": threshold,
-        "budget": budget, "seeds": len(runs), "solved": len(solved),
-        "median_frames": median, "worst_frames": worst,
+        "task": name,
+        "capability": capability,
+        "env": env_id,
+        "target": target,
+        "threshold": threshold,
+        "budget": budget,
+        "seeds": len(runs),
+        "solved": len(solved),
+        "median_frames": median,
+        "worst_frames": worst,
         "eval_return": statistics.mean(evaluation_returns),
-        "eval_success": statistics.mean(s for s in success if s is not None) if any(s is not None for s in success) else None,
+        "eval_success": statistics.mean(s for s in success if s is not None)
+        if any(s is not None for s in success)
+        else None,
         "wall_s": statistics.mean(r["wall"] for r in runs),
     }
 
@@ -129,17 +246,24 @@ def fmt_frames(value):
 
 def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
     os.makedirs(out_dir, exist_ok=True)
-    lines = ["# Learning results", "",
-             f"Measured by `python -m benchmarks.learning{' --quick' if quick else ''} --seeds {seeds}` on "
-             f"{os.cpu_count()} CPU cores (starter-script defaults, no per-seed tuning). "
-             "Frames = first update where the rolling mean (5 updates) of the mean episode return reaches the threshold.", "",
-             "| capability | task | target | seeds solved | median frames | worst frames | eval return | eval success | wall/seed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Learning results",
+        "",
+        f"Measured by `python -m benchmarks.learning{' --quick' if quick else ''} --seeds {seeds}` on "
+        f"{os.cpu_count()} CPU cores (starter-script defaults, no per-seed tuning). "
+        "Frames = first update where the rolling mean (5 updates) of the mean episode return reaches the threshold.",
+        "",
+        "| capability | task | target | seeds solved | median frames | worst frames | eval return | eval success "
+        "| wall/seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summaries:
         success = "-" if s["eval_success"] is None else f"{s['eval_success']:.2f}"
-        lines.append(f"| {s['capability']} | {s['env']} | {s['target']} | {s['solved']}/{s['seeds']} within "
-                     f"{fmt_frames(s['budget'])} | {fmt_frames(s['median_frames'])} | {fmt_frames(s['worst_frames'])} | "
-                     f"{s['eval_return']:.2f} | {success} | {s['wall_s']:.0f} s |")
+        lines.append(
+            f"| {s['capability']} | {s['env']} | {s['target']} | {s['solved']}/{s['seeds']} within "
+            f"{fmt_frames(s['budget'])} | {fmt_frames(s['median_frames'])} | {fmt_frames(s['worst_frames'])} | "
+            f"{s['eval_return']:.2f} | {success} | {s['wall_s']:.0f} s |"
+        )
     lines += ["", f"![learning curves]({name.lower()}_curves.png)", ""]
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
@@ -149,15 +273,17 @@ def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
 
 def plot_curves(all_runs, path):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     import numpy as np
+
     names = list(all_runs)
     cols = min(4, len(names))
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=True):
         curves = [r["curve"] for r in all_runs[name] if r["curve"]]
         if curves:
             grid = np.linspace(0, max(c[-1][0] for c in curves), 100)
@@ -170,29 +296,46 @@ def plot_curves(all_runs, path):
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("frames")
         ax.set_ylabel("return")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle("mean return over seeds (band: min-max; a seed stopped once solved holds its last value; "
-                 "dashed: threshold)", fontsize=9)
+    fig.suptitle(
+        "mean return over seeds (band: min-max; a seed stopped once solved holds its last value; dashed: threshold)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.learning", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.learning", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smaller frame budgets (a smoke run, not the targets)")
     p.add_argument("--seeds", type=int, default=5, help="seeds per task")
-    p.add_argument("--first-seed", type=int, default=1,
-                   help="seeds run are FIRST_SEED, FIRST_SEED+1, ... (to run seeds in parallel invocations that share "
-                        "--runs-dir, then report them together)")
-    p.add_argument("--max-seeds", nargs="*", default=[], metavar="TASK=N",
-                   help="fewer seeds for expensive tasks, e.g. memory=2 text=2")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="seeds run are FIRST_SEED, FIRST_SEED+1, ... (to run seeds in parallel invocations that share "
+        "--runs-dir, then report them together)",
+    )
+    p.add_argument(
+        "--max-seeds",
+        nargs="*",
+        default=[],
+        metavar="TASK=N",
+        help="fewer seeds for expensive tasks, e.g. memory=2 text=2",
+    )
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS), help="tasks to run")
-    p.add_argument("--runs-dir", default=None,
-                   help="keep each run's result here and reuse it in later invocations (to split or resume a long benchmark)")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="keep each run's result here and reuse it in later invocations (to split or resume a long benchmark)",
+    )
     p.add_argument("--out", default=os.path.join(REPO, "docs"), help="where RESULTS.md and the PNG go")
-    p.add_argument("--results-name", default="RESULTS", help="base name of the .md/.png written (to run task groups apart)")
+    p.add_argument(
+        "--results-name", default="RESULTS", help="base name of the .md/.png written (to run task groups apart)"
+    )
     args = p.parse_args(argv)
     all_runs, summaries = {}, []
     with tempfile.TemporaryDirectory() as storage:
@@ -201,11 +344,19 @@ def main(argv=None):
             all_runs[name] = []
             caps = {task: int(n) for task, n in (item.split("=") for item in args.max_seeds)}
             for seed in range(args.first_seed, args.first_seed + min(args.seeds, caps.get(name, args.seeds))):
-                result = cached_run(args.runs_dir, name, seed, budget,
-                                    lambda: train_and_evaluate(name, seed, budget, storage))
+                result = cached_run(
+                    args.runs_dir,
+                    name,
+                    seed,
+                    budget,
+                    lambda name=name, seed=seed, budget=budget: train_and_evaluate(name, seed, budget, storage),
+                )
                 all_runs[name].append(result)
-                print(f"{name} seed {seed}: reached threshold at {fmt_frames(result['solved_at'])} frames, "
-                      f"eval return {result['evaluation']['return_mean']:.2f}, {result['wall']:.0f} s", flush=True)
+                print(
+                    f"{name} seed {seed}: reached threshold at {fmt_frames(result['solved_at'])} frames, "
+                    f"eval return {result['evaluation']['return_mean']:.2f}, {result['wall']:.0f} s",
+                    flush=True,
+                )
             summary = summarize(name, all_runs[name])
             summary["budget"] = budget
             summaries.append(summary)

@@ -5,6 +5,7 @@
 Each run is `torchrun --nproc-per-node K -m scripts.train ...` in a temporary storage folder; FPS is read from
 log.csv (all ranks' frames, first update excluded as warm-up). Scaling efficiency = FPS(K) / (K * FPS(1)).
 """
+
 import argparse
 import csv
 import os
@@ -18,10 +19,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def measure(ranks, args):
     with tempfile.TemporaryDirectory() as storage:
         frames = args.updates * ranks * args.procs * 128
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-                   "-m", "scripts.train", "--algo", "ppo", "--env", args.env, "--model", "m",
-                   "--procs", str(args.procs), "--frames", str(frames), "--save-interval", "0", "--quiet",
-                   "--device", args.device]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            str(ranks),
+            "-m",
+            "scripts.train",
+            "--algo",
+            "ppo",
+            "--env",
+            args.env,
+            "--model",
+            "m",
+            "--procs",
+            str(args.procs),
+            "--frames",
+            str(frames),
+            "--save-interval",
+            "0",
+            "--quiet",
+            "--device",
+            args.device,
+        ]
         if args.batched:
             command.append("--batched")
         env = dict(os.environ, TORCH_RL_STORAGE=storage, OMP_NUM_THREADS="1")
@@ -35,8 +57,9 @@ def measure(ranks, args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.scaling", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts to compare (first is the base)")
     p.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
     p.add_argument("--procs", type=int, default=16, help="envs per rank")
@@ -56,8 +79,13 @@ def main(argv=None):
         print(f"{ranks} rank(s): {fps:8.0f} FPS (best of {args.rounds})")
     base_ranks = args.ranks[0]
     base = results[base_ranks] / base_ranks
-    print(" | ".join(f"{k} ranks: {v / results[base_ranks]:.2f}x, efficiency {v / (k * base):.0%}"
-                     for k, v in results.items() if k != base_ranks))
+    print(
+        " | ".join(
+            f"{k} ranks: {v / results[base_ranks]:.2f}x, efficiency {v / (k * base):.0%}"
+            for k, v in results.items()
+            if k != base_ranks
+        )
+    )
 
 
 if __name__ == "__main__":

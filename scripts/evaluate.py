@@ -14,7 +14,7 @@ model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return
 num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per episode),
 num_frames (per episode).
 """
-import argparse
+
 import json
 import os
 import sys
@@ -31,27 +31,55 @@ from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir, get_status
 
-JSON_KEYS = ["env", "model", "argmax", "seed", "procs", "episodes", "frames", "fps", "duration",
-             "return_mean", "return_std", "return_min", "return_max",
-             "num_frames_mean", "num_frames_std", "num_frames_min", "num_frames_max",
-             "success_rate", "returns", "num_frames"]
+JSON_KEYS = [
+    "env",
+    "model",
+    "argmax",
+    "seed",
+    "procs",
+    "episodes",
+    "frames",
+    "fps",
+    "duration",
+    "return_mean",
+    "return_std",
+    "return_min",
+    "return_max",
+    "num_frames_mean",
+    "num_frames_std",
+    "num_frames_min",
+    "num_frames_max",
+    "success_rate",
+    "returns",
+    "num_frames",
+]
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument("--episodes", type=int, default=100, help="number of episodes to evaluate (default: 100)")
-    p.add_argument("--argmax", action="store_true",
-                   help="act with the most likely action (the mean for continuous actions) instead of sampling")
-    p.add_argument("--procs", type=int, default=16,
-                   help="envs run in parallel (default: 16; at most --episodes are used)")
-    p.add_argument("--batched", action="store_true",
-                   help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes stepping the envs (default: none on <= 2 cores, else one per core "
-                        "but one; 0: in this process)")
+    p.add_argument(
+        "--argmax",
+        action="store_true",
+        help="act with the most likely action (the mean for continuous actions) instead of sampling",
+    )
+    p.add_argument(
+        "--procs", type=int, default=16, help="envs run in parallel (default: 16; at most --episodes are used)"
+    )
+    p.add_argument(
+        "--batched",
+        action="store_true",
+        help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes stepping the envs (default: none on <= 2 cores, else one per core "
+        "but one; 0: in this process)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
     return p.parse_args(argv)
@@ -109,15 +137,27 @@ def to_numpy(x):
 
 def stats(values):
     values = np.asarray(values, dtype=np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-            "max": float(values.max())}
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def summarize(args, procs, returns, lengths, duration):
     frames = int(sum(lengths))
-    result = {"env": args.env, "model": args.model, "argmax": args.argmax, "seed": args.seed, "procs": procs,
-              "episodes": len(returns), "frames": frames, "fps": frames / max(duration, 1e-9),
-              "duration": duration}
+    result = {
+        "env": args.env,
+        "model": args.model,
+        "argmax": args.argmax,
+        "seed": args.seed,
+        "procs": procs,
+        "episodes": len(returns),
+        "frames": frames,
+        "fps": frames / max(duration, 1e-9),
+        "duration": duration,
+    }
     for prefix, values in (("return", returns), ("num_frames", lengths)):
         for stat, value in stats(values).items():
             result[f"{prefix}_{stat}"] = int(value) if prefix == "num_frames" and stat in ("min", "max") else value
@@ -128,16 +168,18 @@ def summarize(args, procs, returns, lengths, duration):
 
 
 def format_result(r):
-    return "\n".join([
-        f"{r['env']}, model {r['model']}: {r['episodes']} episodes, "
-        f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
-        f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
-        f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
-        f"min {r['return_min']:.3f} | max {r['return_max']:.3f}",
-        f"frames/episode mean {r['num_frames_mean']:.1f} | std {r['num_frames_std']:.1f} | "
-        f"min {r['num_frames_min']:.0f} | max {r['num_frames_max']:.0f}",
-        f"success rate   {100 * r['success_rate']:.1f}% (episodes with return > 0)",
-    ])
+    return "\n".join(
+        [
+            f"{r['env']}, model {r['model']}: {r['episodes']} episodes, "
+            f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
+            f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
+            f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
+            f"min {r['return_min']:.3f} | max {r['return_max']:.3f}",
+            f"frames/episode mean {r['num_frames_mean']:.1f} | std {r['num_frames_std']:.1f} | "
+            f"min {r['num_frames_min']:.0f} | max {r['num_frames_max']:.0f}",
+            f"success rate   {100 * r['success_rate']:.1f}% (episodes with return > 0)",
+        ]
+    )
 
 
 @cli
@@ -155,8 +197,14 @@ def main(argv=None):
     else:
         env_batch = torch_rl.ParallelEnv(make_envs(args.env, procs, seed=args.seed), num_workers=args.workers)
     try:
-        agent = Agent(env_batch.single_observation_space, env_batch.single_action_space, model_dir,
-                      argmax=args.argmax, num_envs=procs, status=status)
+        agent = Agent(
+            env_batch.single_observation_space,
+            env_batch.single_action_space,
+            model_dir,
+            argmax=args.argmax,
+            num_envs=procs,
+            status=status,
+        )
     except BaseException:
         env_batch.close()
         raise

@@ -4,7 +4,7 @@ Reads each model's log.csv (storage/NAME/log.csv, or under $TORCH_RL_STORAGE) an
 the frames trained: the return per episode (return_mean, shaded mean ± std) and the FPS, one line per
 model. No display is needed (matplotlib's Agg backend).
 """
-import argparse
+
 import os
 
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
@@ -13,13 +13,16 @@ from utils.storage import get_model_dir, get_storage_dir
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog="python -m scripts.plot", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog="python -m scripts.plot", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--model", nargs="+", required=True, metavar="NAME", help="model folder name(s)")
-    p.add_argument("--out", default=None,
-                   help="PNG (or other matplotlib format) to write (default: plot.png in the storage folder)")
-    p.add_argument("--smooth", type=int, default=1,
-                   help="rolling mean over this many log rows (default: 1, no smoothing)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="PNG (or other matplotlib format) to write (default: plot.png in the storage folder)",
+    )
+    p.add_argument(
+        "--smooth", type=int, default=1, help="rolling mean over this many log rows (default: 1, no smoothing)"
+    )
     return p.parse_args(argv)
 
 

@@ -4,13 +4,13 @@ The model folder (storage/NAME, or $TORCH_RL_STORAGE/NAME) is created, or loaded
 Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank steps --procs envs of its own and
 gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
-import argparse
-from collections import deque
+
 import math
 import os
 import signal
 import sys
 import time
+from collections import deque
 
 import gymnasium as gym
 import numpy as np
@@ -18,65 +18,130 @@ import torch
 
 import torch_rl
 from model import ACModel
-from utils.distributed_setup import (broadcast_object, gather_lists, init_distributed, parameters_agree,
-                                     shutdown_distributed)
+from utils.distributed_setup import (
+    broadcast_object,
+    gather_lists,
+    init_distributed,
+    parameters_agree,
+    shutdown_distributed,
+)
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, one_line
 from utils.format import IMAGE_ENCODINGS, get_obss_preprocessor, has_mission
 from utils.interrupts import interrupts_deferred
 from utils.seeding import seed as seed_everything
-from utils.storage import (CSVLogger, TextLogger, check_writable_dir, command_line, ensure_writable_dir, get_model_dir,
-                           get_status, model_exists, remove_temp_files, save_config, save_status, trim_csv_log)
+from utils.storage import (
+    CSVLogger,
+    TextLogger,
+    check_writable_dir,
+    command_line,
+    ensure_writable_dir,
+    get_model_dir,
+    get_status,
+    model_exists,
+    remove_temp_files,
+    save_config,
+    save_status,
+    trim_csv_log,
+)
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
 ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
 ARCHITECTURE_DEFAULTS = {"image_encoding": "raw"}  # what checkpoints older than a key used
-CSV_FIELDS = ["update", "frames", "FPS", "duration",
-              "rreturn_mean", "rreturn_std", "rreturn_min", "rreturn_max",
-              "return_mean", "return_std", "return_min", "return_max",
-              "num_frames_mean", "num_frames_std", "num_frames_min", "num_frames_max",
-              "entropy", "value", "policy_loss", "value_loss", "grad_norm",
-              "approx_kl", "clipfrac", "explained_variance"]
+CSV_FIELDS = [
+    "update",
+    "frames",
+    "FPS",
+    "duration",
+    "rreturn_mean",
+    "rreturn_std",
+    "rreturn_min",
+    "rreturn_max",
+    "return_mean",
+    "return_std",
+    "return_min",
+    "return_max",
+    "num_frames_mean",
+    "num_frames_std",
+    "num_frames_min",
+    "num_frames_max",
+    "entropy",
+    "value",
+    "policy_loss",
+    "value_loss",
+    "grad_norm",
+    "approx_kl",
+    "clipfrac",
+    "explained_variance",
+]
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog="python -m scripts.train", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog="python -m scripts.train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--algo", required=True, choices=["a2c", "ppo"], help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", default=None, help="model folder name (default: ENV_ALGO_seedSEED)")
     p.add_argument("--seed", type=int, default=1, help="random seed")
     p.add_argument("--frames", type=int, default=10**7, help="train until this many frames in total")
-    p.add_argument("--stop-at-return", type=float, default=None, metavar="R",
-                   help="stop early once the mean return per episode, averaged over the last 5 logged updates, "
-                        "reaches R (e.g. 0.9 on MiniGrid)")
+    p.add_argument(
+        "--stop-at-return",
+        type=float,
+        default=None,
+        metavar="R",
+        help="stop early once the mean return per episode, averaged over the last 5 logged updates, "
+        "reaches R (e.g. 0.9 on MiniGrid)",
+    )
     p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
-                        "but one; 0: step them in this process)")
-    p.add_argument("--batched", action="store_true",
-                   help="step the env as batched torch tensors on --device (MiniGrid Empty/DoorKey ids only; "
-                        "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs")
-    p.add_argument("--device", default=None,
-                   help="cpu or cuda (default: cuda with --batched when a GPU is there, else cpu: with envs stepped "
-                        "by Python the small starter model trains faster on the CPU, see the README's throughput table)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads of the learner; 1 is fastest for this small model (measured: a 256-sample "
-                        "update took 3.5 ms with 1 thread, 119 ms with 2 on a busy 2-core machine)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
+        "but one; 0: step them in this process)",
+    )
+    p.add_argument(
+        "--batched",
+        action="store_true",
+        help="step the env as batched torch tensors on --device (MiniGrid Empty/DoorKey ids only; "
+        "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda (default: cuda with --batched when a GPU is there, else cpu: with envs stepped "
+        "by Python the small starter model trains faster on the CPU, see the README's throughput table)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads of the learner; 1 is fastest for this small model (measured: a 256-sample "
+        "update took 3.5 ms with 1 thread, 119 ms with 2 on a busy 2-core machine)",
+    )
     p.add_argument("--log-interval", type=int, default=1, help="updates between log lines")
     p.add_argument("--save-interval", type=int, default=10, help="updates between checkpoints (0: only at the end)")
     p.add_argument("--tb", action="store_true", help="also write TensorBoard logs to the model folder")
     p.add_argument("--quiet", action="store_true", help="write logs to the model folder only")
     g = p.add_argument_group("model")
-    g.add_argument("--recurrence", type=int, default=1,
-                   help="steps of back-propagation through time; >1 gives the model an LSTM memory")
+    g.add_argument(
+        "--recurrence",
+        type=int,
+        default=1,
+        help="steps of back-propagation through time; >1 gives the model an LSTM memory",
+    )
     g.add_argument("--text", action="store_true", help="add a GRU over the mission string (MiniGrid)")
-    g.add_argument("--image-encoding", choices=("auto", *IMAGE_ENCODINGS), default="auto",
-                   help="MiniGrid images as raw cell codes or one-hot per code (20 channels, so that a key and a "
-                        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; ~8%% slower). auto: "
-                        "onehot with memory (--recurrence > 1), else raw; a resumed model keeps its own")
+    g.add_argument(
+        "--image-encoding",
+        choices=("auto", *IMAGE_ENCODINGS),
+        default="auto",
+        help="MiniGrid images as raw cell codes or one-hot per code (20 channels, so that a key and a "
+        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; ~8%% slower). auto: "
+        "onehot with memory (--recurrence > 1), else raw; a resumed model keeps its own",
+    )
     g = p.add_argument_group("algorithm")
-    g.add_argument("--frames-per-proc", type=int, default=None, help="steps per env and update (default: 128 PPO, 5 A2C)")
+    g.add_argument(
+        "--frames-per-proc", type=int, default=None, help="steps per env and update (default: 128 PPO, 5 A2C)"
+    )
     g.add_argument("--discount", type=float, default=0.99, help="discount factor gamma")
     g.add_argument("--lr", type=float, default=0.001, help="learning rate")
     g.add_argument("--gae-lambda", type=float, default=0.95, help="lambda of GAE (1 means no GAE)")
@@ -89,9 +154,13 @@ def parse_args(argv=None):
     g.add_argument("--epochs", type=int, default=4, help="PPO epochs per update")
     g.add_argument("--batch-size", type=int, default=256, help="PPO mini-batch size in frames")
     g.add_argument("--normalize-advantages", action="store_true", help="PPO: standardise advantages per batch")
-    g.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
-                   help="standardise flat observations, scale rewards by the return's std and (PPO) advantages; "
-                        "auto: on for continuous (Box) actions, the usual levers of continuous control")
+    g.add_argument(
+        "--normalize",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="standardise flat observations, scale rewards by the return's std and (PPO) advantages; "
+        "auto: on for continuous (Box) actions, the usual levers of continuous control",
+    )
     args = p.parse_args(argv)
     args.frames_per_proc = args.frames_per_proc or DEFAULT_FRAMES_PER_PROC[args.algo]
     args.model = args.model or f"{args.env}_{args.algo}_seed{args.seed}"
@@ -113,11 +182,13 @@ def validate(args):
         if not math.isfinite(value) or value <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     if args.frames_per_proc % args.recurrence != 0:
-        raise UsageError(f"--recurrence {args.recurrence} must divide --frames-per-proc {args.frames_per_proc}; "
-                         "change one of them")
+        raise UsageError(
+            f"--recurrence {args.recurrence} must divide --frames-per-proc {args.frames_per_proc}; change one of them"
+        )
     if args.algo == "ppo" and args.batch_size % args.recurrence != 0:
-        raise UsageError(f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; "
-                         "change one of them")
+        raise UsageError(
+            f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; change one of them"
+        )
     check_env_id(args.env)
     if args.device is not None:
         try:
@@ -139,15 +210,20 @@ def load_or_new_status(args, model_dir):
     saved = {k: saved.get(k, ARCHITECTURE_DEFAULTS.get(k)) for k in ARCHITECTURE_KEYS}
     if args.image_encoding == "auto":
         args.image_encoding = saved["image_encoding"]
-    differences = [describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS
-                   if saved[k] != getattr(args, k)]
+    differences = [
+        describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS if saved[k] != getattr(args, k)
+    ]
     if differences:
-        raise UsageError(f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
-                         f"pass the same flags to resume it, or choose a new --model")
+        raise UsageError(
+            f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
+            f"pass the same flags to resume it, or choose a new --model"
+        )
     for key in ("num_frames", "update"):
         if not isinstance(status.get(key), int):
-            raise UsageError(f"the checkpoint {model_dir}/status.pt has no {key}; it is not a checkpoint of "
-                             "scripts.train: train under another --model")
+            raise UsageError(
+                f"the checkpoint {model_dir}/status.pt has no {key}; it is not a checkpoint of "
+                "scripts.train: train under another --model"
+            )
     status.setdefault("duration", 0.0)
     return status
 
@@ -157,16 +233,17 @@ def load_state(module, state, what, args):
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError) as error:
-        raise UsageError(f"the saved {what} of the model {args.model} do not fit the model these flags build "
-                         f"({one_line(error)[:300]}); pass the flags it was trained with, or choose a new --model"
-                         ) from None
+        raise UsageError(
+            f"the saved {what} of the model {args.model} do not fit the model these flags build "
+            f"({one_line(error)[:300]}); pass the flags it was trained with, or choose a new --model"
+        ) from None
 
 
 def check_finite(module):
     """Raises FloatingPointError if a parameter is NaN or infinite (such a model is never saved)."""
     named = list(module.named_parameters())
     finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()  # one device sync
-    bad = [name for (name, _), ok in zip(named, finite) if not ok]
+    bad = [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
     if bad:
         raise FloatingPointError(f"the parameters {', '.join(bad)} are not finite")
 
@@ -187,14 +264,32 @@ def default_device(batched):
 
 
 def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False):
-    common = dict(device=device, num_frames_per_proc=args.frames_per_proc, discount=args.discount, lr=args.lr,
-                  gae_lambda=args.gae_lambda, entropy_coef=args.entropy_coef, value_loss_coef=args.value_loss_coef,
-                  max_grad_norm=args.max_grad_norm, recurrence=args.recurrence, preprocess_obss=preprocess_obss,
-                  num_workers=args.workers, normalize_rewards=normalize)
+    common = dict(
+        device=device,
+        num_frames_per_proc=args.frames_per_proc,
+        discount=args.discount,
+        lr=args.lr,
+        gae_lambda=args.gae_lambda,
+        entropy_coef=args.entropy_coef,
+        value_loss_coef=args.value_loss_coef,
+        max_grad_norm=args.max_grad_norm,
+        recurrence=args.recurrence,
+        preprocess_obss=preprocess_obss,
+        num_workers=args.workers,
+        normalize_rewards=normalize,
+    )
     if args.algo == "a2c":
         return torch_rl.A2CAlgo(envs, acmodel, rmsprop_alpha=args.optim_alpha, rmsprop_eps=args.optim_eps, **common)
-    return torch_rl.PPOAlgo(envs, acmodel, adam_eps=args.optim_eps, clip_eps=args.clip_eps, epochs=args.epochs,
-                            batch_size=args.batch_size, normalize_advantages=args.normalize_advantages or normalize, **common)
+    return torch_rl.PPOAlgo(
+        envs,
+        acmodel,
+        adam_eps=args.optim_eps,
+        clip_eps=args.clip_eps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        normalize_advantages=args.normalize_advantages or normalize,
+        **common,
+    )
 
 
 def synthesize(values):
@@ -206,8 +301,11 @@ def synthesize(values):
 
 def log_row(logs, update, num_frames, fps, duration):
     row = {"update": update, "frames": num_frames, "FPS": round(fps, 1), "duration": round(duration, 1)}
-    for prefix, key in (("rreturn", "reshaped_return_per_episode"), ("return", "return_per_episode"),
-                        ("num_frames", "num_frames_per_episode")):
+    for prefix, key in (
+        ("rreturn", "reshaped_return_per_episode"),
+        ("return", "return_per_episode"),
+        ("num_frames", "num_frames_per_episode"),
+    ):
         for stat, value in synthesize(logs[key]).items():
             row[f"{prefix}_{stat}"] = value
     for key in CSV_FIELDS[16:]:
@@ -216,11 +314,12 @@ def log_row(logs, update, num_frames, fps, duration):
 
 
 def format_line(row):
-    return ("U {update} | F {frames:06} | FPS {FPS:04.0f} | D {duration:.0f} | "
-            "rR:μσmM {rreturn_mean:.2f} {rreturn_std:.2f} {rreturn_min:.2f} {rreturn_max:.2f} | "
-            "F:μσmM {num_frames_mean:.1f} {num_frames_std:.1f} {num_frames_min:.0f} {num_frames_max:.0f} | "
-            "H {entropy:.3f} | V {value:.3f} | pL {policy_loss:.3f} | vL {value_loss:.3f} | ∇ {grad_norm:.3f}"
-            ).format(**row)
+    return (
+        "U {update} | F {frames:06} | FPS {FPS:04.0f} | D {duration:.0f} | "
+        "rR:μσmM {rreturn_mean:.2f} {rreturn_std:.2f} {rreturn_min:.2f} {rreturn_max:.2f} | "
+        "F:μσmM {num_frames_mean:.1f} {num_frames_std:.1f} {num_frames_min:.0f} {num_frames_max:.0f} | "
+        "H {entropy:.3f} | V {value:.3f} | pL {policy_loss:.3f} | vL {value_loss:.3f} | ∇ {grad_norm:.3f}"
+    ).format(**row)
 
 
 @cli
@@ -258,8 +357,9 @@ def main(argv=None):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")
     continuous = isinstance(action_space, gym.spaces.Box)
     normalize = args.normalize == "on" or (args.normalize == "auto" and continuous)
-    obs_space, preprocess_obss = get_obss_preprocessor(observation_space, normalize, use_text=args.text,
-                                                       image_encoding=args.image_encoding)
+    obs_space, preprocess_obss = get_obss_preprocessor(
+        observation_space, normalize, use_text=args.text, image_encoding=args.image_encoding
+    )
     if "vocab" in status and hasattr(preprocess_obss, "vocab"):
         preprocess_obss.vocab.load_vocab(status["vocab"])
     normalizer = getattr(preprocess_obss, "normalizer", None)
@@ -293,18 +393,25 @@ def main(argv=None):
     tb_writer = None
     if args.tb:
         from torch.utils.tensorboard import SummaryWriter
+
         tb_writer = SummaryWriter(model_dir)
     config = {k: v for k, v in vars(args).items()}
     if status["update"] == 0:
         save_config(config, model_dir)
     txt_logger(f"# {command_line()}")
-    txt_logger(f"# device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}, {sum(p.numel() for p in acmodel.parameters())} parameters, "
-               f"{'resuming at update ' + str(status['update']) if status['update'] else 'new model'} in {model_dir}")
+    txt_logger(
+        f"# device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}, "
+        f"{sum(p.numel() for p in acmodel.parameters())} parameters, "
+        f"{'resuming at update ' + str(status['update']) if status['update'] else 'new model'} in {model_dir}"
+    )
 
     def save():
         check_finite(acmodel)  # a diverged model never replaces the last good checkpoint
-        status.update(model_state=acmodel.state_dict(), optimizer_state=algo.optimizer.state_dict(),
-                      config={k: config[k] for k in ARCHITECTURE_KEYS} | {"args": config})
+        status.update(
+            model_state=acmodel.state_dict(),
+            optimizer_state=algo.optimizer.state_dict(),
+            config={k: config[k] for k in ARCHITECTURE_KEYS} | {"args": config},
+        )
         if hasattr(preprocess_obss, "vocab"):
             status["vocab"] = preprocess_obss.vocab.vocab
         if normalizer is not None:
@@ -341,8 +448,10 @@ def main(argv=None):
                                 tb_writer.add_scalar(key, value, status["num_frames"])
                     interval_start, interval_frames = time.time(), 0
                     if reached_target(logs, args, recent_returns):
-                        txt_logger(f"# mean return over the last {STOP_WINDOW} logs {np.mean(recent_returns):.3f} "
-                                   f"reached --stop-at-return {args.stop_at_return}")
+                        txt_logger(
+                            f"# mean return over the last {STOP_WINDOW} logs {np.mean(recent_returns):.3f} "
+                            f"reached --stop-at-return {args.stop_at_return}"
+                        )
                         break
                 if args.save_interval > 0 and status["update"] % args.save_interval == 0:
                     save()
@@ -359,8 +468,10 @@ def main(argv=None):
             save()
         except FloatingPointError as error:
             diverged(status, model_dir, error)
-        txt_logger(f"# interrupted: model saved at update {status['update']}, {status['num_frames']} frames; "
-                   "run the same command to resume")
+        txt_logger(
+            f"# interrupted: model saved at update {status['update']}, {status['num_frames']} frames; "
+            "run the same command to resume"
+        )
     except FloatingPointError as error:
         diverged(status, model_dir, error)
     except ValueError as error:
@@ -368,8 +479,10 @@ def main(argv=None):
             raise
         diverged(status, model_dir, "the model's outputs are not finite (NaN or inf)")
     except torch_rl.EnvWorkerError as error:
-        print(f"error: an environment failed: {one_line(error)}; the last checkpoint in {model_dir} is kept",
-              file=sys.stderr)
+        print(
+            f"error: an environment failed: {one_line(error)}; the last checkpoint in {model_dir} is kept",
+            file=sys.stderr,
+        )
         sys.exit(1)
     finally:
         algo.close()
@@ -394,8 +507,11 @@ def exit_now():
 
 
 def diverged(status, model_dir, error):
-    print(f"error: training diverged at update {status['update'] + 1}: {one_line(error)}; the last checkpoint in "
-          f"{model_dir} is kept (lower --lr, or check the rewards and observations)", file=sys.stderr)
+    print(
+        f"error: training diverged at update {status['update'] + 1}: {one_line(error)}; the last checkpoint in "
+        f"{model_dir} is kept (lower --lr, or check the rewards and observations)",
+        file=sys.stderr,
+    )
     sys.exit(1)
 
 

@@ -4,7 +4,7 @@ Without --gif the env is shown in its own window (render_mode="human"; needs a d
 frames are rendered off-screen (render_mode="rgb_array") and written as an animated GIF, which works headless,
 for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). Each episode's return is printed.
 """
-import argparse
+
 import os
 import sys
 import time
@@ -21,18 +21,25 @@ from utils.storage import get_model_dir, get_status
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog="python -m scripts.visualize", description=__doc__,
-                                formatter_class=HelpFormatter)
+    p = ArgumentParser(prog="python -m scripts.visualize", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
-    p.add_argument("--argmax", action="store_true",
-                   help="act with the most likely action (the mean for continuous actions) instead of sampling")
+    p.add_argument(
+        "--argmax",
+        action="store_true",
+        help="act with the most likely action (the mean for continuous actions) instead of sampling",
+    )
     p.add_argument("--episodes", type=int, default=1, help="number of episodes to show (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the env and of the action sampling")
-    p.add_argument("--gif", metavar="FILE", default=None,
-                   help="write the episodes to this animated GIF instead of showing a window (works headless)")
-    p.add_argument("--pause", type=float, default=0.1,
-                   help="seconds between frames, in the window and in the GIF (default: 0.1)")
+    p.add_argument(
+        "--gif",
+        metavar="FILE",
+        default=None,
+        help="write the episodes to this animated GIF instead of showing a window (works headless)",
+    )
+    p.add_argument(
+        "--pause", type=float, default=0.1, help="seconds between frames, in the window and in the GIF (default: 0.1)"
+    )
     return p.parse_args(argv)
 
 
@@ -49,8 +56,10 @@ def validate(args):
     if args.pause < 0:
         raise UsageError(f"--pause must be 0 or more, got {args.pause}")
     if args.gif is None and not has_display():
-        raise UsageError("no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
-                         "pass --gif FILE to write an animated GIF instead")
+        raise UsageError(
+            "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            "pass --gif FILE to write an animated GIF instead"
+        )
     if args.gif is not None:
         folder = os.path.dirname(os.path.abspath(args.gif))
         if not os.path.isdir(folder):
@@ -62,8 +71,9 @@ def make_render_env(env_id, render_mode, seed):
     env = make_env(env_id, seed=seed, render_mode=render_mode)  # a missing renderer (pygame): UsageError
     if render_mode not in (env.metadata.get("render_modes") or []):
         env.close()
-        raise UsageError(f"{env_id} cannot render in mode {render_mode!r} (it supports "
-                         f"{env.metadata.get('render_modes') or 'none'})")
+        raise UsageError(
+            f"{env_id} cannot render in mode {render_mode!r} (it supports {env.metadata.get('render_modes') or 'none'})"
+        )
     return env
 
 

@@ -1,4 +1,5 @@
 """Tiny Gymnasium envs whose behaviour the tests know exactly."""
+
 import gymnasium as gym
 import numpy as np
 

@@ -1,4 +1,5 @@
 """Small user models, written as a user of torch_rl would, for the tests."""
+
 import torch
 from torch import nn
 from torch.distributions import Categorical, Independent, Normal
@@ -29,7 +30,7 @@ class RecurrentMLPModel(nn.Module, torch_rl.RecurrentACModel):
         return 2 * self.hidden
 
     def forward(self, obs, memory):
-        h, c = self.cell(obs, (memory[:, :self.hidden], memory[:, self.hidden:]))
+        h, c = self.cell(obs, (memory[:, : self.hidden], memory[:, self.hidden :]))
         return Categorical(logits=self.actor(h)), self.critic(h).squeeze(1), torch.cat([h, c], dim=1)
 
 

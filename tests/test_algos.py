@@ -25,7 +25,7 @@ def parameters_of(model):
 
 
 def assert_all_changed(before, model):
-    for old, new in zip(before, model.parameters()):
+    for old, new in zip(before, model.parameters(), strict=True):
         assert not torch.equal(old, new.detach()), "a parameter was not updated"
 
 
@@ -60,8 +60,9 @@ def test_continuous_model_on_pendulum_gets_actions_of_the_env_shape_and_dtype(al
 
 def test_gymnasium_vector_env_with_same_step_autoreset_is_accepted():
     torch.manual_seed(0)
-    env = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 3,
-                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    env = gym.vector.SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1")] * 3, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     with make_algo("ppo", env, MLPModel(4, 2), num_frames_per_proc=64) as algo:
         logs = algo.update_parameters()
     assert logs["num_frames"] == 3 * 64 and logs["num_episodes"] > 0
@@ -76,8 +77,14 @@ def test_gymnasium_vector_env_with_next_step_autoreset_is_refused_with_the_fix()
 @pytest.mark.parametrize("frames,recurrence,batch", [(10, 4, 16), (8, 3, 16), (8, 4, 18)])
 def test_recurrence_must_divide_frames_per_proc_and_batch_size(frames, recurrence, batch):
     with pytest.raises(ValueError, match="recurrence"):
-        torch_rl.PPOAlgo([FixedLengthEnv()], RecurrentMLPModel(1, 2), num_frames_per_proc=frames,
-                         recurrence=recurrence, batch_size=batch, num_workers=0)
+        torch_rl.PPOAlgo(
+            [FixedLengthEnv()],
+            RecurrentMLPModel(1, 2),
+            num_frames_per_proc=frames,
+            recurrence=recurrence,
+            batch_size=batch,
+            num_workers=0,
+        )
 
 
 def test_recurrence_is_ignored_for_a_feedforward_model():
@@ -103,8 +110,14 @@ class CountingModel(nn.Module, torch_rl.RecurrentACModel):
 
 
 def test_memory_is_reset_where_an_episode_starts_during_collection():
-    with torch_rl.PPOAlgo([FixedLengthEnv(length=3) for _ in range(2)], CountingModel(), num_frames_per_proc=8,
-                          recurrence=4, batch_size=8, num_workers=0) as algo:
+    with torch_rl.PPOAlgo(
+        [FixedLengthEnv(length=3) for _ in range(2)],
+        CountingModel(),
+        num_frames_per_proc=8,
+        recurrence=4,
+        batch_size=8,
+        num_workers=0,
+    ) as algo:
         exps, _ = algo.collect_experiences()
         # obs[0] is the step within the episode (0, 1, 2, 0, ...), so the value must be obs + 1
         assert torch.equal(exps.value, exps.obs[:, 0] + 1)
@@ -121,8 +134,15 @@ class RecordingPPO(torch_rl.PPOAlgo):
 def test_training_sequences_never_carry_memory_across_an_episode_boundary():
     model = CountingModel()
     model.w.requires_grad_(False)  # keep counting exact while the policy trains
-    with RecordingPPO([FixedLengthEnv(length=3) for _ in range(2)], model, num_frames_per_proc=8, recurrence=4,
-                      batch_size=8, epochs=2, num_workers=0) as algo:
+    with RecordingPPO(
+        [FixedLengthEnv(length=3) for _ in range(2)],
+        model,
+        num_frames_per_proc=8,
+        recurrence=4,
+        batch_size=8,
+        epochs=2,
+        num_workers=0,
+    ) as algo:
         algo.seen = []
         algo.update_parameters()
         algo.update_parameters()
@@ -133,8 +153,9 @@ def test_training_sequences_never_carry_memory_across_an_episode_boundary():
 
 def test_memories_are_recomputed_with_current_parameters():
     model = CountingModel()
-    with torch_rl.PPOAlgo([FixedLengthEnv(length=5)], model, num_frames_per_proc=8, recurrence=4, batch_size=8,
-                          num_workers=0) as algo:
+    with torch_rl.PPOAlgo(
+        [FixedLengthEnv(length=5)], model, num_frames_per_proc=8, recurrence=4, batch_size=8, num_workers=0
+    ) as algo:
         algo.collect_experiences()
         exps, _ = algo.collect_experiences()
         stale = exps.memory.clone()
@@ -163,12 +184,18 @@ class ValueProbe(nn.Module, torch_rl.ACModel):
 
 @pytest.mark.parametrize("truncate", [True, False])
 def test_truncated_episodes_bootstrap_from_the_final_observation_and_terminated_ones_do_not(truncate):
-    with torch_rl.A2CAlgo([FixedLengthEnv(length=3, truncate=truncate, reward=0.0)], ValueProbe(),
-                          num_frames_per_proc=3, discount=0.5, gae_lambda=1.0, num_workers=0) as algo:
+    with torch_rl.A2CAlgo(
+        [FixedLengthEnv(length=3, truncate=truncate, reward=0.0)],
+        ValueProbe(),
+        num_frames_per_proc=3,
+        discount=0.5,
+        gae_lambda=1.0,
+        num_workers=0,
+    ) as algo:
         exps, _ = algo.collect_experiences()
     # steps see obs 0, 1, 2; the final observation is 3 (value 30). Rewards are 0, lambda 1: Monte-Carlo returns.
     bootstrap = 30.0 if truncate else 0.0
-    assert exps.returnn.tolist() == pytest.approx([0.5 ** 3 * bootstrap, 0.5 ** 2 * bootstrap, 0.5 * bootstrap])
+    assert exps.returnn.tolist() == pytest.approx([0.5**3 * bootstrap, 0.5**2 * bootstrap, 0.5 * bootstrap])
 
 
 def test_reshape_reward_is_applied_per_env_and_logged_beside_the_raw_return():
@@ -178,8 +205,13 @@ def test_reshape_reward_is_applied_per_env_and_logged_beside_the_raw_return():
         calls.append(done)
         return reward * 2
 
-    with torch_rl.A2CAlgo([FixedLengthEnv(length=2) for _ in range(2)], MLPModel(1, 2), num_frames_per_proc=4,
-                          reshape_reward=reshape, num_workers=0) as algo:
+    with torch_rl.A2CAlgo(
+        [FixedLengthEnv(length=2) for _ in range(2)],
+        MLPModel(1, 2),
+        num_frames_per_proc=4,
+        reshape_reward=reshape,
+        num_workers=0,
+    ) as algo:
         _, logs = algo.collect_experiences()
     assert len(calls) == 8
     assert logs["return_per_episode"][:4] == [2.0] * 4
@@ -193,10 +225,11 @@ def test_same_seeds_give_the_same_training_run():
         with make_algo("ppo", [gym.make("CartPole-v1") for _ in range(2)], MLPModel(4, 2), seed=7) as algo:
             logs = algo.update_parameters()
             return logs["policy_loss"], [p.detach().clone() for p in algo.acmodel.parameters()]
+
     loss_a, params_a = run()
     loss_b, params_b = run()
     assert loss_a == loss_b
-    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b))
+    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b, strict=True))
 
 
 def test_dict_observations_become_a_dictlist_by_default():

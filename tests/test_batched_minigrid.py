@@ -30,14 +30,22 @@ def _new_episode(real, env, i, rng, seed=None, p_fast_forward=0.25):
     u = real.unwrapped
     if rng.random() < p_fast_forward:  # exercise truncation without waiting max_steps steps
         u.step_count = u.max_steps - int(rng.integers(1, 15))
-    doors = [(x, y) for x in range(u.width) for y in range(u.height)
-             if u.grid.get(x, y) is not None and u.grid.get(x, y).type == "door"]
+    doors = [
+        (x, y)
+        for x in range(u.width)
+        for y in range(u.height)
+        if u.grid.get(x, y) is not None and u.grid.get(x, y).type == "door"
+    ]
     if doors and rng.random() < 0.4:
         # start some DoorKey episodes further along: key in hand and/or door unlocked
         door = u.grid.get(*doors[0])
         if rng.random() < 0.5:
-            keys = [(x, y) for x in range(u.width) for y in range(u.height)
-                    if u.grid.get(x, y) is not None and u.grid.get(x, y).type == "key"]
+            keys = [
+                (x, y)
+                for x in range(u.width)
+                for y in range(u.height)
+                if u.grid.get(x, y) is not None and u.grid.get(x, y).type == "key"
+            ]
             u.carrying = u.grid.get(*keys[0])
             u.grid.set(*keys[0], None)
         else:
@@ -213,13 +221,20 @@ def test_reset_seed_repeatable():
 def _doorkey_layout_stats(grids, agent_pos, n):
     """grids: (N, W, H, 3) Minigrid encodings -> dict of arrays describing each layout."""
     obj = grids[..., 0]
-    wall_cols = (obj[:, :, 1:n - 1] == 2).sum(2)  # walls per inner column, over inner rows
-    split = np.argmax(wall_cols[:, 1:n - 1] >= n - 3, axis=1) + 1
+    wall_cols = (obj[:, :, 1 : n - 1] == 2).sum(2)  # walls per inner column, over inner rows
+    split = np.argmax(wall_cols[:, 1 : n - 1] >= n - 3, axis=1) + 1
     door = np.argwhere(obj == 4)
     key = np.argwhere(obj == 5)
     assert len(door) == len(grids) and len(key) == len(grids)
-    return dict(split=split, door_x=door[:, 1], door_y=door[:, 2], key_x=key[:, 1],
-                key_y=key[:, 2], agent_x=agent_pos[:, 0], agent_y=agent_pos[:, 1])
+    return dict(
+        split=split,
+        door_x=door[:, 1],
+        door_y=door[:, 2],
+        key_x=key[:, 1],
+        key_y=key[:, 2],
+        agent_x=agent_pos[:, 0],
+        agent_y=agent_pos[:, 1],
+    )
 
 
 def _tv(a, b):
@@ -319,7 +334,7 @@ def test_cuda_matches_cpu():
         oc, rc, tc, uc, ic = cpu.step(a)
         og, rg, tg, ug, ig = gpu.step(a.cuda())
         assert og["image"].is_cuda
-        done = (tc | uc)
+        done = tc | uc
         assert torch.equal(done, (tg | ug).cpu()) and torch.equal(rc, rg.cpu())
         if done.any():
             # layouts of new episodes come from different generators: compare final obs

@@ -57,7 +57,7 @@ def test_mismatched_lengths_raise_a_clear_error():
 
 def test_missing_attribute_raises_attribute_error_naming_keys():
     with pytest.raises(AttributeError, match="'nope'"):
-        DictList({"a": [1]}).nope
+        _ = DictList({"a": [1]}).nope
 
 
 def test_setting_a_row_with_other_keys_raises():

@@ -1,4 +1,5 @@
 """Data-parallel training with torch.distributed (gloo on CPU): ranks stay identical, frames add up."""
+
 import os
 import subprocess
 import sys
@@ -22,8 +23,9 @@ def _train_rank(rank, world_size, port, out_dir):
     model = MLPModel(4, 2)
     torch.manual_seed(100 + rank)  # ...different sampling and envs per rank
     envs = [gym.make("CartPole-v1") for _ in range(2)]
-    with torch_rl.PPOAlgo(envs, model, num_frames_per_proc=32, batch_size=32, epochs=2, seed=1000 * rank,
-                          num_workers=0) as algo:
+    with torch_rl.PPOAlgo(
+        envs, model, num_frames_per_proc=32, batch_size=32, epochs=2, seed=1000 * rank, num_workers=0
+    ) as algo:
         for _ in range(3):
             algo.update_parameters()
     torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
@@ -34,6 +36,7 @@ def _train_rank(rank, world_size, port, out_dir):
 
 def _free_port():
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -50,8 +53,15 @@ def test_two_ranks_keep_identical_parameters_that_differ_from_one_rank_alone(tmp
     torch.manual_seed(0)
     model = MLPModel(4, 2)
     torch.manual_seed(100)
-    with torch_rl.PPOAlgo([gym.make("CartPole-v1") for _ in range(2)], model, num_frames_per_proc=32, batch_size=32,
-                          epochs=2, seed=0, num_workers=0) as algo:
+    with torch_rl.PPOAlgo(
+        [gym.make("CartPole-v1") for _ in range(2)],
+        model,
+        num_frames_per_proc=32,
+        batch_size=32,
+        epochs=2,
+        seed=0,
+        num_workers=0,
+    ) as algo:
         for _ in range(3):
             algo.update_parameters()
     assert any(not torch.equal(rank0[k], v) for k, v in model.state_dict().items())
@@ -60,10 +70,32 @@ def test_two_ranks_keep_identical_parameters_that_differ_from_one_rank_alone(tmp
 def test_torchrun_training_logs_from_rank_zero_and_counts_frames_of_all_ranks(tmp_path):
     env = dict(os.environ, TORCH_RL_STORAGE=str(tmp_path), OMP_NUM_THREADS="1")
     # --standalone: torchrun picks a free rendezvous port itself (no race on a port we chose)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "scripts.train", "--algo", "ppo", "--env", "MiniGrid-DoorKey-5x5-v0",
-               "--model", "dist", "--procs", "2", "--frames-per-proc", "16", "--batch-size", "16", "--frames", "256",
-               "--workers", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "scripts.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "MiniGrid-DoorKey-5x5-v0",
+        "--model",
+        "dist",
+        "--procs",
+        "2",
+        "--frames-per-proc",
+        "16",
+        "--batch-size",
+        "16",
+        "--frames",
+        "256",
+        "--workers",
+        "0",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "parameters identical on all ranks: yes" in result.stdout

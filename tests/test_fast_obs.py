@@ -104,8 +104,7 @@ def _run_pair(env_id, kwargs, stw, steps, seed=0):
     return None
 
 
-@pytest.mark.parametrize("env_id,kwargs,stw,steps", CASES,
-                         ids=[f"{c[0]}-{c[1]}-stw{c[2]}" for c in CASES])
+@pytest.mark.parametrize("env_id,kwargs,stw,steps", CASES, ids=[f"{c[0]}-{c[1]}-stw{c[2]}" for c in CASES])
 def test_identical_to_minigrid(env_id, kwargs, stw, steps):
     assert _run_pair(env_id, kwargs, stw, steps) is None
 
@@ -132,10 +131,20 @@ def test_direct_gen_obs_on_random_grids():
     env.reset(seed=0)
     rng = np.random.default_rng(1)
     makers = [
-        lambda: None, lambda: None, lambda: None, Wall, lambda: Wall("red"),
-        lambda: Door("yellow", is_open=True), lambda: Door("blue"), lambda: Door("green", is_locked=True),
-        lambda: Key("red"), lambda: Ball("purple"), lambda: Box("grey"), minigrid.core.world_object.Lava,
-        minigrid.core.world_object.Goal, lambda: minigrid.core.world_object.Floor("blue"),
+        lambda: None,
+        lambda: None,
+        lambda: None,
+        Wall,
+        lambda: Wall("red"),
+        lambda: Door("yellow", is_open=True),
+        lambda: Door("blue"),
+        lambda: Door("green", is_locked=True),
+        lambda: Key("red"),
+        lambda: Ball("purple"),
+        lambda: Box("grey"),
+        minigrid.core.world_object.Lava,
+        minigrid.core.world_object.Goal,
+        lambda: minigrid.core.world_object.Floor("blue"),
     ]
     for trial in range(60):
         W, H = int(rng.integers(3, 13)), int(rng.integers(3, 13))
@@ -180,6 +189,7 @@ def test_custom_objects_generic_path():
 
 def test_detects_a_broken_implementation(monkeypatch):
     """The comparison can fail: break the visibility or geometry and it must report a mismatch."""
+
     def all_visible(V, m0, t):
         return (1 << V) - 1, (1 << V) - 1
 
@@ -272,6 +282,7 @@ def test_pickle_roundtrip_keeps_fast_path():
 
 def test_actions_keep_the_enum_members_and_are_restored_on_close():
     from minigrid.core.actions import Actions
+
     env = make_fast(gym.make("MiniGrid-DoorKey-5x5-v0"))
     actions = env.unwrapped.actions
     assert actions is not Actions  # the plain-lookup stand-in

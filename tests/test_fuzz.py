@@ -3,6 +3,7 @@
 With hypothesis installed, each property gets hypothesis-driven randomness (st.randoms: shrinkable, and the same
 examples on every run); without it, the same properties run on a fixed set of seeded random.Random instances.
 """
+
 import copy
 import pickle
 import random
@@ -22,12 +23,19 @@ try:
 
     def fuzz(test):
         # derandomize: CI sees the same examples on every run (a failure reproduces), and no example database
-        return settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                        suppress_health_check=list(HealthCheck))(given(rng=st.randoms(use_true_random=False))(test))
+        return settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )(given(rng=st.randoms(use_true_random=False))(test))
 except ImportError:  # seeded random loops
+
     def fuzz(test):
-        return pytest.mark.parametrize("rng", [random.Random(seed) for seed in range(EXAMPLES)],
-                                       ids=[f"seed{seed}" for seed in range(EXAMPLES)])(test)
+        return pytest.mark.parametrize(
+            "rng", [random.Random(seed) for seed in range(EXAMPLES)], ids=[f"seed{seed}" for seed in range(EXAMPLES)]
+        )(test)
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -101,7 +109,7 @@ def test_dictlist_length_rows_and_attributes_agree_with_its_values(rng):
     for i in range(-n, n):
         row = d[i]
         assert isinstance(row, DictList)
-        assert same(row, apply(values, lambda v: v[i]))
+        assert same(row, apply(values, lambda v, i=i: v[i]))
     if n > 0:
         with pytest.raises(IndexError):
             d[n]
@@ -124,18 +132,21 @@ def test_dictlist_slices_and_index_arrays_agree_with_its_values(rng):
 
     positions = [rng.randrange(-n, n) for _ in range(rng.randint(0, 5))] if n else []
     mask = [rng.random() < 0.5 for _ in range(n)]
-    for index, chosen in [(np.array(positions, dtype=np.int64), positions),
-                          (torch.tensor(positions, dtype=torch.long), positions),
-                          (torch.tensor(mask, dtype=torch.bool), [i for i in range(n) if mask[i]])]:
+    for index, chosen in [
+        (np.array(positions, dtype=np.int64), positions),
+        (torch.tensor(positions, dtype=torch.long), positions),
+        (torch.tensor(mask, dtype=torch.bool), [i for i in range(n) if mask[i]]),
+    ]:
         part = d[index]
         assert len(part) == len(chosen)
 
-        def expected(value):
+        def expected(value, chosen=chosen):
             if isinstance(value, list):
                 return [value[i] for i in chosen]
             if isinstance(value, torch.Tensor):
                 return value[torch.tensor(chosen, dtype=torch.long)]
             return value[np.array(chosen, dtype=np.int64)]
+
         assert same(part, apply(values, expected))
 
 
@@ -155,6 +166,7 @@ def test_dictlist_setitem_round_trips(rng):
                 set_row(value[key], row[key])
             else:
                 value[key][i] = row[key]
+
     set_row(expected, row)
     assert same(d, expected)  # the other rows are unchanged
 
@@ -206,7 +218,7 @@ def test_dictlist_values_of_different_lengths_raise_a_clear_value_error(rng):
 def test_dictlist_missing_keys_and_values_without_length_are_clear_errors():
     d = DictList(a=[1, 2])
     with pytest.raises(AttributeError, match=r"no key 'b' \(keys: \['a'\]\)"):
-        d.b
+        _ = d.b
     with pytest.raises(KeyError):
         d["b"]
     d.c = 3
@@ -230,8 +242,10 @@ def random_spec(rng, depth=0):
     """The structure of one env's observation: a leaf kind and shape, or a dict of specs."""
     leaves = ["int", "float", "bool", "uint8", "float32", "float64", "flipped", "tensor", "string"]
     if depth < 2 and rng.random() < 0.4:
-        return {key: random_spec(rng, depth + 1) for key in rng.sample(["image", "direction", "mission", "x"],
-                                                                         rng.randint(1, 3))}
+        return {
+            key: random_spec(rng, depth + 1)
+            for key in rng.sample(["image", "direction", "mission", "x"], rng.randint(1, 3))
+        }
     return rng.choice(leaves), rng.choice([(), (3,), (2, 2)])
 
 
@@ -336,9 +350,11 @@ def test_one_odd_observation_is_a_clear_value_error(rng):
     target = spec_at(spec, path)
     if isinstance(target, dict):
         change = rng.choice(["add key", "drop key", "not a dict"])
-        f = {"add key": lambda o: {**o, "zz": 1},
-             "drop key": lambda o: {k: v for k, v in list(o.items())[1:]} if len(o) > 1 else {"zz": 1},
-             "not a dict": lambda o: 7}[change]
+        f = {
+            "add key": lambda o: {**o, "zz": 1},
+            "drop key": lambda o: {k: v for k, v in list(o.items())[1:]} if len(o) > 1 else {"zz": 1},
+            "not a dict": lambda o: 7,
+        }[change]
         words = "differ in type" if change == "not a dict" else "different keys"
     else:
         kind, shape = target

@@ -42,4 +42,6 @@ def test_without_episode_ends_gae_with_lambda_one_is_the_discounted_return():
     values = torch.zeros(3, 1)
     no = torch.zeros(3, 1, dtype=torch.bool)
     _, returns = compute_gae(rewards, values, torch.tensor([10.0]), no, no, torch.zeros(3, 1), 0.5, 1.0)
-    assert returns[:, 0].tolist() == pytest.approx([1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 10, 2 + 0.5 * 3 + 0.25 * 10, 3 + 5])
+    assert returns[:, 0].tolist() == pytest.approx(
+        [1 + 0.5 * 2 + 0.25 * 3 + 0.125 * 10, 2 + 0.5 * 3 + 0.25 * 10, 3 + 5]
+    )

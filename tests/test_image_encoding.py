@@ -1,4 +1,5 @@
 """One-hot MiniGrid images (--image-encoding onehot): exact codes, model shapes, and the starter scripts."""
+
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid envs)
 import numpy as np
@@ -39,8 +40,9 @@ def test_an_unknown_encoding_is_refused():
 
 
 def test_auto_encoding_is_onehot_with_memory_and_raw_without(tmp_path):
-    run_script("train", "--env", DOORKEY, "--model", "mem", "--frames", 128, "--recurrence", 4, *TINY_PPO,
-               storage=tmp_path)
+    run_script(
+        "train", "--env", DOORKEY, "--model", "mem", "--frames", 128, "--recurrence", 4, *TINY_PPO, storage=tmp_path
+    )
     run_script("train", "--env", DOORKEY, "--model", "ff", "--frames", 128, *TINY_PPO, storage=tmp_path)
     assert load_status(tmp_path / "mem")["config"]["image_encoding"] == "onehot"
     assert load_status(tmp_path / "mem")["model_state"]["image_conv.0.weight"].shape[1] == 20
@@ -49,16 +51,40 @@ def test_auto_encoding_is_onehot_with_memory_and_raw_without(tmp_path):
 
 
 def test_train_evaluate_and_resume_with_onehot_images(tmp_path):
-    run_script("train", "--env", DOORKEY, "--model", "oh", "--frames", 256, "--image-encoding", "onehot",
-               *TINY_PPO, storage=tmp_path)
+    run_script(
+        "train",
+        "--env",
+        DOORKEY,
+        "--model",
+        "oh",
+        "--frames",
+        256,
+        "--image-encoding",
+        "onehot",
+        *TINY_PPO,
+        storage=tmp_path,
+    )
     status = load_status(tmp_path / "oh")
     assert status["config"]["image_encoding"] == "onehot"
     assert status["model_state"]["image_conv.0.weight"].shape[1] == 20
-    proc = run_script("evaluate", "--env", DOORKEY, "--model", "oh", "--episodes", 2, "--procs", 2, "--json", "-",
-                      storage=tmp_path)
+    proc = run_script(
+        "evaluate", "--env", DOORKEY, "--model", "oh", "--episodes", 2, "--procs", 2, "--json", "-", storage=tmp_path
+    )
     assert '"episodes": 2' in proc.stdout
-    proc = run_script("train", "--env", DOORKEY, "--model", "oh", "--frames", 512, "--image-encoding", "raw",
-                      *TINY_PPO, storage=tmp_path, check=False)
+    proc = run_script(
+        "train",
+        "--env",
+        DOORKEY,
+        "--model",
+        "oh",
+        "--frames",
+        512,
+        "--image-encoding",
+        "raw",
+        *TINY_PPO,
+        storage=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "--image-encoding was 'onehot', now 'raw'")
     assert load_status(tmp_path / "oh")["num_frames"] == 256  # the model is untouched
@@ -67,14 +93,28 @@ def test_train_evaluate_and_resume_with_onehot_images(tmp_path):
 
 
 def test_a_memory_checkpoint_older_than_the_flag_resumes_and_evaluates_as_raw(tmp_path):
-    run_script("train", "--env", DOORKEY, "--model", "old", "--frames", 128, "--recurrence", 4,
-               "--image-encoding", "raw", *TINY_PPO, storage=tmp_path)
+    run_script(
+        "train",
+        "--env",
+        DOORKEY,
+        "--model",
+        "old",
+        "--frames",
+        128,
+        "--recurrence",
+        4,
+        "--image-encoding",
+        "raw",
+        *TINY_PPO,
+        storage=tmp_path,
+    )
     path = tmp_path / "old" / "status.pt"
     status = torch.load(path, weights_only=False)
     del status["config"]["image_encoding"]
     torch.save(status, path)
-    run_script("train", "--env", DOORKEY, "--model", "old", "--frames", 256, "--recurrence", 4, *TINY_PPO,
-               storage=tmp_path)
+    run_script(
+        "train", "--env", DOORKEY, "--model", "old", "--frames", 256, "--recurrence", 4, *TINY_PPO, storage=tmp_path
+    )
     assert load_status(tmp_path / "old")["num_frames"] == 256
     assert load_status(tmp_path / "old")["config"]["image_encoding"] == "raw"
     run_script("evaluate", "--env", DOORKEY, "--model", "old", "--episodes", 1, "--procs", 1, storage=tmp_path)

@@ -1,4 +1,5 @@
 """PPO must really learn: a broken loss, advantage or sampling cannot reach these returns."""
+
 import gymnasium as gym
 import numpy as np
 import torch

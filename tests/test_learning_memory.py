@@ -3,6 +3,7 @@
 torch_rl/CueCorridor-v0 shows a cue at the first step only and rewards the matching choice 6 steps later;
 without memory the success rate cannot beat 0.5. With an LSTM trained through 8 steps, PPO must reach 0.9.
 """
+
 import numpy as np
 import torch
 
@@ -54,7 +55,7 @@ def test_recurrent_ppo_remembers_the_cue():
 
 def test_without_memory_the_cue_corridor_stays_at_chance():
     means, _ = _train(use_memory=False, max_frames=60_000)
-    assert max(np.mean(means[i - 2:i + 1]) for i in range(2, len(means))) < 0.7
+    assert max(np.mean(means[i - 2 : i + 1]) for i in range(2, len(means))) < 0.7
 
 
 def test_with_swapped_sides_the_right_choice_depends_on_the_cue_and_the_layout():

@@ -3,6 +3,7 @@
 The workers send observations through shared memory and numbers as lists (torch_rl.shared_obs); these tests
 pin that this transport changes nothing, including its fallback for observations that do not match their space.
 """
+
 import gymnasium as gym
 import numpy as np
 
@@ -32,7 +33,7 @@ def _run_side_by_side(make, num_envs, workers, steps, actions):
             a = actions(t)
             la, ra = local.step(a), remote.step(a)
             _assert_same_obs(la[0], ra[0])
-            for x, y in zip(la[1:4], ra[1:4]):
+            for x, y in zip(la[1:4], ra[1:4], strict=True):
                 assert x.dtype == y.dtype
                 np.testing.assert_array_equal(x, y)
             assert la[4].keys() == ra[4].keys()
@@ -48,8 +49,9 @@ def _run_side_by_side(make, num_envs, workers, steps, actions):
 def test_minigrid_through_workers_matches_in_process_stepping():
     rng = np.random.default_rng(0)
     actions = rng.integers(0, 7, size=(400, 6))
-    remote, ended = _run_side_by_side(lambda: make_envs("MiniGrid-DoorKey-5x5-v0", 6, seed=1), 6, 3, 400,
-                                      lambda t: actions[t])
+    remote, ended = _run_side_by_side(
+        lambda: make_envs("MiniGrid-DoorKey-5x5-v0", 6, seed=1), 6, 3, 400, lambda t: actions[t]
+    )
     assert ended > 0  # autoresets happened and their final observations matched too
     assert set(remote.shared.arrays) == {"image", "direction"}  # the shared-memory path was the one used
 
@@ -57,14 +59,16 @@ def test_minigrid_through_workers_matches_in_process_stepping():
 def test_plain_array_observations_and_box_actions_through_workers():
     rng = np.random.default_rng(1)
     actions = rng.uniform(-2, 2, size=(250, 4, 1)).astype(np.float32)
-    remote, ended = _run_side_by_side(lambda: [gym.make("Pendulum-v1") for _ in range(4)], 4, 2, 250,
-                                      lambda t: actions[t])
+    remote, ended = _run_side_by_side(
+        lambda: [gym.make("Pendulum-v1") for _ in range(4)], 4, 2, 250, lambda t: actions[t]
+    )
     assert ended == 4  # Pendulum truncates at 200 steps
     assert set(remote.shared.arrays) == {None}
 
 
 class MismatchedObsEnv(gym.Env):
     """Declares float32 observations of shape (3,) but returns float64 ones of shape (2,)."""
+
     observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
@@ -79,6 +83,7 @@ class MismatchedObsEnv(gym.Env):
 
 
 def test_observations_that_do_not_match_their_space_still_arrive_through_the_pipe():
-    remote, ended = _run_side_by_side(lambda: [MismatchedObsEnv() for _ in range(3)], 3, 3, 12,
-                                      lambda t: np.full(3, t % 2))
+    remote, ended = _run_side_by_side(
+        lambda: [MismatchedObsEnv() for _ in range(3)], 3, 3, 12, lambda t: np.full(3, t % 2)
+    )
     assert ended == 6

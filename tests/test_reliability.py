@@ -3,6 +3,7 @@
 Budgets are tiny (2 envs, 16 frames per env and update). The train subprocesses find the test envs below by
 the ``module:id`` form of an env id (``--env tests.test_reliability:TorchRLTest-Raising-v0``).
 """
+
 import csv
 import multiprocessing as mp
 import os
@@ -94,21 +95,32 @@ def train_env(storage):
 
 
 def run_train(storage, *args, timeout=120):
-    return subprocess.run(train_command(*args), cwd=REPO, env=train_env(storage), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        train_command(*args), cwd=REPO, env=train_env(storage), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_train(storage, *args):
     """A training process in a session of its own, so that a signal can go to its whole process group."""
-    return subprocess.Popen(train_command(*args), cwd=REPO, env=train_env(storage), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        train_command(*args),
+        cwd=REPO,
+        env=train_env(storage),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def snapshot(folder):
     """Every file under ``folder``: bytes and mtime, to compare before and after."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_one_line_error(stderr, code, returncode, *fragments):
@@ -196,13 +208,28 @@ def restore_process_state():
 def trained(tmp_path_factory):
     """A model folder trained for 2 PPO updates on CartPole (no recurrence, no text)."""
     from scripts.train import main
+
     storage = tmp_path_factory.mktemp("storage")
     threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
     environ = os.environ.copy()
     try:
         os.environ["TORCH_RL_STORAGE"] = str(storage)
-        main(["--algo", "ppo", "--env", "CartPole-v1", "--model", "cartpole", "--frames", "64", "--workers", "0",
-              "--quiet", *TINY])
+        main(
+            [
+                "--algo",
+                "ppo",
+                "--env",
+                "CartPole-v1",
+                "--model",
+                "cartpole",
+                "--frames",
+                "64",
+                "--workers",
+                "0",
+                "--quiet",
+                *TINY,
+            ]
+        )
     finally:
         os.environ.clear()
         os.environ.update(environ)
@@ -216,7 +243,7 @@ def trained(tmp_path_factory):
 def _truncate_checkpoint(model_dir):
     path = model_dir / "status.pt"
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
 
 
 def _garbage_checkpoint(model_dir):
@@ -237,7 +264,11 @@ BAD_INPUTS = {
     "unknown flag": (["--learning-rate", "3"], None, ["--learning-rate", "--help"]),
     "not an int": (["--procs", "two"], None, ["--procs", "two"]),
     "recurrence vs frames-per-proc": (["--recurrence", "3"], None, ["--recurrence 3", "--frames-per-proc 16"]),
-    "recurrence vs batch-size": (["--recurrence", "8", "--batch-size", "12"], None, ["--recurrence 8", "--batch-size 12"]),
+    "recurrence vs batch-size": (
+        ["--recurrence", "8", "--batch-size", "12"],
+        None,
+        ["--recurrence 8", "--batch-size 12"],
+    ),
     "zero procs": (["--procs", "0"], None, ["--procs", "at least 1", "0"]),
     "negative procs": (["--procs", "-3"], None, ["--procs", "at least 1", "-3"]),
     "negative workers": (["--workers", "-1"], None, ["--workers", "-1"]),
@@ -271,9 +302,11 @@ def _with(args, changes):
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_and_leaves_the_model_folder_alone(case, trained, tmp_path, monkeypatch,
-                                                                         capsys, restore_process_state):
+def test_bad_input_is_one_line_exit_2_and_leaves_the_model_folder_alone(
+    case, trained, tmp_path, monkeypatch, capsys, restore_process_state
+):
     from scripts.train import main
+
     changes, damage, fragments = BAD_INPUTS[case]
     storage, model_dir = tmp_path / "storage", tmp_path / "storage" / "cartpole"
     model_dir.mkdir(parents=True)
@@ -299,9 +332,9 @@ def test_bad_input_in_a_real_process_is_one_line_without_traceback(trained):
     assert snapshot(storage) == before
 
 
-def test_text_on_an_env_without_a_mission_creates_no_model_folder(tmp_path, monkeypatch, capsys,
-                                                                   restore_process_state):
+def test_text_on_an_env_without_a_mission_creates_no_model_folder(tmp_path, monkeypatch, capsys, restore_process_state):
     from scripts.train import main
+
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         main(_with(BASE, ["--model", "new", "--text"]))
@@ -311,6 +344,7 @@ def test_text_on_an_env_without_a_mission_creates_no_model_folder(tmp_path, monk
 
 def test_storage_that_cannot_be_written_is_a_usage_error(tmp_path, monkeypatch, capsys, restore_process_state):
     from scripts.train import main
+
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
     monkeypatch.setenv("TORCH_RL_STORAGE", str(a_file / "storage"))
@@ -323,6 +357,7 @@ def test_storage_that_cannot_be_written_is_a_usage_error(tmp_path, monkeypatch, 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
 def test_read_only_storage_is_a_usage_error(tmp_path, monkeypatch, capsys, restore_process_state):
     from scripts.train import main
+
     tmp_path.chmod(0o555)
     try:
         monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
@@ -336,6 +371,7 @@ def test_read_only_storage_is_a_usage_error(tmp_path, monkeypatch, capsys, resto
 def test_a_stale_csv_tail_and_temp_files_are_cleaned_on_resume(trained, tmp_path):
     """A crash between logging update U and saving it leaves a row that the resumed run would log again."""
     from utils.storage import remove_temp_files, trim_csv_log
+
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     rows = csv_rows(trained[1])
@@ -355,8 +391,22 @@ def test_a_stale_csv_tail_and_temp_files_are_cleaned_on_resume(trained, tmp_path
 def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(tmp_path):
     rng = random.Random(0)
     frames = 36 * FRAMES_PER_UPDATE
-    args = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "m", "--frames", str(frames), "--save-interval", "1",
-            "--workers", "2", "--quiet", *TINY]
+    args = [
+        "--algo",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--model",
+        "m",
+        "--frames",
+        str(frames),
+        "--save-interval",
+        "1",
+        "--workers",
+        "2",
+        "--quiet",
+        *TINY,
+    ]
     model_dir = tmp_path / "m"
     saved_updates = []
     for _ in range(3):
@@ -396,11 +446,28 @@ def test_kill_9_at_random_moments_never_loses_the_model_and_resuming_continues(t
     assert not [name for name in os.listdir(model_dir) if name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("signum, to_group", [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
-                         ids=["Ctrl-C (SIGINT to the process group)", "SIGTERM to the group", "SIGTERM to the trainer"])
+@pytest.mark.parametrize(
+    "signum, to_group",
+    [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
+    ids=["Ctrl-C (SIGINT to the process group)", "SIGTERM to the group", "SIGTERM to the trainer"],
+)
 def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum, to_group):
-    args = ["--algo", "a2c", "--env", "CartPole-v1", "--model", "m", "--frames", "1000000000", "--save-interval",
-            "5", "--workers", "2", "--quiet", *TINY]
+    args = [
+        "--algo",
+        "a2c",
+        "--env",
+        "CartPole-v1",
+        "--model",
+        "m",
+        "--frames",
+        "1000000000",
+        "--save-interval",
+        "5",
+        "--workers",
+        "2",
+        "--quiet",
+        *TINY,
+    ]
     process = start_train(tmp_path, *args)
     try:
         assert wait_for_new_checkpoint(process, tmp_path / "m", None), process.stderr.read()
@@ -423,13 +490,28 @@ def test_ctrl_c_and_sigterm_save_the_model_and_exit_cleanly(tmp_path, signum, to
     rows = csv_rows(tmp_path / "m")
     assert [int(rows[-1][0]), int(rows[-1][1])] == [status["update"], status["num_frames"]]
     last_line = (tmp_path / "m" / "log.txt").read_text().strip().splitlines()[-1]
-    assert last_line.startswith(f"# interrupted: model saved at update {status['update']}, "
-                                f"{status['num_frames']} frames")
+    assert last_line.startswith(
+        f"# interrupted: model saved at update {status['update']}, {status['num_frames']} frames"
+    )
 
 
 def test_a_killed_env_worker_stops_training_with_one_line_and_keeps_the_checkpoint(tmp_path):
-    args = ["--algo", "a2c", "--env", "CartPole-v1", "--model", "m", "--frames", "1000000000", "--save-interval",
-            "1", "--workers", "2", "--quiet", *TINY]
+    args = [
+        "--algo",
+        "a2c",
+        "--env",
+        "CartPole-v1",
+        "--model",
+        "m",
+        "--frames",
+        "1000000000",
+        "--save-interval",
+        "1",
+        "--workers",
+        "2",
+        "--quiet",
+        *TINY,
+    ]
     process = start_train(tmp_path, *args)
     try:
         assert wait_for_new_checkpoint(process, tmp_path / "m", None), process.stderr.read()
@@ -448,16 +530,39 @@ def test_a_killed_env_worker_stops_training_with_one_line_and_keeps_the_checkpoi
 
 
 # ------------------------------------------------------------------------------------- faults while training
-@pytest.mark.parametrize("env_id, code, fragments", [
-    ("TorchRLTest-Raising-v0", 1, ["an environment failed", "(TorchRLTest-Raising-v0) raised in step",
-                                   "boom from RaisingEnv"]),
-    ("TorchRLTest-NaNReward-v0", 1, ["diverged", "update 3", "not finite"]),
-    ("TorchRLTest-NaNObservation-v0", 1, ["diverged", "update 3", "not finite"]),
-], ids=["raising env", "NaN reward", "NaN observation"])
+@pytest.mark.parametrize(
+    "env_id, code, fragments",
+    [
+        (
+            "TorchRLTest-Raising-v0",
+            1,
+            ["an environment failed", "(TorchRLTest-Raising-v0) raised in step", "boom from RaisingEnv"],
+        ),
+        ("TorchRLTest-NaNReward-v0", 1, ["diverged", "update 3", "not finite"]),
+        ("TorchRLTest-NaNObservation-v0", 1, ["diverged", "update 3", "not finite"]),
+    ],
+    ids=["raising env", "NaN reward", "NaN observation"],
+)
 def test_a_fault_while_training_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, env_id, code, fragments):
     # 2 envs in 2 worker processes; both meet the fault in update 3.
-    result = run_train(tmp_path, "--algo", "ppo", "--env", f"{__name__}:{env_id}", "--model", "m", "--frames",
-                       "100000", "--save-interval", "1", "--workers", "2", "--quiet", *TINY, timeout=60)
+    result = run_train(
+        tmp_path,
+        "--algo",
+        "ppo",
+        "--env",
+        f"{__name__}:{env_id}",
+        "--model",
+        "m",
+        "--frames",
+        "100000",
+        "--save-interval",
+        "1",
+        "--workers",
+        "2",
+        "--quiet",
+        *TINY,
+        timeout=60,
+    )
     assert_one_line_error(result.stderr, code, result.returncode, *fragments, "last checkpoint")
     status = load_status(tmp_path / "m")
     assert status["update"] == 2 and status["num_frames"] == 2 * FRAMES_PER_UPDATE
@@ -468,6 +573,7 @@ def test_train_never_saves_non_finite_parameters(tmp_path, monkeypatch, capsys, 
     """Parameters that became infinite (here: set so after update 3) stop training; the checkpoint of update 2
     stays."""
     from scripts.train import main
+
     original = torch_rl.PPOAlgo.update_parameters
     updates = []
 
@@ -483,8 +589,9 @@ def test_train_never_saves_non_finite_parameters(tmp_path, monkeypatch, capsys, 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
         main(_with(BASE, ["--model", "m", "--save-interval", "1", "--quiet"]))
-    assert_one_line_error(capsys.readouterr().err, 1, exit_info.value.code, "diverged at update 3",
-                          "actor.0.weight", "last checkpoint")
+    assert_one_line_error(
+        capsys.readouterr().err, 1, exit_info.value.code, "diverged at update 3", "actor.0.weight", "last checkpoint"
+    )
     status = load_status(tmp_path / "m")
     assert status["update"] == 2
     assert all(torch.isfinite(v).all() for v in status["model_state"].values())
@@ -588,7 +695,7 @@ def test_a_non_finite_loss_raises_before_the_optimizer_step(algo_name, fault):
         with pytest.raises(FloatingPointError, match="not finite"):
             algo.update_parameters()
         assert algo.optimizer.state_dict()["state"] == {}, "the optimizer took a step"
-    for old, new in zip(before, model.parameters()):
+    for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new.detach())
 
 
@@ -600,5 +707,5 @@ def test_a_model_with_nan_outputs_stops_before_any_update(algo_name):
     with _algo(algo_name, [FixedLengthEnv(), FixedLengthEnv()], model) as algo:
         with pytest.raises((FloatingPointError, ValueError)):
             algo.update_parameters()
-    for old, new in zip(before, model.parameters()):
+    for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new.detach())

@@ -1,5 +1,6 @@
 """The starter scripts end to end: train -> evaluate -> visualize --gif -> plot, resume, memory/text and
 continuous-action models, and the one-line errors of user mistakes. Tiny budgets: the whole file takes ~40 s."""
+
 import csv
 import json
 import os
@@ -15,9 +16,28 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 DOORKEY = "MiniGrid-DoorKey-5x5-v0"
 TINY_PPO = ["--algo", "ppo", "--procs", "4", "--frames-per-proc", "32", "--quiet"]
-DOCUMENTED_JSON_KEYS = {"env", "model", "argmax", "seed", "procs", "episodes", "frames", "fps", "duration",
-                        "return_mean", "return_std", "return_min", "return_max", "num_frames_mean", "num_frames_std",
-                        "num_frames_min", "num_frames_max", "success_rate", "returns", "num_frames"}
+DOCUMENTED_JSON_KEYS = {
+    "env",
+    "model",
+    "argmax",
+    "seed",
+    "procs",
+    "episodes",
+    "frames",
+    "fps",
+    "duration",
+    "return_mean",
+    "return_std",
+    "return_min",
+    "return_max",
+    "num_frames_mean",
+    "num_frames_std",
+    "num_frames_min",
+    "num_frames_max",
+    "success_rate",
+    "returns",
+    "num_frames",
+}
 
 
 def run_script(name, *args, storage, check=True, drop_display=False):
@@ -26,8 +46,14 @@ def run_script(name, *args, storage, check=True, drop_display=False):
     if drop_display:
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.run([sys.executable, "-m", f"scripts.{name}", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"scripts.{name}", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if check:
         assert proc.returncode == 0, f"scripts.{name} {args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc
@@ -64,8 +90,20 @@ def doorkey(tmp_path_factory):
 def memory_text(tmp_path_factory):
     """A PPO model with an LSTM memory (--recurrence 4) and a mission GRU (--text)."""
     storage = tmp_path_factory.mktemp("storage")
-    run_script("train", "--env", DOORKEY, "--model", "mem", "--frames", 256, "--recurrence", 4, "--text",
-               *TINY_PPO, storage=storage)
+    run_script(
+        "train",
+        "--env",
+        DOORKEY,
+        "--model",
+        "mem",
+        "--frames",
+        256,
+        "--recurrence",
+        4,
+        "--text",
+        *TINY_PPO,
+        storage=storage,
+    )
     return storage
 
 
@@ -76,6 +114,7 @@ def copy_model(storage, name, tmp_path):
 
 
 # --- train: CSV log and resume -----------------------------------------------------------------------------
+
 
 def test_train_writes_the_documented_csv_header_and_a_checkpoint(doorkey):
     from scripts.train import CSV_FIELDS
@@ -103,11 +142,13 @@ def test_resume_continues_the_frame_count(doorkey, tmp_path, monkeypatch):
 
 # --- evaluate ----------------------------------------------------------------------------------------------
 
+
 def test_evaluate_writes_json_with_the_documented_keys(doorkey, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_RL_STORAGE", str(doorkey))
     out = tmp_path / "eval.json"
-    proc = run_script("evaluate", "--env", DOORKEY, "--model", "dk", "--episodes", 6, "--procs", 4,
-                      "--json", out, storage=doorkey)
+    proc = run_script(
+        "evaluate", "--env", DOORKEY, "--model", "dk", "--episodes", 6, "--procs", 4, "--json", out, storage=doorkey
+    )
     result = json.loads(out.read_text())
     assert set(result) == DOCUMENTED_JSON_KEYS
     assert result["episodes"] == 6 and len(result["returns"]) == 6 and len(result["num_frames"]) == 6
@@ -125,8 +166,23 @@ def test_evaluate_json_to_stdout_prints_only_json(doorkey, monkeypatch, capsys):
     from scripts import evaluate
 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(doorkey))
-    evaluate.main(["--env", DOORKEY, "--model", "dk", "--episodes", "3", "--procs", "2", "--workers", "0",
-                   "--argmax", "--json", "-"])
+    evaluate.main(
+        [
+            "--env",
+            DOORKEY,
+            "--model",
+            "dk",
+            "--episodes",
+            "3",
+            "--procs",
+            "2",
+            "--workers",
+            "0",
+            "--argmax",
+            "--json",
+            "-",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)  # fails if anything else was printed
     assert result["episodes"] == 3 and result["argmax"] is True and result["procs"] == 2
 
@@ -177,12 +233,24 @@ def test_evaluate_counts_episodes_per_env_not_the_first_to_finish():
 
 # --- visualize ---------------------------------------------------------------------------------------------
 
+
 def test_visualize_writes_an_animated_gif_headless(doorkey, tmp_path):
     import imageio.v3 as iio
 
     gif = tmp_path / "dk.gif"
-    proc = run_script("visualize", "--env", DOORKEY, "--model", "dk", "--gif", gif, "--pause", 0.05,
-                      storage=doorkey, drop_display=True)
+    proc = run_script(
+        "visualize",
+        "--env",
+        DOORKEY,
+        "--model",
+        "dk",
+        "--gif",
+        gif,
+        "--pause",
+        0.05,
+        storage=doorkey,
+        drop_display=True,
+    )
     assert gif.read_bytes()[:4] == b"GIF8"
     frames = iio.imread(gif, index=None)
     # Sampled actions move the agent (GIF writers merge identical consecutive frames, e.g. of a stuck agent).
@@ -204,6 +272,7 @@ def test_visualize_without_display_or_gif_is_a_usage_error(doorkey, monkeypatch,
 
 
 # --- plot --------------------------------------------------------------------------------------------------
+
 
 def test_plot_writes_a_png(doorkey, tmp_path, monkeypatch, capsys):
     import imageio.v3 as iio
@@ -236,6 +305,7 @@ def test_rolling_mean_ignores_nan():
 
 # --- memory and text, continuous actions -------------------------------------------------------------------
 
+
 def test_memory_and_text_model_trains_saves_and_evaluates(memory_text, monkeypatch, capsys):
     from scripts import evaluate
 
@@ -247,8 +317,9 @@ def test_memory_and_text_model_trains_saves_and_evaluates(memory_text, monkeypat
     assert any(k.startswith("text_rnn.") for k in status["model_state"])
 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(memory_text))
-    result = evaluate.main(["--env", DOORKEY, "--model", "mem", "--episodes", "3", "--procs", "3",
-                            "--workers", "0", "--json", "-"])
+    result = evaluate.main(
+        ["--env", DOORKEY, "--model", "mem", "--episodes", "3", "--procs", "3", "--workers", "0", "--json", "-"]
+    )
     assert result["episodes"] == 3 and json.loads(capsys.readouterr().out)["episodes"] == 3
 
 
@@ -269,17 +340,43 @@ def test_agent_forgets_the_memory_of_finished_episodes(memory_text):
 def test_pendulum_a2c_trains_and_evaluates(tmp_path, monkeypatch):
     storage = tmp_path / "storage"
     monkeypatch.setenv("TORCH_RL_STORAGE", str(storage))
-    run_script("train", "--algo", "a2c", "--env", "Pendulum-v1", "--model", "pend", "--procs", 4,
-               "--frames", 200, "--quiet", storage=storage)
+    run_script(
+        "train",
+        "--algo",
+        "a2c",
+        "--env",
+        "Pendulum-v1",
+        "--model",
+        "pend",
+        "--procs",
+        4,
+        "--frames",
+        200,
+        "--quiet",
+        storage=storage,
+    )
     assert load_status(storage / "pend")["num_frames"] == 200
-    proc = run_script("evaluate", "--env", "Pendulum-v1", "--model", "pend", "--episodes", 3, "--procs", 3,
-                      "--json", "-", storage=storage)
+    proc = run_script(
+        "evaluate",
+        "--env",
+        "Pendulum-v1",
+        "--model",
+        "pend",
+        "--episodes",
+        3,
+        "--procs",
+        3,
+        "--json",
+        "-",
+        storage=storage,
+    )
     result = json.loads(proc.stdout)
     assert result["episodes"] == 3 and result["num_frames"] == [200, 200, 200]  # Pendulum truncates at 200
     assert all(r < 0 for r in result["returns"]) and result["success_rate"] == 0.0
 
 
 # --- user mistakes and --help ------------------------------------------------------------------------------
+
 
 def test_evaluate_missing_model_is_one_line_exit_2(tmp_path):
     proc = run_script("evaluate", "--env", DOORKEY, "--model", "nope", storage=tmp_path, check=False)
@@ -288,14 +385,17 @@ def test_evaluate_missing_model_is_one_line_exit_2(tmp_path):
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("script, args, fragment", [
-    ("evaluate", ["--env", "MiniGrid-DoorKey-5x5", "--model", "dk"], "unknown environment"),
-    ("evaluate", ["--env", "Pendulum-v1", "--model", "dk"], "was made for MiniGrid-DoorKey-5x5-v0"),
-    ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "0"], "--episodes"),
-    ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "many"], "--episodes"),
-    ("visualize", ["--env", DOORKEY, "--model", "nope", "--gif", "x.gif"], "no trained model"),
-    ("visualize", ["--env", "Pendulum-v1", "--model", "dk", "--gif", "x.gif"], "was made for"),
-])
+@pytest.mark.parametrize(
+    "script, args, fragment",
+    [
+        ("evaluate", ["--env", "MiniGrid-DoorKey-5x5", "--model", "dk"], "unknown environment"),
+        ("evaluate", ["--env", "Pendulum-v1", "--model", "dk"], "was made for MiniGrid-DoorKey-5x5-v0"),
+        ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "0"], "--episodes"),
+        ("evaluate", ["--env", DOORKEY, "--model", "dk", "--episodes", "many"], "--episodes"),
+        ("visualize", ["--env", DOORKEY, "--model", "nope", "--gif", "x.gif"], "no trained model"),
+        ("visualize", ["--env", "Pendulum-v1", "--model", "dk", "--gif", "x.gif"], "was made for"),
+    ],
+)
 def test_user_mistakes_are_one_line_exit_2(doorkey, monkeypatch, capsys, tmp_path, script, args, fragment):
     import importlib
 
@@ -320,10 +420,27 @@ def test_help_exits_0(script, capsys):
 
 def test_resume_applies_a_new_learning_rate_instead_of_the_saved_one(tmp_path, monkeypatch):
     import torch
+
     from scripts import train
+
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
-    common = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "lr", "--procs", "2", "--frames-per-proc", "16",
-              "--batch-size", "16", "--quiet", "--save-interval", "1"]
+    common = [
+        "--algo",
+        "ppo",
+        "--env",
+        "CartPole-v1",
+        "--model",
+        "lr",
+        "--procs",
+        "2",
+        "--frames-per-proc",
+        "16",
+        "--batch-size",
+        "16",
+        "--quiet",
+        "--save-interval",
+        "1",
+    ]
     train.main(common + ["--frames", "32", "--lr", "0.001"])
     train.main(common + ["--frames", "64", "--lr", "0.0001"])
     status = torch.load(tmp_path / "lr" / "status.pt", weights_only=False)

@@ -1,5 +1,6 @@
 """The default model's forward_sequence (all steps of all sequences in one call) computes what stepping its
 forward through time computes: the same memories, the same losses, the same parameter updates."""
+
 import copy
 
 import gymnasium as gym
@@ -58,8 +59,10 @@ def test_one_update_matches_stepping_through_time(use_text, algo_name):
             stats = algo.optimize_batch(exps, starts)
             results[fast] = stats, [p.detach().clone() for p in algo.acmodel.parameters()]
     (fast_stats, fast_params), (slow_stats, slow_params) = results[True], results[False]
-    assert not all(torch.equal(a, b) for a, b in zip(fast_params, model_state.values())), "nothing was updated"
+    assert not all(torch.equal(a, b) for a, b in zip(fast_params, model_state.values(), strict=True)), (
+        "nothing was updated"
+    )
     for key in slow_stats:
         torch.testing.assert_close(fast_stats[key], slow_stats[key], rtol=1e-4, atol=1e-6)
-    for a, b in zip(fast_params, slow_params):
+    for a, b in zip(fast_params, slow_params, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

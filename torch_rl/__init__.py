@@ -1,10 +1,20 @@
 """torch_rl: small, fast actor-critic reinforcement learning (A2C, PPO) in PyTorch."""
+
 from torch_rl.algos import A2CAlgo, BaseAlgo, PPOAlgo
 from torch_rl.dictlist import DictList
 from torch_rl.model import ACModel, RecurrentACModel
 from torch_rl.preprocess import default_preprocess_obss
 from torch_rl.vec_env import EnvWorkerError, ParallelEnv
 
-__all__ = ["A2CAlgo", "PPOAlgo", "BaseAlgo", "ACModel", "RecurrentACModel", "DictList", "default_preprocess_obss",
-           "ParallelEnv", "EnvWorkerError"]
+__all__ = [
+    "A2CAlgo",
+    "PPOAlgo",
+    "BaseAlgo",
+    "ACModel",
+    "RecurrentACModel",
+    "DictList",
+    "default_preprocess_obss",
+    "ParallelEnv",
+    "EnvWorkerError",
+]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 A batch is an array/tensor with the env index first, a list (e.g. of mission strings), or a dict of batches.
 """
+
 import numpy as np
 import torch
 
@@ -24,8 +25,10 @@ def _stack(observations, path):
     same_type = all(type(obs) is type(first) for obs in observations)  # fast path of the per-step hot loop
     for i, obs in enumerate(observations if not same_type else ()):
         if _kind(obs) != kind:
-            raise ValueError(f"observations{path} differ in type: observation 0 is {_describe(first)}, "
-                             f"observation {i} is {_describe(obs)}")
+            raise ValueError(
+                f"observations{path} differ in type: observation 0 is {_describe(first)}, "
+                f"observation {i} is {_describe(obs)}"
+            )
     if kind == "dict":
         keys = first.keys()
         for obs in observations:
@@ -80,8 +83,9 @@ def _describe(obs):
 def _raise_shape_error(shapes, path):
     for i, shape in enumerate(shapes):
         if shape != shapes[0]:
-            raise ValueError(f"observations{path} have different shapes: {shapes[0]} (observation 0) vs {shape} "
-                             f"(observation {i})") from None
+            raise ValueError(
+                f"observations{path} have different shapes: {shapes[0]} (observation 0) vs {shape} (observation {i})"
+            ) from None
 
 
 def concat_obs(batches):
@@ -121,7 +125,7 @@ def stack_steps(steps):
         return [item for step in steps for item in step]  # e.g. strings: no step axis, just kept
     shapes = {tuple(step.shape) for step in steps}
     if len(shapes) > 1:
-        size = [max(dims) for dims in zip(*shapes)]
+        size = [max(dims) for dims in zip(*shapes, strict=True)]
         padded = first.new_zeros((len(steps), *size))
         for t, step in enumerate(steps):
             padded[(t, *[slice(0, d) for d in step.shape])] = step

@@ -1,4 +1,5 @@
 """DictList: a dictionary of equally long sequences that is itself indexable like one sequence."""
+
 import numpy as np
 
 
@@ -89,6 +90,6 @@ def _index(value, index):
         if positions and all(isinstance(p, bool) for p in positions):
             if len(positions) != len(value):
                 raise IndexError(f"a boolean index of length {len(positions)} for a value of length {len(value)}")
-            return type(value)(item for item, keep in zip(value, positions) if keep)
+            return type(value)(item for item, keep in zip(value, positions, strict=True) if keep)
         return type(value)(value[p] for p in positions)
     return value[index]

@@ -6,6 +6,7 @@ Why not DistributedDataParallel: a recurrent update runs the model ``recurrence`
 which DDP's one-forward-per-backward bucketing does not expect; one explicit all-reduce of a flat gradient is
 as fast for models this small.
 """
+
 import torch
 import torch.distributed as dist
 
@@ -32,7 +33,7 @@ def average_gradients(parameters):
     flat /= dist.get_world_size()
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 

@@ -1,4 +1,5 @@
 """Generalized Advantage Estimation with Gymnasium's terminated/truncated distinction."""
+
 import torch
 
 

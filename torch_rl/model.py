@@ -1,4 +1,5 @@
 """The two interfaces a user model implements: ``class MyModel(nn.Module, ACModel)``."""
+
 from abc import ABC, abstractmethod
 
 

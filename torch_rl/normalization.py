@@ -1,4 +1,5 @@
 """Running normalisation of observations and rewards, the usual levers for continuous control."""
+
 import torch
 
 
@@ -16,7 +17,9 @@ class RunningMeanStd:
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
-        self.var = (self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total) / total
+        self.var = (
+            self.var * self.count + batch_var * batch_count + delta.pow(2) * self.count * batch_count / total
+        ) / total
         self.count = total
 
     def state_dict(self):

@@ -1,4 +1,5 @@
 """The default observation preprocessing: a batch of observations to float tensors on the device."""
+
 import numpy as np
 import torch
 

@@ -8,6 +8,7 @@ observation, or such entries of a ``Dict`` one) into memory mapped before they w
 rest (e.g. mission strings) through the pipe. An entry whose shape or dtype differs from its space is simply
 sent through the pipe as before.
 """
+
 import math
 import mmap
 
@@ -60,18 +61,24 @@ class SharedObservations:
 
         Entries read from shared memory are views: copy them (e.g. by concatenating) before the next step."""
         if isinstance(message, InShared):
-            return self.arrays[None][start:start + count]
+            return self.arrays[None][start : start + count]
         if isinstance(message, dict):
-            return {key: self.arrays[key][start:start + count] if isinstance(value, InShared) else value
-                    for key, value in message.items()}
+            return {
+                key: self.arrays[key][start : start + count] if isinstance(value, InShared) else value
+                for key, value in message.items()
+            }
         return message
 
     def _write(self, key, value, start):
         array = self.arrays[key]
-        if not (isinstance(value, np.ndarray) and value.dtype == array.dtype and value.shape[1:] == array.shape[1:]
-                and start + len(value) <= len(array)):
+        if not (
+            isinstance(value, np.ndarray)
+            and value.dtype == array.dtype
+            and value.shape[1:] == array.shape[1:]
+            and start + len(value) <= len(array)
+        ):
             return False
-        array[start:start + len(value)] = value
+        array[start : start + len(value)] = value
         return True
 
     def gather(self, messages, spans):
@@ -87,7 +94,13 @@ class SharedObservations:
                 if all(isinstance(value, InShared) for value in values):
                     batch[key] = self.arrays[key].copy()
                 else:
-                    batch[key] = concat_obs([self.arrays[key][start:start + count] if isinstance(value, InShared)
-                                             else value for value, (start, count) in zip(values, spans)])
+                    batch[key] = concat_obs(
+                        [
+                            self.arrays[key][start : start + count] if isinstance(value, InShared) else value
+                            for value, (start, count) in zip(values, spans, strict=True)
+                        ]
+                    )
             return batch
-        return concat_obs([self.get(message, start, count) for message, (start, count) in zip(messages, spans)])
+        return concat_obs(
+            [self.get(message, start, count) for message, (start, count) in zip(messages, spans, strict=True)]
+        )

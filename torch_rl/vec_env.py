@@ -13,18 +13,18 @@ Two implementations:
 - ``VectorEnvBatch`` adapts any ``gymnasium.vector.VectorEnv`` whose autoreset mode is SAME_STEP, including
   envs that step torch tensors on the device (they keep everything there).
 """
+
 import itertools
 import multiprocessing as mp
-from multiprocessing import connection as mp_connection
 import os
 import pickle
 import select
 import signal
 import traceback
+from multiprocessing import connection as mp_connection
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from torch_rl.batching import concat_obs, index_obs, stack_obs
 from torch_rl.shared_obs import SharedObservations
@@ -61,11 +61,13 @@ class _EnvGroup:
         self.first_index = first_index
 
     def reset(self, seeds):
-        return stack_obs([self._call(i, env.reset, seed=seed)[0] for i, (env, seed) in enumerate(zip(self.envs, seeds))])
+        return stack_obs(
+            [self._call(i, env.reset, seed=seed)[0] for i, (env, seed) in enumerate(zip(self.envs, seeds, strict=True))]
+        )
 
     def step(self, actions):
         observations, rewards, terminateds, truncateds, final_obs = [], [], [], [], {}
-        for i, (env, action) in enumerate(zip(self.envs, actions)):
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             obs, reward, terminated, truncated, _ = self._call(i, env.step, action)
             if terminated or truncated:
                 final_obs[self.first_index + i] = obs
@@ -74,8 +76,13 @@ class _EnvGroup:
             rewards.append(reward)
             terminateds.append(terminated)
             truncateds.append(truncated)
-        return (stack_obs(observations), np.asarray(rewards, dtype=np.float32),
-                np.asarray(terminateds, dtype=bool), np.asarray(truncateds, dtype=bool), final_obs)
+        return (
+            stack_obs(observations),
+            np.asarray(rewards, dtype=np.float32),
+            np.asarray(terminateds, dtype=bool),
+            np.asarray(truncateds, dtype=bool),
+            final_obs,
+        )
 
     def _call(self, i, method, *args, **kwargs):
         try:
@@ -115,12 +122,15 @@ def _worker(conn, group, inherited_conns=(), shared=None):
                 result = getattr(group, command)(data)
             except Exception as error:
                 if not isinstance(error, EnvWorkerError):
-                    error = EnvWorkerError(f"envs {group.first_index}..{group.first_index + len(group.envs) - 1} "
-                                           f"failed in {command}: {type(error).__name__}: {error}")
+                    error = EnvWorkerError(
+                        f"envs {group.first_index}..{group.first_index + len(group.envs) - 1} "
+                        f"failed in {command}: {type(error).__name__}: {error}"
+                    )
                 conn.send(("error", (str(error), traceback.format_exc())))
                 break
-            conn.send_bytes(pickle.dumps(("ok", _pack(command, result, shared, group.first_index)),
-                                         pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(
+                pickle.dumps(("ok", _pack(command, result, shared, group.first_index)), pickle.HIGHEST_PROTOCOL)
+            )
     except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -163,7 +173,7 @@ class ParallelEnv(EnvBatch):
             raise ValueError(f"num_workers must be at least 0 (0: step the envs in this process), got {num_workers}")
         num_workers = min(num_workers, self.num_envs)
         bounds = np.linspace(0, self.num_envs, num_workers + 1).astype(int) if num_workers else [0, self.num_envs]
-        self.groups = [_EnvGroup(envs[a:b], a) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.groups = [_EnvGroup(envs[a:b], a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self.local = num_workers == 0
         self.conns, self.processes = [], []
         self.shared = None
@@ -190,18 +200,19 @@ class ParallelEnv(EnvBatch):
 
     def _run(self, command, chunks):
         if self.local:
-            return [getattr(group, command)(chunk) for group, chunk in zip(self.groups, chunks)]
+            return [getattr(group, command)(chunk) for group, chunk in zip(self.groups, chunks, strict=True)]
         if self.closed:
             raise EnvWorkerError("the env workers are closed (after an error, or by close())")
-        for w, (conn, chunk) in enumerate(zip(self.conns, chunks)):
+        for w, (conn, chunk) in enumerate(zip(self.conns, chunks, strict=True)):
             try:
                 conn.send_bytes(pickle.dumps((command, chunk), pickle.HIGHEST_PROTOCOL))
             except (BrokenPipeError, ConnectionResetError):
                 process = self.processes[w]
                 process.join(timeout=1)
                 self.close()
-                raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code "
-                                     f"{process.exitcode}") from None
+                raise EnvWorkerError(
+                    f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}"
+                ) from None
         return self._receive_all()
 
     def _receive_all(self):
@@ -219,14 +230,16 @@ class ParallelEnv(EnvBatch):
                     process = self.processes[w]
                     if not process.is_alive():
                         self.close()
-                        raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code "
-                                             f"{process.exitcode}")
+                        raise EnvWorkerError(
+                            f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}"
+                        )
                 if waited >= self.timeout:
                     w = min(pending)
                     self.processes[w].terminate()  # stuck in an env: it would not answer "close" either
                     self.close()
-                    raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in "
-                                         f"{self.timeout:.0f} s")
+                    raise EnvWorkerError(
+                        f"env worker {w} (envs {self._env_range(w)}) did not answer in {self.timeout:.0f} s"
+                    )
             for w in ready:
                 if w in pending:
                     pending.discard(w)
@@ -248,7 +261,9 @@ class ParallelEnv(EnvBatch):
             process = self.processes[w]
             process.join(timeout=1)
             self.close()
-            raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}") from None
+            raise EnvWorkerError(
+                f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}"
+            ) from None
         if status == "error":
             message, _ = result
             self.close()
@@ -260,7 +275,7 @@ class ParallelEnv(EnvBatch):
         return f"{group.first_index}..{group.first_index + len(group.envs) - 1}"
 
     def _split(self, values):
-        return [values[g.first_index:g.first_index + len(g.envs)] for g in self.groups]
+        return [values[g.first_index : g.first_index + len(g.envs)] for g in self.groups]
 
     def reset(self, seed=None):
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
@@ -276,8 +291,13 @@ class ParallelEnv(EnvBatch):
         final_obs = {}
         for result in results:
             final_obs.update(result[4])
-        return (self._join_obs([r[0] for r in results]), self._join([r[1] for r in results], np.float32),
-                self._join([r[2] for r in results], bool), self._join([r[3] for r in results], bool), final_obs)
+        return (
+            self._join_obs([r[0] for r in results]),
+            self._join([r[1] for r in results], np.float32),
+            self._join([r[2] for r in results], bool),
+            self._join([r[3] for r in results], bool),
+            final_obs,
+        )
 
     def _join_obs(self, parts):
         if self.shared is None:

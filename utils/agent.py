@@ -1,4 +1,5 @@
 """A trained model, ready to act: what evaluate and visualize use."""
+
 import torch
 
 from model import ACModel
@@ -20,17 +21,23 @@ class Agent:
             status = get_status(model_dir)
         config = status.get("config", {})
         self.env_id = config.get("env", "?")
-        mismatch = (f"the model in {model_dir} was made for {self.env_id}, whose observations or actions differ "
-                    f"from this env's; evaluate it on {self.env_id} or an env of the same kind")
+        mismatch = (
+            f"the model in {model_dir} was made for {self.env_id}, whose observations or actions differ "
+            f"from this env's; evaluate it on {self.env_id} or an env of the same kind"
+        )
         obs_space_for_model, self.preprocess_obss = get_obss_preprocessor(
-            obs_space, "obs_normalizer" in status, use_text=config.get("use_text", False),
-            image_encoding=config.get("image_encoding", "raw"))  # older checkpoints have no image_encoding
+            obs_space,
+            "obs_normalizer" in status,
+            use_text=config.get("use_text", False),
+            image_encoding=config.get("image_encoding", "raw"),
+        )  # older checkpoints have no image_encoding
         if "obs_normalizer" in status:  # frozen: evaluation does not move the training statistics
             self.preprocess_obss.normalizer.load_state_dict(status["obs_normalizer"])
             self.preprocess_obss.normalizer.training = False
         try:
-            self.model = ACModel(obs_space_for_model, action_space, config.get("use_memory", False),
-                                 config.get("use_text", False))
+            self.model = ACModel(
+                obs_space_for_model, action_space, config.get("use_memory", False), config.get("use_text", False)
+            )
         except (ValueError, TypeError, AttributeError):  # e.g. a --text model on an env without missions
             raise UsageError(mismatch) from None
         try:

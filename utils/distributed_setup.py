@@ -1,4 +1,5 @@
 """Joining a torchrun job: rank, world size and device of this process (a plain run is rank 0 of 1)."""
+
 import os
 
 import torch

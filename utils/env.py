@@ -1,4 +1,5 @@
 """Creating environments by id, with errors that say what to do."""
+
 import difflib
 import importlib
 
@@ -17,8 +18,10 @@ def check_env_id(env_id):
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise UsageError(f"cannot import {module!r}, the module of the environment {env_id!r} "
-                             f"({one_line(error)}); check the name, or install it") from None
+            raise UsageError(
+                f"cannot import {module!r}, the module of the environment {env_id!r} "
+                f"({one_line(error)}); check the name, or install it"
+            ) from None
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids"
@@ -55,6 +58,7 @@ def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
 def make_batched_env(env_id, num_envs, device="cpu", seed=None):
     """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``."""
     from torch_rl.envs import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+
     if env_id not in SUPPORTED_ENV_IDS:
         raise UsageError(f"--batched supports {', '.join(SUPPORTED_ENV_IDS)}, not {env_id}; drop --batched")
     return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)

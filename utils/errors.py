@@ -1,7 +1,7 @@
 """User mistakes end a script with one clear line on stderr and exit code 2, never a traceback."""
+
 import argparse
 import functools
-import os
 import sys
 
 from torch_rl.vec_env import EnvWorkerError

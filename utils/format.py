@@ -1,8 +1,8 @@
 """Turning observations into model inputs: images and mission strings for MiniGrid, flat vectors otherwise."""
+
 import re
 
 import gymnasium as gym
-import numpy as np
 import torch
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
@@ -48,8 +48,9 @@ def onehot_image(image):
     ball (6) differ by 1 in one channel, so a linear layer sees them nearly alike; a model that must combine
     what it remembers with what it sees (key-or-ball XOR which side) then learns far more slowly."""
     image = torch.as_tensor(image).long()
-    return torch.cat([torch.nn.functional.one_hot(image[..., i], n) for i, n in enumerate(ONEHOT_SIZES)],
-                     dim=-1).float()
+    return torch.cat(
+        [torch.nn.functional.one_hot(image[..., i], n) for i, n in enumerate(ONEHOT_SIZES)], dim=-1
+    ).float()
 
 
 def get_obss_preprocessor(obs_space, normalize=False, use_text=True, image_encoding="raw"):

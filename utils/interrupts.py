@@ -1,4 +1,5 @@
 """Holding Ctrl-C and SIGTERM back while a piece of work must finish as a whole."""
+
 import contextlib
 import signal
 

@@ -1,4 +1,5 @@
 """Reading training logs (log.csv) and drawing learning curves with matplotlib (Agg: no display needed)."""
+
 import csv
 import os
 
@@ -62,11 +63,14 @@ def plot_logs(logs, out, smooth=1, title=None):
             (line,) = ax_return.plot(frames, mean, label=name)
             if "return_std" in columns and not np.all(np.isnan(columns["return_std"])):
                 std = rolling_mean(columns["return_std"], smooth)
-                ax_return.fill_between(frames, mean - std, mean + std, color=line.get_color(), alpha=0.2,
-                                       linewidth=0)
+                ax_return.fill_between(frames, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
         if "FPS" in columns:
-            ax_fps.plot(frames, rolling_mean(columns["FPS"], smooth), label=name,
-                        color=line.get_color() if line is not None else None)
+            ax_fps.plot(
+                frames,
+                rolling_mean(columns["FPS"], smooth),
+                label=name,
+                color=line.get_color() if line is not None else None,
+            )
     smoothed = f" (rolling mean of {smooth} updates)" if smooth > 1 else ""
     ax_return.set_ylabel("return (mean ± std)")
     ax_return.set_title(title or f"return per episode{smoothed}")

@@ -1,4 +1,5 @@
 """Where models live (storage/NAME, or $TORCH_RL_STORAGE/NAME) and how they are saved, loaded and logged."""
+
 import csv
 import glob
 import json
@@ -45,8 +46,10 @@ def check_writable_dir(path):
 
 
 def _not_writable(path, error):
-    return UsageError(f"cannot write to the model folder {path} ({error.strerror or error}); "
-                      "choose another --model or set TORCH_RL_STORAGE to a writable folder")
+    return UsageError(
+        f"cannot write to the model folder {path} ({error.strerror or error}); "
+        "choose another --model or set TORCH_RL_STORAGE to a writable folder"
+    )
 
 
 def status_path(model_dir):
@@ -61,13 +64,17 @@ def get_status(model_dir, map_location="cpu"):
     """The saved training status (frames, update, model and optimizer state, vocabulary, config)."""
     path = status_path(model_dir)
     if not os.path.exists(path):
-        raise UsageError(f"no trained model in {model_dir}: train one first with "
-                         f"python -m scripts.train --model {os.path.basename(model_dir)} --env ...")
+        raise UsageError(
+            f"no trained model in {model_dir}: train one first with "
+            f"python -m scripts.train --model {os.path.basename(model_dir)} --env ..."
+        )
     try:
         status = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:
-        raise UsageError(f"the checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
-                         "restore it from a backup or train under another --model") from None
+        raise UsageError(
+            f"the checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
+            "restore it from a backup or train under another --model"
+        ) from None
     if not isinstance(status, dict) or "model_state" not in status:
         raise UsageError(f"the checkpoint {path} is not a torch_rl model; train under another --model")
     return status

@@ -1,4 +1,5 @@
 """Advantage Actor-Critic (Mnih et al., 2016), synchronous: one RMSprop step per rollout."""
+
 import torch
 
 from torch_rl.algos.base import BaseAlgo, _entropy, _log_prob
@@ -10,24 +11,61 @@ class A2CAlgo(BaseAlgo):
     ``num_frames_per_proc=None`` means 5 steps per env and update, the usual A2C setting.
     """
 
-    def __init__(self, envs, acmodel, device=None, num_frames_per_proc=None, discount=0.99, lr=0.001,
-                 gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=4,
-                 rmsprop_alpha=0.99, rmsprop_eps=1e-8, preprocess_obss=None, reshape_reward=None, seed=None,
-                 num_workers=None, normalize_rewards=False):
+    def __init__(
+        self,
+        envs,
+        acmodel,
+        device=None,
+        num_frames_per_proc=None,
+        discount=0.99,
+        lr=0.001,
+        gae_lambda=0.95,
+        entropy_coef=0.01,
+        value_loss_coef=0.5,
+        max_grad_norm=0.5,
+        recurrence=4,
+        rmsprop_alpha=0.99,
+        rmsprop_eps=1e-8,
+        preprocess_obss=None,
+        reshape_reward=None,
+        seed=None,
+        num_workers=None,
+        normalize_rewards=False,
+    ):
         num_frames_per_proc = num_frames_per_proc or 5
-        super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
-                         value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
-                         num_workers, normalize_rewards)
-        self.optimizer = torch.optim.RMSprop(self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps,
-                                             foreach=True)  # one fused call over all parameters
+        super().__init__(
+            envs,
+            acmodel,
+            device,
+            num_frames_per_proc,
+            discount,
+            lr,
+            gae_lambda,
+            entropy_coef,
+            value_loss_coef,
+            max_grad_norm,
+            recurrence,
+            preprocess_obss,
+            reshape_reward,
+            seed,
+            num_workers,
+            normalize_rewards,
+        )
+        self.optimizer = torch.optim.RMSprop(
+            self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps, foreach=True
+        )  # one fused call over all parameters
 
     def compute_loss(self, sb, dist, value):
         entropy = _entropy(dist).mean()
         policy_loss = -(_log_prob(dist, sb.action) * sb.advantage).mean()
         value_loss = (value - sb.returnn).pow(2).mean()
         loss = policy_loss - self.entropy_coef * entropy + self.value_loss_coef * value_loss
-        return loss, {"entropy": entropy.detach(), "value": value.detach().mean(),
-                      "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach()}
+        return loss, {
+            "entropy": entropy.detach(),
+            "value": value.detach().mean(),
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+        }
 
     def update_parameters(self):
         """Collects one rollout and takes one gradient step on all of it; returns a dict of logs."""

@@ -2,10 +2,10 @@
 
 Each algorithm file only says how its loss is computed from a mini-batch and how it iterates over the data.
 """
+
 from abc import ABC, abstractmethod
 from collections import deque
 
-import gymnasium as gym
 import torch
 
 from torch_rl import distributed
@@ -46,9 +46,25 @@ class BaseAlgo(ABC):
     ``num_envs`` and hyper-parameters, its own env seeds, and the same initial parameters.
     """
 
-    def __init__(self, envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
-                 value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed=None,
-                 num_workers=None, normalize_rewards=False):
+    def __init__(
+        self,
+        envs,
+        acmodel,
+        device,
+        num_frames_per_proc,
+        discount,
+        lr,
+        gae_lambda,
+        entropy_coef,
+        value_loss_coef,
+        max_grad_norm,
+        recurrence,
+        preprocess_obss,
+        reshape_reward,
+        seed=None,
+        num_workers=None,
+        normalize_rewards=False,
+    ):
         if num_frames_per_proc < 1:
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
@@ -117,7 +133,7 @@ class BaseAlgo(ABC):
         ``exps`` is a DictList of N*T rows ordered env by env (rows i*T .. i*T+T-1 are env i's steps in time
         order) with ``obs, action, value, reward, advantage, returnn, log_prob`` (+ ``memory, mask``).
         """
-        T, N, device = self.num_frames_per_proc, self.num_procs, self.device
+        T, device = self.num_frames_per_proc, self.device
         rollout_start_memory = self.memory if self.recurrent else None
         # The observation after a rollout is preprocessed once, for its last value, and reused as the next
         # rollout's first input (preprocessing twice would also count it twice in running normalisers).
@@ -132,11 +148,20 @@ class BaseAlgo(ABC):
             self.preprocessed_obs = self._observe(t, env_action, result)
 
         with torch.no_grad():
-            _, last_values, _ = self._model_step(self.preprocessed_obs, self.memory if self.recurrent else None,
-                                                 self.mask)
+            _, last_values, _ = self._model_step(
+                self.preprocessed_obs, self.memory if self.recurrent else None, self.mask
+            )
         rewards = self.rewards if self.reward_scaler is None else self.reward_scaler.scale(self.rewards)
-        advantages, returns = compute_gae(rewards, self.values, last_values, self.terminateds, self.truncateds,
-                                          self.final_values, self.discount, self.gae_lambda)
+        advantages, returns = compute_gae(
+            rewards,
+            self.values,
+            last_values,
+            self.terminateds,
+            self.truncateds,
+            self.final_values,
+            self.discount,
+            self.gae_lambda,
+        )
 
         self.obs_steps = stack_steps(obs_steps)  # (T, N, ...), kept to recompute memories
         if not isinstance(self.obs_steps, (torch.Tensor, DictList)):
@@ -166,7 +191,9 @@ class BaseAlgo(ABC):
             dist, value, memory = self._model_step(model_input, self.memory if self.recurrent else None, self.mask)
         action = self._sample(dist)
         if self.actions is None:
-            self.actions = torch.zeros((self.num_frames_per_proc, *action.shape), dtype=action.dtype, device=self.device)
+            self.actions = torch.zeros(
+                (self.num_frames_per_proc, *action.shape), dtype=action.dtype, device=self.device
+            )
         self.actions[t] = action
         self.values[t] = value
         self.log_probs[t] = _log_prob(dist, action)
@@ -198,7 +225,10 @@ class BaseAlgo(ABC):
         self.episode_reshaped_return += self.rewards[t]
         self.episode_num_frames += 1
         self.step_stats[t, 0], self.step_stats[t, 1], self.step_stats[t, 2] = (
-            self.episode_return, self.episode_reshaped_return, self.episode_num_frames)
+            self.episode_return,
+            self.episode_reshaped_return,
+            self.episode_num_frames,
+        )
         self.mask = (~done).float()
         self.episode_return *= self.mask
         self.episode_reshaped_return *= self.mask
@@ -217,9 +247,14 @@ class BaseAlgo(ABC):
     def _reshaped_rewards(self, obs, env_action, reward, done):
         rewards = reward.tolist()
         dones = done.tolist()
-        return torch.tensor([
-            self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i]) for i in range(self.num_procs)
-        ], device=self.device, dtype=torch.float32)
+        return torch.tensor(
+            [
+                self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i])
+                for i in range(self.num_procs)
+            ],
+            device=self.device,
+            dtype=torch.float32,
+        )
 
     def _final_values(self, final_obs, terminated, truncated):
         """V(final observation) where an episode was cut by a time limit (the bootstrap target), else 0."""
@@ -236,11 +271,14 @@ class BaseAlgo(ABC):
         return values
 
     def _episode_logs(self):
-        done = (self.masks[1:] == 0)  # mask[t+1] == 0 <=> the episode ended at step t
+        done = self.masks[1:] == 0  # mask[t+1] == 0 <=> the episode ended at step t
         done = torch.cat([done, (self.mask == 0).unsqueeze(0)])
         stats = self.step_stats.transpose(1, 2)[done].cpu()  # episodes in the order they ended
-        finished = {"return": stats[:, 0].tolist(), "reshaped_return": stats[:, 1].tolist(),
-                    "num_frames": [int(n) for n in stats[:, 2].tolist()]}
+        finished = {
+            "return": stats[:, 0].tolist(),
+            "reshaped_return": stats[:, 1].tolist(),
+            "num_frames": [int(n) for n in stats[:, 2].tolist()],
+        }
         for key, values in finished.items():
             self.history[key].extend(values)
         # Like torch-ac: report at least the last N finished episodes, so that a rollout where few episodes
@@ -265,8 +303,9 @@ class BaseAlgo(ABC):
         memory = self.rollout_start_memory
         with torch.no_grad():
             if self.sequence_model:
-                _, _, outputs = self.acmodel.forward_sequence(flatten_steps(self.obs_steps, transpose=False), memory,
-                                                              self.masks.reshape(-1))
+                _, _, outputs = self.acmodel.forward_sequence(
+                    flatten_steps(self.obs_steps, transpose=False), memory, self.masks.reshape(-1)
+                )
                 outputs = outputs.view(self.num_frames_per_proc, self.num_procs, -1)
                 return flatten_steps(torch.cat((memory.unsqueeze(0), outputs[:-1])))  # each step's memory input
             memories = []
@@ -303,7 +342,8 @@ class BaseAlgo(ABC):
         grad_norm = torch.nn.utils.clip_grad_norm_(self.acmodel.parameters(), self.max_grad_norm)
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(
-                f"the loss or its gradient is not finite (loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}); "
+                f"the loss or its gradient is not finite (loss {loss.item():.4g}, "
+                f"gradient norm {grad_norm.item():.4g}); "
                 "parameters were not updated: lower the learning rate or check the rewards and observations"
             )
         self.optimizer.step()
@@ -319,7 +359,7 @@ class BaseAlgo(ABC):
         """Adds the means of the mini-batch statistics to ``logs``."""
         keys = batch_stats[0].keys()
         means = torch.stack([torch.stack([s[k] for s in batch_stats]).mean() for k in keys]).tolist()
-        logs.update(zip(keys, means))
+        logs.update(zip(keys, means, strict=True))
         values, returns = exps.value, exps.returnn
         variance = returns.var()
         logs["explained_variance"] = float(1 - (returns - values).var() / variance) if variance > 0 else float("nan")

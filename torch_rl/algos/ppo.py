@@ -1,4 +1,5 @@
 """Proximal Policy Optimization (Schulman et al., 2017) with the clipped surrogate and a clipped value loss."""
+
 import torch
 
 from torch_rl.algos.base import BaseAlgo, _entropy, _log_prob
@@ -15,18 +16,52 @@ class PPOAlgo(BaseAlgo):
     ``num_frames_per_proc=None`` means 128 steps per env and update.
     """
 
-    def __init__(self, envs, acmodel, device=None, num_frames_per_proc=None, discount=0.99, lr=0.001,
-                 gae_lambda=0.95, entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=4,
-                 adam_eps=1e-8, clip_eps=0.2, epochs=4, batch_size=256, preprocess_obss=None, reshape_reward=None,
-                 normalize_advantages=False, seed=None, num_workers=None,
-                 normalize_rewards=False):
+    def __init__(
+        self,
+        envs,
+        acmodel,
+        device=None,
+        num_frames_per_proc=None,
+        discount=0.99,
+        lr=0.001,
+        gae_lambda=0.95,
+        entropy_coef=0.01,
+        value_loss_coef=0.5,
+        max_grad_norm=0.5,
+        recurrence=4,
+        adam_eps=1e-8,
+        clip_eps=0.2,
+        epochs=4,
+        batch_size=256,
+        preprocess_obss=None,
+        reshape_reward=None,
+        normalize_advantages=False,
+        seed=None,
+        num_workers=None,
+        normalize_rewards=False,
+    ):
         num_frames_per_proc = num_frames_per_proc or 128
         recurrent = bool(getattr(acmodel, "recurrent", False))
         if recurrent and batch_size % recurrence != 0:
             raise ValueError(f"recurrence ({recurrence}) must divide batch_size ({batch_size})")
-        super().__init__(envs, acmodel, device, num_frames_per_proc, discount, lr, gae_lambda, entropy_coef,
-                         value_loss_coef, max_grad_norm, recurrence, preprocess_obss, reshape_reward, seed,
-                         num_workers, normalize_rewards)
+        super().__init__(
+            envs,
+            acmodel,
+            device,
+            num_frames_per_proc,
+            discount,
+            lr,
+            gae_lambda,
+            entropy_coef,
+            value_loss_coef,
+            max_grad_norm,
+            recurrence,
+            preprocess_obss,
+            reshape_reward,
+            seed,
+            num_workers,
+            normalize_rewards,
+        )
         self.clip_eps = clip_eps
         self.epochs = epochs
         self.batch_size = batch_size
@@ -52,8 +87,14 @@ class PPOAlgo(BaseAlgo):
         with torch.no_grad():
             approx_kl = ((ratio - 1) - log_ratio).mean()  # the low-variance estimator CleanRL logs
             clipfrac = ((ratio - 1.0).abs() > self.clip_eps).float().mean()
-        return loss, {"entropy": entropy.detach(), "value": value.detach().mean(), "policy_loss": policy_loss.detach(),
-                      "value_loss": value_loss.detach(), "approx_kl": approx_kl, "clipfrac": clipfrac}
+        return loss, {
+            "entropy": entropy.detach(),
+            "value": value.detach().mean(),
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "approx_kl": approx_kl,
+            "clipfrac": clipfrac,
+        }
 
     def update_parameters(self):
         """Collects one rollout, runs ``epochs`` passes of mini-batch updates on it; returns a dict of logs."""

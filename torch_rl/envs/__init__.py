@@ -1,6 +1,7 @@
 """Environments for torch_rl: MiniGrid as batched tensors, a faster exact MiniGrid observation path, and a
 minimal memory task (registered as ``torch_rl/CueCorridor-v0``, and ``torch_rl/CueCorridorSides-v0`` where the
 choice is a side that depends on both the cue and the junction's layout)."""
+
 import gymnasium as gym
 
 from torch_rl.envs.batched_minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
@@ -12,5 +13,8 @@ __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS", "CueCorridorEnv", "FastMin
 if "torch_rl/CueCorridor-v0" not in gym.registry:
     gym.register("torch_rl/CueCorridor-v0", entry_point="torch_rl.envs.cue_corridor:CueCorridorEnv")
 if "torch_rl/CueCorridorSides-v0" not in gym.registry:
-    gym.register("torch_rl/CueCorridorSides-v0", entry_point="torch_rl.envs.cue_corridor:CueCorridorEnv",
-                 kwargs={"swap_sides": True})
+    gym.register(
+        "torch_rl/CueCorridorSides-v0",
+        entry_point="torch_rl.envs.cue_corridor:CueCorridorEnv",
+        kwargs={"swap_sides": True},
+    )

@@ -62,25 +62,39 @@ SUPPORTED_ENV_IDS: tuple[str, ...] = tuple(_ENV_SPECS)
 # Cell codes.  Minigrid encoding constants (minigrid/core/constants.py).
 # ---------------------------------------------------------------------------
 
-_OBJ = {"unseen": 0, "empty": 1, "wall": 2, "floor": 3, "door": 4, "key": 5,
-        "ball": 6, "box": 7, "goal": 8, "lava": 9, "agent": 10}
+_OBJ = {
+    "unseen": 0,
+    "empty": 1,
+    "wall": 2,
+    "floor": 3,
+    "door": 4,
+    "key": 5,
+    "ball": 6,
+    "box": 7,
+    "goal": 8,
+    "lava": 9,
+    "agent": 10,
+}
 _COLOR = {"red": 0, "green": 1, "blue": 2, "purple": 3, "yellow": 4, "grey": 5}
 _N_COLORS = 6
 
 # code -> Minigrid (OBJECT_IDX, COLOR_IDX, STATE).  Code 0 is "unseen" (only
 # in observations), so masking invisible cells is a multiplication by 0/1;
 # see-through codes come first, so "see behind" is ``code < C_OPAQUE0``.
-_CODES: list[tuple[int, int, int]] = [(0, 0, 0)]                      # 0 unseen
+_CODES: list[tuple[int, int, int]] = [(0, 0, 0)]  # 0 unseen
 C_UNSEEN = 0
-C_EMPTY = len(_CODES); _CODES.append((_OBJ["empty"], 0, 0))          # 1
-C_GOAL = len(_CODES); _CODES.append((_OBJ["goal"], _COLOR["green"], 0))  # 2
-C_KEY0 = len(_CODES)                 # key of colour c: C_KEY0 + c
+C_EMPTY = len(_CODES)
+_CODES.append((_OBJ["empty"], 0, 0))  # 1
+C_GOAL = len(_CODES)
+_CODES.append((_OBJ["goal"], _COLOR["green"], 0))  # 2
+C_KEY0 = len(_CODES)  # key of colour c: C_KEY0 + c
 _CODES += [(_OBJ["key"], c, 0) for c in range(_N_COLORS)]
 _DOOR_OPEN, _DOOR_CLOSED, _DOOR_LOCKED = 0, 1, 2
-C_DOOR_OPEN0 = len(_CODES)           # open door of colour c: C_DOOR_OPEN0 + c
+C_DOOR_OPEN0 = len(_CODES)  # open door of colour c: C_DOOR_OPEN0 + c
 _CODES += [(_OBJ["door"], c, _DOOR_OPEN) for c in range(_N_COLORS)]
-C_OPAQUE0 = len(_CODES)              # everything from here on blocks the view
-C_WALL = len(_CODES); _CODES.append((_OBJ["wall"], _COLOR["grey"], 0))
+C_OPAQUE0 = len(_CODES)  # everything from here on blocks the view
+C_WALL = len(_CODES)
+_CODES.append((_OBJ["wall"], _COLOR["grey"], 0))
 C_DOOR_CLOSED0 = len(_CODES)
 _CODES += [(_OBJ["door"], c, _DOOR_CLOSED) for c in range(_N_COLORS)]
 C_DOOR_LOCKED0 = len(_CODES)
@@ -244,12 +258,18 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     # torch_rl's algorithms hand sampled actions over as tensors on the device (no host round-trip per step)
     accepts_torch_actions = True
 
-    def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu",
-                 seed: int | None = None, num_threads: int | None = 1):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        num_threads: int | None = 1,
+    ):
         if env_id not in _ENV_SPECS:
             raise ValueError(
-                f"Unsupported env id {env_id!r}; BatchedMiniGridEnv supports: "
-                + ", ".join(SUPPORTED_ENV_IDS))
+                f"Unsupported env id {env_id!r}; BatchedMiniGridEnv supports: " + ", ".join(SUPPORTED_ENV_IDS)
+            )
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
         self.env_id = env_id
@@ -257,18 +277,20 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
         self.num_threads = num_threads if self.device.type == "cpu" else None
-        self.max_steps = (4 if self.kind == "empty" else 10) * self.size ** 2
+        self.max_steps = (4 if self.kind == "empty" else 10) * self.size**2
         self.see_through_walls = self.kind == "empty"
         self.mission = _EMPTY_MISSION if self.kind == "empty" else _DOORKEY_MISSION
 
         from minigrid.core.mission import MissionSpace
 
         mission = self.mission
-        self.single_observation_space = spaces.Dict({
-            "image": spaces.Box(0, 255, (_VIEW, _VIEW, 3), np.uint8),
-            "direction": spaces.Discrete(4),
-            "mission": MissionSpace(mission_func=lambda: mission),
-        })
+        self.single_observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (_VIEW, _VIEW, 3), np.uint8),
+                "direction": spaces.Discrete(4),
+                "mission": MissionSpace(mission_func=lambda: mission),
+            }
+        )
         self.single_action_space = spaces.Discrete(N_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -281,7 +303,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self._gen.seed()
 
         B, dev = self.num_envs, self.device
-        self.grid = self._template.repeat(B, 1)                   # (B, Hp*Wp) uint8
+        self.grid = self._template.repeat(B, 1)  # (B, Hp*Wp) uint8
         self.agent = torch.zeros(B, dtype=torch.int64, device=dev)  # flat index
         self.dir = torch.zeros(B, dtype=torch.int64, device=dev)
         self.carry = torch.zeros(B, dtype=torch.int64, device=dev)  # code, 0 = nothing
@@ -300,7 +322,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.Hp = Hp = n + 2 * P
 
         tpl = np.full((Hp, Wp), C_WALL, np.uint8)
-        tpl[P + 1:P + n - 1, P + 1:P + n - 1] = C_EMPTY
+        tpl[P + 1 : P + n - 1, P + 1 : P + n - 1] = C_EMPTY
         tpl[P + n - 2, P + n - 2] = C_GOAL
         self._template = torch.as_tensor(tpl.reshape(-1), device=dev)
 
@@ -355,15 +377,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 w[y * V + x, k // 3] = float(N_CODES ** (2 - k % 3))
         self._tri_w = torch.as_tensor(w, device=dev)
         enc = np.array(_CODES, np.uint8)
-        a, b, c = np.meshgrid(np.arange(N_CODES), np.arange(N_CODES), np.arange(N_CODES),
-                              indexing="ij")
+        a, b, c = np.meshgrid(np.arange(N_CODES), np.arange(N_CODES), np.arange(N_CODES), indexing="ij")
         tri = np.concatenate([enc[a.ravel()], enc[b.ravel()], enc[c.ravel()]], 1)  # (28**3, 9)
         self._tri = torch.as_tensor(tri, device=dev)
         self._n_tri = n_tri
 
         sc = np.arange(self.max_steps + 1, dtype=np.float64)
-        self._reward_tab = torch.as_tensor(
-            (1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
+        self._reward_tab = torch.as_tensor((1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
 
         # interior coordinates helper
         self._cols = torch.arange(Wp, device=dev).view(1, 1, Wp)
@@ -400,17 +420,18 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 agent = self._flat(x, y)
                 d = self._randint(m, 0, 4)
             else:
-                agent = torch.full((m,), int(self._flat(torch.tensor(1), torch.tensor(1))),
-                                   dtype=torch.int64, device=dev)
+                agent = torch.full(
+                    (m,), int(self._flat(torch.tensor(1), torch.tensor(1))), dtype=torch.int64, device=dev
+                )
                 d = torch.zeros(m, dtype=torch.int64, device=dev)
         else:
-            split = self._randint(m, 2, n - 2)                 # wall column
+            split = self._randint(m, 2, n - 2)  # wall column
             # agent: uniform over empty cells with x < split -> x in [1, split-1], y in [1, n-2]
             w = split - 1
             cnt = w * (n - 2)
             ua = self._randint(m, 0, cnt)
             d = self._randint(m, 0, 4)
-            door_y = self._randint(m, 1, n - 2)                # _rand_int(1, height - 2)
+            door_y = self._randint(m, 1, n - 2)  # _rand_int(1, height - 2)
             # key: uniform over the same cells minus the agent's
             uk = self._randint(m, 0, cnt - 1)
             uk = uk + (uk >= ua).long()
@@ -418,8 +439,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             key = self._flat(1 + uk % w, 1 + uk // w)
             door = self._flat(split, door_y)
             g2 = grid.view(m, self.Hp, self.Wp)
-            col = (self._cols == (split + _PAD).view(m, 1, 1)) & \
-                  (self._rows >= _PAD) & (self._rows < _PAD + n)
+            col = (self._cols == (split + _PAD).view(m, 1, 1)) & (self._rows >= _PAD) & (self._rows < _PAD + n)
             g2.masked_fill_(col, C_WALL)
             locked_yellow = _door_code(_COLOR["yellow"], _DOOR_LOCKED)
             grid.scatter_(1, door.view(m, 1), locked_yellow)
@@ -437,13 +457,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         """Minigrid ``gen_obs()["image"]`` for a batch of states, uint8 (m,7,7,3)."""
         m = agent.shape[0]
         V = _VIEW
-        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))   # (m, 49), y-major
-        codes = torch.gather(grid, 1, idx).float()                          # (m, 49) codes
+        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))  # (m, 49), y-major
+        codes = torch.gather(grid, 1, idx).float()  # (m, 49) codes
         if not self.see_through_walls:
             # Grid.process_vis: see-through bits of each view row, then row by row
             # from the agent's row upwards through the lookup tables.
-            see = torch.sub(C_OPAQUE0, codes).clamp_(0, 1)                 # 1 = see behind
-            t = torch.mm(see, self._bits).long()                           # (m, 7): t[:, y]
+            see = torch.sub(C_OPAQUE0, codes).clamp_(0, 1)  # 1 = see behind
+            t = torch.mm(see, self._bits).long()  # (m, 7): t[:, y]
             vis = torch.empty_like(t)
             v = self._vis_first.index_select(0, t[:, V - 1])
             vis[:, V - 1] = v
@@ -451,18 +471,17 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 v = self._vis_next.index_select(0, ((v & t[:, y + 1]) << V) | t[:, y])
                 vis[:, y] = v
             codes = codes.mul_(self._rowmask.index_select(0, vis.view(-1)).view(m, V * V))
-        codes[:, self._agent_j] = carry                                     # carried / empty
-        tri = torch.mm(codes, self._tri_w).long()                           # (m, 17)
+        codes[:, self._agent_j] = carry  # carried / empty
+        tri = torch.mm(codes, self._tri_w).long()  # (m, 17)
         img = self._tri.index_select(0, tri.view(-1)).view(m, 9 * self._n_tri)
-        return img[:, :V * V * 3].contiguous().view(m, V, V, 3)
+        return img[:, : V * V * 3].contiguous().view(m, V, V, 3)
 
     def _make_obs(self, image: torch.Tensor, d: torch.Tensor) -> dict[str, Any]:
         return {"image": image, "direction": d, "mission": [self.mission] * image.shape[0]}
 
     def get_obs(self) -> dict[str, Any]:
         """Current observation batch (no state change)."""
-        return self._make_obs(self._image(self.grid, self.agent, self.dir, self.carry),
-                              self.dir.clone())
+        return self._make_obs(self._image(self.grid, self.agent, self.dir, self.carry), self.dir.clone())
 
     # ------------------------------------------------------------------
     # Gymnasium API
@@ -526,8 +545,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             info["_final_obs"] = done
             self._reset_rows(rows)
             image = image.clone()
-            image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows],
-                                      self.carry[rows])
+            image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
         return self._make_obs(image, self.dir.clone()), reward, terminated, truncated, info
 
     def close(self, **kwargs):
@@ -580,7 +598,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     def encode_grid(self) -> torch.Tensor:
         """Full grids as uint8 ``(B, W, H, 3)``, like Minigrid's ``Grid.encode()``."""
         P, n = _PAD, self.size
-        g = self.grid.view(-1, self.Hp, self.Wp)[:, P:P + n, P:P + n].long()
+        g = self.grid.view(-1, self.Hp, self.Wp)[:, P : P + n, P : P + n].long()
         enc = torch.tensor(_CODES, dtype=torch.uint8, device=self.device)
         return enc[g].transpose(1, 2).contiguous()
 

@@ -16,6 +16,7 @@ layout), as in MiniGrid's Memory envs at the end of the hallway.
 Without memory a policy cannot beat a success rate of 0.5. Observations are MiniGrid-like (a ``7x7x3`` uint8
 ``image``), so the starter model runs on it unchanged: ``--env torch_rl/CueCorridor-v0 --recurrence 8``.
 """
+
 import gymnasium as gym
 import numpy as np
 

@@ -81,13 +81,29 @@ try:  # Minigrid is optional for the rest of torch_rl
     from minigrid.core.grid import Grid as _Grid
     from minigrid.core.world_object import (
         Ball as _Ball,
+    )
+    from minigrid.core.world_object import (
         Box as _Box,
+    )
+    from minigrid.core.world_object import (
         Door as _Door,
+    )
+    from minigrid.core.world_object import (
         Floor as _Floor,
+    )
+    from minigrid.core.world_object import (
         Goal as _Goal,
+    )
+    from minigrid.core.world_object import (
         Key as _Key,
+    )
+    from minigrid.core.world_object import (
         Lava as _Lava,
+    )
+    from minigrid.core.world_object import (
         Wall as _Wall,
+    )
+    from minigrid.core.world_object import (
         WorldObj as _WorldObj,
     )
     from minigrid.minigrid_env import MiniGridEnv as _MiniGridEnv
@@ -106,10 +122,10 @@ if _HAVE_MINIGRID:
     _SIMPLE_CLASSES = tuple(
         c
         for c in (_Goal, _Floor, _Lava, _Key, _Ball, _Box)
-        if getattr(c, "encode") is _WorldObj.encode and getattr(c, "see_behind") is _WorldObj.see_behind
+        if c.encode is _WorldObj.encode and c.see_behind is _WorldObj.see_behind
     )
     # Wall overrides see_behind with a constant False (checked by behaviour at table build).
-    _WALL_OK = getattr(_Wall, "encode") is _WorldObj.encode
+    _WALL_OK = _Wall.encode is _WorldObj.encode
     # Door (exact class): encode() depends on (type, color, is_open, is_locked),
     # see_behind() on is_open -- those are the attributes keyed on in fast_gen_obs.
 
@@ -206,7 +222,7 @@ def _offsets(V: int):
                     dx[i, j] = f * fx + lat * rx
                     dy[i, j] = f * fy + lat * ry
             out.append((dx.ravel(), dy.ravel()))
-        pow2 = (np.int64(1) << np.arange(V, dtype=np.int64))
+        pow2 = np.int64(1) << np.arange(V, dtype=np.int64)
         r = _OFFSETS[V] = (tuple(out), pow2, np.arange(V, dtype=np.int64)[:, None])
     return r
 
@@ -237,7 +253,7 @@ def _geometry(W: int, H: int, V: int):
     if g is None:
         PW, PH = W + 2 * V, H + 2 * V
         padmap = np.full((PH, PW), W * H, dtype=np.intp)
-        padmap[V:V + H, V:V + W] = np.arange(W * H, dtype=np.intp).reshape(H, W)
+        padmap[V : V + H, V : V + W] = np.arange(W * H, dtype=np.intp).reshape(H, W)
         (offs, _, _) = _offsets(V)
         doffs = tuple((dy * PW + dx).astype(np.intp) for dx, dy in offs)
         g = _GEOM[key] = (padmap.ravel(), doffs, PW, W * H <= V * V)
@@ -278,7 +294,7 @@ def fast_gen_obs(self):
     codes = []
     append = codes.append
     # Encode either the whole grid (small grids) or only the view cells.
-    for o in (cells if whole else [cells[k] if k < W * H else _PAD_WALL for k in idx.tolist()]):
+    for o in cells if whole else [cells[k] if k < W * H else _PAD_WALL for k in idx.tolist()]:
         if o is None:
             append(empty)
             continue
