@@ -1,0 +1,139 @@
+"""Exploration bonuses: intrinsic rewards for observations that are new, added to the env's reward.
+
+Both work on the model's input (the preprocessed observations) of a whole rollout at once, on its device:
+- :class:`RNDBonus`, random network distillation (Burda et al. 2018): the error of a trained predictor of a fixed
+  random network's output, large where the predictor has seen little;
+- :class:`CountBonus`: ``1 / sqrt(n)`` where ``n`` counts the times this exact observation was seen.
+
+A bonus is given for the observation an action led to (the next observation). Like RND, the intrinsic reward is
+non-episodic: at an episode's end it is the novelty of the next episode's first observation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torch_rl.dictlist import DictList
+from torch_rl.normalization import RunningMeanStd
+
+
+def observation_features(obs: torch.Tensor | DictList) -> torch.Tensor:
+    """The rows of a batch of model inputs as flat float vectors: a tensor as it is, a DictList's ``image``
+    (or else its tensors side by side; token ids such as a mission's ``text`` are left out)."""
+    if isinstance(obs, DictList):
+        keys = ["image"] if "image" in obs.keys() else [k for k in obs.keys() if k != "text"]
+        parts = [getattr(obs, key).reshape(len(obs), -1) for key in keys]
+        return torch.cat(parts, 1).float()
+    return obs.reshape(obs.shape[0], -1).float()
+
+
+class ExplorationBonus(nn.Module):
+    """An intrinsic reward per observation; ``update`` learns from the observations a rollout visited."""
+
+    def intrinsic_rewards(self, obs: torch.Tensor | DictList) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, obs: torch.Tensor | DictList) -> dict[str, float]:
+        return {}
+
+
+class RNDBonus(ExplorationBonus):
+    """Random network distillation. Inputs are normalised by running statistics (clipped to ±5), and the
+    bonus is divided by the running std of the bonuses seen, so that its scale does not drift as the
+    predictor learns."""
+
+    def __init__(self, input_size: int, hidden_size: int = 128, output_size: int = 64, lr: float = 1e-4):
+        super().__init__()
+
+        def mlp():
+            return nn.Sequential(
+                nn.Linear(input_size, hidden_size),
+                nn.ReLU(),
+                nn.Linear(hidden_size, hidden_size),
+                nn.ReLU(),
+                nn.Linear(hidden_size, output_size),
+            )
+
+        self.target, self.predictor = mlp(), mlp()
+        self.target.requires_grad_(False)  # a fixed random function of the observation
+        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=lr)
+        self.input_stats = RunningMeanStd((input_size,))
+        self.bonus_stats = RunningMeanStd(())
+
+    def _inputs(self, obs):
+        x = observation_features(obs)
+        mean = self.input_stats.mean.to(x.device, x.dtype)
+        std = self.input_stats.var.sqrt().to(x.device, x.dtype)
+        return ((x - mean) / (std + 1e-8)).clamp(-5, 5)
+
+    def _errors(self, x):
+        return (self.predictor(x) - self.target(x)).pow(2).mean(1)
+
+    def intrinsic_rewards(self, obs):
+        with torch.no_grad():
+            errors = self._errors(self._inputs(obs))
+        self.bonus_stats.update(errors)
+        return errors / (self.bonus_stats.var.sqrt().to(errors) + 1e-8)
+
+    def update(self, obs, epochs: int = 1, batch_size: int = 256):
+        self.input_stats.update(observation_features(obs))
+        x = self._inputs(obs)
+        total = 0.0
+        for _ in range(epochs):
+            for rows in torch.randperm(len(x), device=x.device).split(batch_size):
+                loss = self._errors(x[rows]).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += loss.item() * len(rows)
+        return {"rnd_loss": total / (epochs * len(x))}
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        state["optimizer"] = self.optimizer.state_dict()
+        state["input_stats"] = self.input_stats.state_dict()
+        state["bonus_stats"] = self.bonus_stats.state_dict()
+        return state
+
+    def load_state_dict(self, state, strict: bool = True):
+        state = dict(state)
+        self.optimizer.load_state_dict(state.pop("optimizer"))
+        self.input_stats.load_state_dict(state.pop("input_stats"))
+        self.bonus_stats.load_state_dict(state.pop("bonus_stats"))
+        return super().load_state_dict(state, strict)
+
+
+class CountBonus(ExplorationBonus):
+    """``1 / sqrt(n)``, ``n`` the times the exact observation was seen, counting this batch.
+
+    Observations are told apart by a 64-bit hash of their rounded features; the table of hashes and counts is
+    a pair of sorted tensors, so counting stays on the device. (Python dicts would need the hashes on the host
+    at every rollout.)"""
+
+    def __init__(self, input_size: int, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        weights = torch.randint(-(2**62), 2**62, (input_size,), generator=generator, dtype=torch.int64)
+        self.register_buffer("weights", weights | 1)  # odd weights: every feature changes the hash
+        self.register_buffer("hashes", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("counts", torch.zeros(0, dtype=torch.int64))
+
+    def _hash(self, obs):
+        # integer overflow wraps around in torch's int64 arithmetic, which is what a hash wants
+        x = observation_features(obs).round().to(torch.int64)
+        return (x * self.weights).sum(1)
+
+    def intrinsic_rewards(self, obs):
+        keys = self._hash(obs)
+        unique, inverse, batch_counts = torch.unique(keys, return_inverse=True, return_counts=True)
+        seen_before = len(self.hashes)
+        merged = torch.cat([self.hashes, unique])
+        counts = torch.cat([self.counts, batch_counts])
+        self.hashes, position = torch.unique(merged, return_inverse=True)
+        self.counts = torch.zeros_like(self.hashes).index_add_(0, position, counts)
+        count_of_unique = self.counts[position[seen_before:]]
+        return count_of_unique[inverse].float().rsqrt()
+
+    def distinct_observations(self) -> int:
+        return len(self.hashes)
