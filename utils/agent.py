@@ -35,9 +35,15 @@ class Agent:
             raise UsageError(mismatch) from None
         try:
             self.model.load_state_dict(checkpoint.model_state)
-            self.preprocess_obss.load_state_dict(checkpoint.preprocessor_state)
         except (RuntimeError, ValueError, KeyError, TypeError):
             raise UsageError(mismatch) from None
+        for part, key in checkpoints.PREPROCESSOR_KEYS.items():
+            try:
+                self.preprocess_obss.load_state_dict({part: checkpoint.preprocessor_state.get(part)})
+            except (RuntimeError, ValueError, KeyError, TypeError) as error:
+                raise UsageError(
+                    f"the saved {key} of the model in {model_dir} does not fit this env: {error}"
+                ) from None
         self.preprocess_obss.eval()  # frozen: evaluation does not move the training statistics
         self.device = torch.device(device)
         self.model.to(self.device).eval()
