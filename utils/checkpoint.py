@@ -107,14 +107,11 @@ def _read(path, map_location):
         raise
     except pickle.UnpicklingError as error:
         message = str(error)
-        refused = re.search(r"unsupported GLOBAL (\S+)", message) or re.search(
-            r"Unsupported global: GLOBAL (\S+)", message
-        )
+        refused = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", message)
         if refused:
             raise UsageError(
                 f"refused to load {path}: it would call {refused.group(1)}, and a torch_rl checkpoint holds only "
-                "tensors, numbers and strings; the file may be unsafe: do not load it elsewhere, delete it or train "
-                "under another --model"
+                "tensors, numbers and strings; the file may be unsafe: delete it, or train under another --model"
             ) from None
         if "Weights only load failed" in message:
             operand = re.search(r"Unsupported operand (\d+)", message)
@@ -148,20 +145,14 @@ def from_dict(status, path="status.pt") -> Checkpoint:
             num_frames=_counter(status, NUM_FRAMES),
             update=_counter(status, UPDATE),
             duration=_duration(status),
-            model_state=_check(status, MODEL, _is_tensor_dict, "is not a dict of named tensors"),
+            model_state=_check(status, MODEL, _is_tensor_dict, "is not a dict of named tensors", required=True),
             algo_state={
-                "optimizer": _check(
-                    status,
-                    OPTIMIZER,
-                    _is_optimizer_state,
-                    "is malformed (a torch optimizer's "
-                    "state_dict: 'state' a dict, 'param_groups' a list of dicts with 'params')",
-                ),
-                "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_SHAPE),
+                "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
+                "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_FORM),
             },
             preprocessor_state={
                 "vocab": _check(status, VOCAB, _is_vocab, "is not a dict of words to token ids"),
-                "obs_normalizer": _check(status, OBS_NORMALIZER, _is_running_stats, _STATS_SHAPE),
+                "obs_normalizer": _check(status, OBS_NORMALIZER, _is_running_stats, _STATS_FORM),
             },
             config=_config(status),
             path=path,
@@ -172,12 +163,14 @@ def from_dict(status, path="status.pt") -> Checkpoint:
         ) from None
 
 
-_STATS_SHAPE = "is malformed (a dict of 'mean' and 'var', float tensors of one shape, and 'count', a number > 0)"
+_OPTIMIZER_FORM = "is malformed (a torch optimizer's state_dict: 'state' a dict, 'param_groups' a list of dicts)"
+_STATS_FORM = "is malformed (a dict of 'mean' and 'var', float tensors of one shape, and 'count', a number > 0)"
 
 
-def _check(status, key, is_valid, problem):
+def _check(status, key, is_valid, problem, required=False):
+    """``status[key]`` (None if absent and not ``required``) if ``is_valid``; else _Malformed naming the key."""
     value = status.get(key)
-    if value is not None and not is_valid(value):
+    if (value is not None or required) and not is_valid(value):
         raise _Malformed(f"its {key} {problem}")
     return value
 
