@@ -283,6 +283,14 @@ def test_resume_drops_rows_after_the_checkpoint_and_a_torn_last_line(tmp_path):
     assert path.read_bytes() == (HEADER + rows(1, 2, 3, 4)).encode()
 
 
+def test_a_header_that_a_crash_cut_off_is_dropped_and_written_again(tmp_path):
+    path = write_log(tmp_path / "m", "update,fra")
+    storage.trim_csv_log(tmp_path / "m", 0)
+    assert path.read_bytes() == b""
+    storage.CSVLogger(tmp_path / "m", ["update", "frames"]).close()
+    assert path.read_bytes() == b"update,frames\r\n"
+
+
 @pytest.mark.parametrize(
     "garbage",
     [

@@ -307,38 +307,43 @@ def trim_csv_log(model_dir, last_update):
     """Repairs log.csv for a resume at update ``last_update``: drops the rows after it (logged after the last
     save: the resumed run logs them again), a torn last line and damaged lines (binary, overlong, wrong field
     count, no update number), each alone; every other row stays, in order. The file is rewritten (atomically,
-    keeping its permissions) only if there is something to drop."""
+    keeping its permissions) only if there is something to drop; it is streamed, never held in memory."""
     path = os.path.join(model_dir, CSV_LOG_FILE)
     try:
         f = open_for_reading(path)
     except FileNotFoundError:
         return
     with f:
-        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-        lines = bounded_lines(f)
-        first = next(lines, b"")
-        header = parse_csv_line(first)
-        if first == b"":
+        if all(keep for _, keep in _judged_lines(f, path, last_update)):
             return
-        if first is not None and not first.endswith(b"\n"):  # the file is a header that a crash cut off
-            keep, dropped = [], True
-        elif not header or "update" not in header:
-            raise UsageError(
-                f"the training log {path} does not start with a CSV header holding 'update'; it is damaged or "
-                "not a torch_rl log: move it away (e.g. rename it) to resume, training starts a new one"
-            )
-        else:
-            keep, dropped = [first], False
-        column = header.index("update") if keep else 0
-        for line in lines:
-            fields = parse_csv_line(line)
-            update = _int_or_none(fields[column]) if fields is not None and len(fields) == len(header) else None
-            if line is None or not line.endswith(b"\n") or update is None or update > last_update:
-                dropped = True
-                continue
-            keep.append(line)
-    if dropped:
-        atomic_write(path, lambda out: out.writelines(keep), binary=True, mode=mode)
+        f.seek(0)
+        kept = (line for line, keep in _judged_lines(f, path, last_update) if keep)
+        atomic_write(
+            path, lambda out: out.writelines(kept), binary=True, mode=stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+        )
+
+
+def _judged_lines(f, path, last_update):
+    """(line, whether resume keeps it) for each line of the log.csv ``f``."""
+    lines = bounded_lines(f)
+    first = next(lines, b"")
+    if first == b"":
+        return
+    if first is not None and not first.endswith(b"\n"):  # the file is a header that a crash cut off
+        yield first, False
+        return
+    header = parse_csv_line(first)
+    if not header or "update" not in header:
+        raise UsageError(
+            f"the training log {path} does not start with a CSV header holding 'update'; it is damaged or "
+            "not a torch_rl log: move it away (e.g. rename it) to resume, training starts a new one"
+        )
+    yield first, True
+    column = header.index("update")
+    for line in lines:
+        fields = parse_csv_line(line)
+        update = _int_or_none(fields[column]) if fields is not None and len(fields) == len(header) else None
+        yield line, line is not None and line.endswith(b"\n") and update is not None and update <= last_update
 
 
 def _int_or_none(text):
