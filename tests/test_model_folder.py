@@ -94,12 +94,15 @@ def test_the_default_model_name_of_a_module_env_id_is_a_valid_name():
 
 
 # -------------------------------------------------------------------------------------------- non-model folders
-def test_training_refuses_a_folder_that_is_not_a_model_and_touches_nothing_in_it(storage_dir, capsys):
+@pytest.mark.parametrize("own_file", ["chapter1.txt", "config.json"])
+def test_training_refuses_a_folder_that_is_not_a_model_and_touches_nothing_in_it(own_file, storage_dir, capsys):
+    """The folder holds a file of the user's, or only names that training writes too, but a config.json of its own."""
     from scripts.train import main
 
     folder = storage_dir / "thesis"
     folder.mkdir()
-    (folder / "chapter1.txt").write_text("my work")
+    if own_file == "chapter1.txt":
+        (folder / "chapter1.txt").write_text("my work")
     (folder / "config.json").write_text('{"mine": 1}')
     (folder / "log.csv").write_text("update,frames\n0,0\n1,10\n")
     (folder / ".tmp-notes.tmp").write_text("keep me")
@@ -108,7 +111,7 @@ def test_training_refuses_a_folder_that_is_not_a_model_and_touches_nothing_in_it
     with pytest.raises(SystemExit) as exit_info:
         main([*PENDULUM, "--model", "thesis", "--frames", "16"])
     line = one_line_error(capsys, exit_info)
-    assert "not a torch_rl model" in line and "chapter1.txt" in line and "--model thesis_2" in line, line
+    assert "not a torch_rl model" in line and own_file in line and "--model thesis_2" in line, line
     assert tree(storage_dir) == before
 
 
@@ -116,8 +119,10 @@ def test_a_folder_holding_only_what_training_writes_is_a_model_not_yet_saved(tmp
     folder = tmp_path / "m"
     folder.mkdir()
     storage.check_model_folder(folder, "m")  # empty
-    for name in ("log.txt", "log.csv", "config.json", "train.lock", ".tmp-abc.tmp", "events.out.tfevents.1.host"):
+    for name in ("log.txt", "log.csv", "train.lock", ".tmp-abc.tmp", "events.out.tfevents.1.host"):
         (folder / name).write_text("")
+    storage.check_model_folder(folder, "m")
+    (folder / "config.json").write_text('{"algo": "ppo", "env": "CartPole-v1", "frames_per_proc": 128}')
     storage.check_model_folder(folder, "m")
     (folder / "notes.md").write_text("")
     with pytest.raises(UsageError, match="not a torch_rl model"):

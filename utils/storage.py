@@ -114,7 +114,8 @@ def _is_model_file(name):
 
 def check_model_folder(model_dir, model_name):
     """A UsageError if ``model_dir`` exists and training must not write there: a file, or a non-empty folder that
-    is not a torch_rl model (no status.pt, and files that scripts.train does not write)."""
+    is not a torch_rl model (no status.pt, and files that scripts.train does not write, or a config.json that is
+    not one of its own)."""
     if not os.path.lexists(model_dir):
         return
     if not os.path.isdir(model_dir):
@@ -126,12 +127,24 @@ def check_model_folder(model_dir, model_name):
     if STATUS_FILE in entries:
         return
     foreign = sorted(name for name in entries if not _is_model_file(name))
+    if CONFIG_FILE in entries and not _is_training_config(os.path.join(model_dir, CONFIG_FILE)):
+        foreign.append(CONFIG_FILE)
     if foreign:
         raise UsageError(
             f"the folder {model_dir} exists and is not a torch_rl model (it holds {foreign[0]!r}"
             f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); training does not write into it: "
             f"choose another --model, e.g. --model {model_name.rstrip('/')}_2"
         )
+
+
+def _is_training_config(path):
+    """Whether ``path`` is a config.json that scripts.train wrote (a JSON object with its flags)."""
+    try:
+        with open_for_reading(path) as f:
+            config = json.loads(f.read(1024**2))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"algo", "env", "frames_per_proc"} <= config.keys()
 
 
 def status_path(model_dir):
