@@ -25,11 +25,12 @@ import torch
 
 import torch_rl
 from torch_rl.vec_env import VectorEnvBatch, actions_for_env
+from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.seeding import seed as seed_everything
-from utils.storage import get_model_dir, get_status
+from utils.storage import get_model_dir
 
 JSON_KEYS = [
     "env",
@@ -188,7 +189,7 @@ def main(argv=None):
     validate(args)
     torch.set_num_threads(1)
     model_dir = get_model_dir(args.model)
-    status = get_status(model_dir)  # a missing or broken model fails here, before any env is made
+    checkpoint = checkpoints.load(model_dir)  # a missing or broken model fails here, before any env is made
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
@@ -203,7 +204,7 @@ def main(argv=None):
             model_dir,
             argmax=args.argmax,
             num_envs=procs,
-            status=status,
+            checkpoint=checkpoint,
         )
     except BaseException:
         env_batch.close()

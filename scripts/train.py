@@ -5,6 +5,7 @@ Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank step
 gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
 
+import contextlib
 import math
 import os
 import signal
@@ -18,6 +19,8 @@ import torch
 
 import torch_rl
 from model import ACModel
+from utils import checkpoint as checkpoints
+from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.distributed_setup import (
     broadcast_object,
     gather_lists,
@@ -32,22 +35,21 @@ from utils.interrupts import interrupts_deferred
 from utils.seeding import seed as seed_everything
 from utils.storage import (
     CSVLogger,
+    ModelLock,
     TextLogger,
+    WriteError,
+    check_model_folder,
     check_writable_dir,
     command_line,
+    default_model_name,
     ensure_writable_dir,
     get_model_dir,
-    get_status,
-    model_exists,
     remove_temp_files,
     save_config,
-    save_status,
     trim_csv_log,
 )
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
-ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
-ARCHITECTURE_DEFAULTS = {"image_encoding": "raw"}  # what checkpoints older than a key used
 CSV_FIELDS = [
     "update",
     "frames",
@@ -163,7 +165,7 @@ def parse_args(argv=None):
     )
     args = p.parse_args(argv)
     args.frames_per_proc = args.frames_per_proc or DEFAULT_FRAMES_PER_PROC[args.algo]
-    args.model = args.model or f"{args.env}_{args.algo}_seed{args.seed}"
+    args.model = args.model or default_model_name(args.env, args.algo, args.seed)
     args.use_memory = args.recurrence > 1
     args.use_text = args.text
     return args
@@ -199,15 +201,14 @@ def validate(args):
             raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
 
 
-def load_or_new_status(args, model_dir):
-    """The checkpoint's status, or a new one; resolves ``--image-encoding auto`` (a resumed model keeps its own)."""
-    if not model_exists(model_dir):
+def load_or_new_checkpoint(args, model_dir):
+    """The model's checkpoint, or a new one; resolves ``--image-encoding auto`` (a resumed model keeps its own)."""
+    if not checkpoints.exists(model_dir):
         if args.image_encoding == "auto":
             args.image_encoding = "onehot" if args.use_memory else "raw"
-        return {"num_frames": 0, "update": 0, "duration": 0.0}
-    status = get_status(model_dir)
-    saved = status.get("config", {})
-    saved = {k: saved.get(k, ARCHITECTURE_DEFAULTS.get(k)) for k in ARCHITECTURE_KEYS}
+        return checkpoints.Checkpoint()
+    checkpoint = checkpoints.load(model_dir)
+    saved = checkpoint.architecture()
     if args.image_encoding == "auto":
         args.image_encoding = saved["image_encoding"]
     differences = [
@@ -218,21 +219,14 @@ def load_or_new_status(args, model_dir):
             f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
             f"pass the same flags to resume it, or choose a new --model"
         )
-    for key in ("num_frames", "update"):
-        if not isinstance(status.get(key), int):
-            raise UsageError(
-                f"the checkpoint {model_dir}/status.pt has no {key}; it is not a checkpoint of "
-                "scripts.train: train under another --model"
-            )
-    status.setdefault("duration", 0.0)
-    return status
+    return checkpoint
 
 
 def load_state(module, state, what, args):
-    """Loads a saved state dict, with a usage error if it does not fit what the flags build."""
+    """Loads a saved state dict, with a usage error naming the checkpoint's field if it does not fit."""
     try:
         module.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError) as error:
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
         raise UsageError(
             f"the saved {what} of the model {args.model} do not fit the model these flags build "
             f"({one_line(error)[:300]}); pass the flags it was trained with, or choose a new --model"
@@ -331,22 +325,23 @@ def main(argv=None):
     model_dir = get_model_dir(args.model)
     if rank == 0:
         try:
-            status = load_or_new_status(args, model_dir)
+            check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
+            checkpoint = load_or_new_checkpoint(args, model_dir)
             check_writable_dir(model_dir)  # creates nothing: a failure below leaves no new folder behind
-            loaded = ("ok", status, args.image_encoding)
+            loaded = ("ok", checkpoint, args.image_encoding)
         except UsageError as error:
             loaded = ("error", str(error))
     if world_size > 1:  # rank 0 reads the checkpoint (storage need not be shared between machines)
         loaded = broadcast_object(loaded if rank == 0 else None, rank)
     if loaded[0] == "error":
         raise UsageError(loaded[1])
-    status, args.image_encoding = loaded[1], loaded[2]
+    checkpoint, args.image_encoding = loaded[1], loaded[2]
 
-    seed_everything(args.seed + status["update"] + 7919 * rank)
+    seed_everything(args.seed + checkpoint.update + 7919 * rank)
     torch.set_num_threads(args.threads)
     device = dist_device or torch.device(args.device)
 
-    env_seed = args.seed + 1000 * status["update"] + 1_000_000 * rank
+    env_seed = args.seed + 1000 * checkpoint.update + 1_000_000 * rank
     if args.batched:
         envs = make_batched_env(args.env, args.procs, device, seed=env_seed)
         observation_space, action_space = envs.single_observation_space, envs.single_action_space
@@ -360,92 +355,94 @@ def main(argv=None):
     obs_space, preprocess_obss = get_obss_preprocessor(
         observation_space, normalize, use_text=args.text, image_encoding=args.image_encoding
     )
-    if "vocab" in status and hasattr(preprocess_obss, "vocab"):
-        preprocess_obss.vocab.load_vocab(status["vocab"])
-    normalizer = getattr(preprocess_obss, "normalizer", None)
-    if normalizer is not None and "obs_normalizer" in status:
-        normalizer.load_state_dict(status["obs_normalizer"])
+    for part, key in checkpoints.PREPROCESSOR_KEYS.items():
+        load_state(preprocess_obss, {part: checkpoint.preprocessor_state.get(part)}, key, args)
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
-    if "model_state" in status:
-        load_state(acmodel, status["model_state"], "parameters", args)
+    if checkpoint.model_state is not None:
+        load_state(acmodel, checkpoint.model_state, "parameters", args)
     algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize)
-    if algo.reward_scaler is not None and "reward_scaler" in status:
-        algo.reward_scaler.stats.load_state_dict(status["reward_scaler"])
-    if "optimizer_state" in status:
-        try:
-            load_state(algo.optimizer, status["optimizer_state"], "optimizer state", args)
-        except UsageError:
-            algo.close()
-            raise
+    cleanup = contextlib.ExitStack()  # what the run opened, closed however it ends
+    cleanup.callback(algo.close)
+    try:
+        for part, key in checkpoints.ALGO_KEYS.items():
+            load_state(algo, {part: checkpoint.algo_state.get(part)}, key, args)
         for group in algo.optimizer.param_groups:  # the saved state carries the old run's settings: flags win
             group["lr"], group["eps"] = args.lr, args.optim_eps
-    if world_size > 1:
-        torch_rl.distributed.broadcast_parameters(acmodel)
-    if rank != 0:  # only rank 0 logs and saves
-        run_worker_rank(algo, status, args, world_size)
-        exit_now()
+        if world_size > 1:
+            torch_rl.distributed.broadcast_parameters(acmodel)
+        if rank != 0:  # only rank 0 logs and saves
+            run_worker_rank(algo, checkpoint, args, world_size)
+            exit_now()
 
-    ensure_writable_dir(model_dir)
-    remove_temp_files(model_dir)  # of saves that a crash interrupted
-    trim_csv_log(model_dir, status["update"])  # rows logged after the last save, which this run logs again
-    txt_logger = TextLogger(model_dir, quiet=args.quiet)
-    csv_logger = CSVLogger(model_dir, CSV_FIELDS)
-    tb_writer = None
-    if args.tb:
-        from torch.utils.tensorboard import SummaryWriter
+        ensure_writable_dir(model_dir)
+        cleanup.callback(ModelLock(model_dir).release)  # a second training of this model stops here
+        if checkpoints.changed_since_loaded(checkpoint, model_dir):
+            raise UsageError(
+                f"the model {args.model} was saved by another run while this one started; run the command again "
+                "to resume from its new checkpoint"
+            )
+        remove_temp_files(model_dir)  # of saves that a crash interrupted
+        trim_csv_log(model_dir, checkpoint.update)  # rows logged after the last save, which this run logs again
+        txt_logger = cleanup.enter_context(contextlib.closing(TextLogger(model_dir, quiet=args.quiet)))
+        csv_logger = cleanup.enter_context(contextlib.closing(CSVLogger(model_dir, CSV_FIELDS)))
+        tb_writer = None
+        if args.tb:
+            from torch.utils.tensorboard import SummaryWriter
 
-        tb_writer = SummaryWriter(model_dir)
-    config = {k: v for k, v in vars(args).items()}
-    if status["update"] == 0:
-        save_config(config, model_dir)
-    txt_logger(f"# {command_line()}")
-    txt_logger(
-        f"# device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}, "
-        f"{sum(p.numel() for p in acmodel.parameters())} parameters, "
-        f"{'resuming at update ' + str(status['update']) if status['update'] else 'new model'} in {model_dir}"
-    )
+            tb_writer = cleanup.enter_context(contextlib.closing(SummaryWriter(model_dir)))
+        config = {k: v for k, v in vars(args).items()}
+        if checkpoint.update == 0:
+            save_config(config, model_dir)
+        txt_logger(f"# {command_line()}")
+        txt_logger(
+            f"# device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}, "
+            f"{sum(p.numel() for p in acmodel.parameters())} parameters, "
+            f"{'resuming at update ' + str(checkpoint.update) if checkpoint.update else 'new model'} in {model_dir}"
+        )
+    except WriteError as error:
+        cleanup.close()
+        write_failed(error, model_dir, checkpoint.update if checkpoint.model_state is not None else None)
+    except BaseException:
+        cleanup.close()
+        raise
+    saved_update = checkpoint.update if checkpoint.model_state is not None else None
 
     def save():
+        nonlocal saved_update
         check_finite(acmodel)  # a diverged model never replaces the last good checkpoint
-        status.update(
-            model_state=acmodel.state_dict(),
-            optimizer_state=algo.optimizer.state_dict(),
-            config={k: config[k] for k in ARCHITECTURE_KEYS} | {"args": config},
-        )
-        if hasattr(preprocess_obss, "vocab"):
-            status["vocab"] = preprocess_obss.vocab.vocab
-        if normalizer is not None:
-            status["obs_normalizer"] = normalizer.state_dict()
-        if algo.reward_scaler is not None:
-            status["reward_scaler"] = algo.reward_scaler.stats.state_dict()
-        save_status(status, model_dir)
+        checkpoint.model_state = acmodel.state_dict()
+        checkpoint.algo_state = algo.state_dict()
+        checkpoint.preprocessor_state = preprocess_obss.state_dict()
+        checkpoint.config = checkpoints.make_config(config)
+        checkpoints.save(checkpoint, model_dir)
+        saved_update = checkpoint.update
 
     # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first.
     handlers_before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     start, interval_start, interval_frames = time.time(), time.time(), 0
     recent_returns = deque(maxlen=STOP_WINDOW)
-    duration_before = status["duration"]
+    duration_before = checkpoint.duration
     try:
-        while status["num_frames"] < args.frames:
+        while checkpoint.num_frames < args.frames:
             logs = algo.update_parameters()
             # The update's bookkeeping happens whole: an interrupt here waits, so status and logs stay in step.
             with interrupts_deferred():
                 check_finite(acmodel)
-                status["num_frames"] += logs["num_frames"] * world_size
-                status["update"] += 1
+                checkpoint.num_frames += logs["num_frames"] * world_size
+                checkpoint.update += 1
                 interval_frames += logs["num_frames"] * world_size
-                status["duration"] = duration_before + time.time() - start
-                if status["update"] % args.log_interval == 0:
+                checkpoint.duration = duration_before + time.time() - start
+                if checkpoint.update % args.log_interval == 0:
                     gather_episode_logs(logs, world_size)
                     fps = interval_frames / max(time.time() - interval_start, 1e-9)
-                    row = log_row(logs, status["update"], status["num_frames"], fps, status["duration"])
+                    row = log_row(logs, checkpoint.update, checkpoint.num_frames, fps, checkpoint.duration)
                     txt_logger(format_line(row))
                     csv_logger.write(row)
                     if tb_writer is not None:
                         for key, value in row.items():
                             if key not in ("update", "frames") and value != "":
-                                tb_writer.add_scalar(key, value, status["num_frames"])
+                                tb_writer.add_scalar(key, value, checkpoint.num_frames)
                     interval_start, interval_frames = time.time(), 0
                     if reached_target(logs, args, recent_returns):
                         txt_logger(
@@ -453,31 +450,35 @@ def main(argv=None):
                             f"reached --stop-at-return {args.stop_at_return}"
                         )
                         break
-                if args.save_interval > 0 and status["update"] % args.save_interval == 0:
+                if args.save_interval > 0 and checkpoint.update % args.save_interval == 0:
                     save()
         save()
         if world_size > 1:
             agree = parameters_agree(acmodel, world_size)
             txt_logger(f"# {world_size} ranks, parameters identical on all ranks: {'yes' if agree else 'NO'}")
-        txt_logger(f"# done: {status['num_frames']} frames, {status['update']} updates, model saved in {model_dir}")
+        txt_logger(f"# done: {checkpoint.num_frames} frames, {checkpoint.update} updates, model saved in {model_dir}")
     except KeyboardInterrupt:
         # A second Ctrl-C or SIGTERM must not cut this save short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             save()
+            txt_logger(
+                f"# interrupted: model saved at update {checkpoint.update}, {checkpoint.num_frames} frames; "
+                "run the same command to resume"
+            )
         except FloatingPointError as error:
-            diverged(status, model_dir, error)
-        txt_logger(
-            f"# interrupted: model saved at update {status['update']}, {status['num_frames']} frames; "
-            "run the same command to resume"
-        )
+            diverged(checkpoint, model_dir, error)
+        except WriteError as error:
+            write_failed(error, model_dir, saved_update)
     except FloatingPointError as error:
-        diverged(status, model_dir, error)
+        diverged(checkpoint, model_dir, error)
     except ValueError as error:
         if "invalid values" not in str(error):  # torch.distributions' check of its parameters (NaN, inf)
             raise
-        diverged(status, model_dir, "the model's outputs are not finite (NaN or inf)")
+        diverged(checkpoint, model_dir, "the model's outputs are not finite (NaN or inf)")
+    except WriteError as error:
+        write_failed(error, model_dir, saved_update)
     except torch_rl.EnvWorkerError as error:
         print(
             f"error: an environment failed: {one_line(error)}; the last checkpoint in {model_dir} is kept",
@@ -485,16 +486,25 @@ def main(argv=None):
         )
         sys.exit(1)
     finally:
-        algo.close()
-        csv_logger.close()
-        if tb_writer is not None:
-            tb_writer.close()
+        cleanup.close()
         if world_size > 1:
             shutdown_distributed()
         for signum, handler in handlers_before.items():  # main() may be called in-process (tests, notebooks)
             signal.signal(signum, handler)
     if world_size > 1:
         exit_now()
+
+
+def write_failed(error, model_dir, saved_update):
+    """A write to the model folder failed (disk full, read-only file): one line, exit 1; saves are atomic, so the
+    last checkpoint is whole."""
+    kept = (
+        f"the checkpoint of update {saved_update} in {model_dir} is kept"
+        if saved_update is not None
+        else "no checkpoint was saved"
+    )
+    print(f"error: {one_line(error)}; {kept} (free some disk space or make the file writable)", file=sys.stderr)
+    sys.exit(1)
 
 
 def exit_now():
@@ -506,9 +516,9 @@ def exit_now():
     os._exit(0)
 
 
-def diverged(status, model_dir, error):
+def diverged(checkpoint, model_dir, error):
     print(
-        f"error: training diverged at update {status['update'] + 1}: {one_line(error)}; the last checkpoint in "
+        f"error: training diverged at update {checkpoint.update + 1}: {one_line(error)}; the last checkpoint in "
         f"{model_dir} is kept (lower --lr, or check the rewards and observations)",
         file=sys.stderr,
     )
@@ -537,15 +547,15 @@ def gather_episode_logs(logs, world_size):
         logs[key] = gather_lists(logs[key], world_size)
 
 
-def run_worker_rank(algo, status, args, world_size):
+def run_worker_rank(algo, checkpoint, args, world_size):
     """A rank other than 0: trains in step with rank 0 (same updates, gradients averaged), logs and saves nothing."""
     recent_returns = deque(maxlen=STOP_WINDOW)
     try:
-        while status["num_frames"] < args.frames:
+        while checkpoint.num_frames < args.frames:
             logs = algo.update_parameters()
-            status["num_frames"] += logs["num_frames"] * world_size
-            status["update"] += 1
-            if status["update"] % args.log_interval == 0:
+            checkpoint.num_frames += logs["num_frames"] * world_size
+            checkpoint.update += 1
+            if checkpoint.update % args.log_interval == 0:
                 gather_episode_logs(logs, world_size)
                 if reached_target(logs, args, recent_returns):
                     break

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from torch_rl.vec_env import actions_for_env
+from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_env
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
 from utils.seeding import seed as seed_everything
-from utils.storage import get_model_dir, get_status
+from utils.storage import get_model_dir
 
 
 def parse_args(argv=None):
@@ -101,14 +102,16 @@ def main(argv=None):
     validate(args)
     torch.set_num_threads(1)
     model_dir = get_model_dir(args.model)
-    status = get_status(model_dir)
+    checkpoint = checkpoints.load(model_dir)
     seed_everything(args.seed)
 
     gif = args.gif is not None
     if gif:  # off-screen: pygame-based renderers (e.g. Pendulum-v1) need no display and do not complain of none
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     env = make_render_env(args.env, "rgb_array" if gif else "human", args.seed)
-    agent = Agent(env.observation_space, env.action_space, model_dir, argmax=args.argmax, num_envs=1, status=status)
+    agent = Agent(
+        env.observation_space, env.action_space, model_dir, argmax=args.argmax, num_envs=1, checkpoint=checkpoint
+    )
     frames = []
     returns = []
     try:

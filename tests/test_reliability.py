@@ -378,7 +378,7 @@ def test_a_stale_csv_tail_and_temp_files_are_cleaned_on_resume(trained, tmp_path
     assert [r[0] for r in rows] == ["update", "1", "2"]
     text = (trained[1] / "log.csv").read_text()
     (model_dir / "log.csv").write_text(text + text.splitlines(keepends=True)[2].replace("2,", "3,", 1) + "4,12")
-    (model_dir / ".status-abc.tmp").write_bytes(b"half a checkpoint")
+    (model_dir / ".tmp-abc.tmp").write_bytes(b"half a checkpoint")
     trim_csv_log(model_dir, 2)
     remove_temp_files(model_dir)
     assert (model_dir / "log.csv").read_text() == text

@@ -3,49 +3,48 @@
 import torch
 
 from model import ACModel
+from utils import checkpoint as checkpoints
 from utils.errors import UsageError
 from utils.format import get_obss_preprocessor
-from utils.storage import get_status
 
 
 class Agent:
     """Loads ``model_dir``'s model and picks actions for a batch of observations, keeping the memory.
 
-    ``status`` is the already loaded ``status.pt`` (``utils.storage.get_status``), if the caller has it.
+    ``checkpoint`` is the already loaded checkpoint (``utils.checkpoint.load``), if the caller has it.
     ``argmax``: take the most likely action (the Gaussian's mean for Box actions) instead of sampling.
     ``num_envs``: how many envs act together; a recurrent model keeps one memory per env.
     """
 
-    def __init__(self, obs_space, action_space, model_dir, device="cpu", argmax=False, num_envs=1, status=None):
-        if status is None:
-            status = get_status(model_dir)
-        config = status.get("config", {})
-        self.env_id = config.get("env", "?")
+    def __init__(self, obs_space, action_space, model_dir, device="cpu", argmax=False, num_envs=1, checkpoint=None):
+        if checkpoint is None:
+            checkpoint = checkpoints.load(model_dir)
+        config = checkpoint.architecture()
+        self.env_id = config["env"]
         mismatch = (
             f"the model in {model_dir} was made for {self.env_id}, whose observations or actions differ "
             f"from this env's; evaluate it on {self.env_id} or an env of the same kind"
         )
+        normalized = checkpoint.preprocessor_state.get("obs_normalizer") is not None
         obs_space_for_model, self.preprocess_obss = get_obss_preprocessor(
-            obs_space,
-            "obs_normalizer" in status,
-            use_text=config.get("use_text", False),
-            image_encoding=config.get("image_encoding", "raw"),
-        )  # older checkpoints have no image_encoding
-        if "obs_normalizer" in status:  # frozen: evaluation does not move the training statistics
-            self.preprocess_obss.normalizer.load_state_dict(status["obs_normalizer"])
-            self.preprocess_obss.normalizer.training = False
+            obs_space, normalized, use_text=config["use_text"], image_encoding=config["image_encoding"]
+        )
         try:
-            self.model = ACModel(
-                obs_space_for_model, action_space, config.get("use_memory", False), config.get("use_text", False)
-            )
+            self.model = ACModel(obs_space_for_model, action_space, config["use_memory"], config["use_text"])
         except (ValueError, TypeError, AttributeError):  # e.g. a --text model on an env without missions
             raise UsageError(mismatch) from None
         try:
-            self.model.load_state_dict(status["model_state"])
-        except RuntimeError:
+            self.model.load_state_dict(checkpoint.model_state)
+        except (RuntimeError, ValueError, KeyError, TypeError):
             raise UsageError(mismatch) from None
-        if hasattr(self.preprocess_obss, "vocab"):
-            self.preprocess_obss.vocab.load_vocab(status.get("vocab", {}))
+        for part, key in checkpoints.PREPROCESSOR_KEYS.items():
+            try:
+                self.preprocess_obss.load_state_dict({part: checkpoint.preprocessor_state.get(part)})
+            except (RuntimeError, ValueError, KeyError, TypeError) as error:
+                raise UsageError(
+                    f"the saved {key} of the model in {model_dir} does not fit this env: {error}"
+                ) from None
+        self.preprocess_obss.eval()  # frozen: evaluation does not move the training statistics
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.argmax = argmax
@@ -66,10 +65,6 @@ class Agent:
         else:
             actions = dist.sample()
         return actions
-
-    def get_action(self, obs):
-        """The action for one env's observation (an agent made with ``num_envs=1``), as a tensor row."""
-        return self.get_actions([obs])[0]
 
     def analyze_feedbacks(self, dones):
         """Forgets the memory of envs whose episode ended (``dones``: one bool per env, terminated or truncated)."""

@@ -20,6 +20,8 @@ class Vocabulary:
         self._tokens = {}  # mission string -> token tensor, so that each mission is tokenised once
 
     def load_vocab(self, vocab):
+        if any(not 1 <= i < self.max_size for i in vocab.values()):
+            raise ValueError(f"its token ids must lie in 1..{self.max_size - 1}")
         self.vocab = dict(vocab)
         self._tokens = {}
 
@@ -53,54 +55,111 @@ def onehot_image(image):
     ).float()
 
 
+class ObssPreprocessor:
+    """Turns observations into the model's input: ``preprocess_obss(obss, device=None)`` -> DictList.
+
+    ``obss`` is a batch (a dict of stacked arrays, as the env batches give) or a list of per-env observations.
+    ``state_dict()`` holds what must be saved with the model (a vocabulary, normalisation statistics) and
+    ``load_state_dict()`` restores it; ``eval()`` freezes what training would update.
+    """
+
+    accepts_stacked_obs = True  # the algorithms may hand a stacked batch instead of a list
+
+    def __call__(self, obss, device=None):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def eval(self):
+        return self
+
+
+class MiniGridPreprocessor(ObssPreprocessor):
+    """MiniGrid dict observations -> DictList ``image`` (float, N x 7 x 7 x C) and, with ``tokenise``, ``text``
+    (token ids of the mission, N x L, by ``vocab``: its state is saved with the model)."""
+
+    def __init__(self, onehot=False, tokenise=False):
+        self.onehot = onehot
+        self.tokenise = tokenise  # a model without text skips the work
+        self.vocab = Vocabulary()
+
+    def __call__(self, obss, device=None):
+        if isinstance(obss, (list, tuple)):
+            obss = torch_rl.batching.stack_obs(list(obss))
+        image = torch.as_tensor(obss["image"], device=device)
+        image = onehot_image(image) if self.onehot else image.float()
+        result = torch_rl.DictList(image=image)
+        if self.tokenise:
+            missions = obss["mission"]
+            if len(set(missions)) == 1:  # one mission for all envs (common): tokenise once
+                result.text = self.vocab.tokens(missions[0]).to(device).expand(len(missions), -1)
+            else:
+                tokens = [self.vocab.tokens(m) for m in missions]
+                result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
+        return result
+
+    def state_dict(self) -> dict:
+        return {"vocab": dict(self.vocab.vocab)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("vocab") is not None:
+            self.vocab.load_vocab(state["vocab"])
+
+
+class FlatPreprocessor(ObssPreprocessor):
+    """Flat Box observations -> DictList ``flat``; with ``normalize`` standardised by running statistics
+    (``normalizer``, saved with the model)."""
+
+    def __init__(self, shape, normalize=False):
+        self.normalizer = ObservationNormalizer(shape) if normalize else None
+
+    def __call__(self, obss, device=None):
+        flat = torch_rl.default_preprocess_obss(obss, device=device)
+        return torch_rl.DictList(flat=self.normalizer(flat) if self.normalizer is not None else flat)
+
+    def state_dict(self) -> dict:
+        return {} if self.normalizer is None else {"obs_normalizer": self.normalizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state.get("obs_normalizer")
+        if self.normalizer is None or saved is None:
+            return
+        if saved["mean"].shape != self.normalizer.mean.shape or saved["var"].shape != self.normalizer.var.shape:
+            shapes = tuple(saved["mean"].shape), tuple(self.normalizer.mean.shape)
+            raise ValueError(f"its statistics have shape {shapes[0]}, the observations {shapes[1]}")
+        self.normalizer.load_state_dict(saved)
+
+    def eval(self):
+        if self.normalizer is not None:  # evaluation does not move the training statistics
+            self.normalizer.training = False
+        return self
+
+
 def get_obss_preprocessor(obs_space, normalize=False, use_text=True, image_encoding="raw"):
     """(model obs space, preprocess_obss) for an env's observation space.
 
-    MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a preprocessor producing a
-    DictList with ``image`` (float, N x 7 x 7 x 3) and ``text`` (token ids, N x L); its ``vocab`` attribute
-    is the Vocabulary to save with the model (missions are tokenised only with ``use_text``); with
-    ``image_encoding="onehot"`` each cell's three codes are one-hot encoded (``onehot_image``). Flat Box
-    observations give ``{"flat": size}``; with ``normalize`` they are standardised by running statistics (the
-    ``normalizer`` attribute, saved with the model).
+    MiniGrid dict observations give ``{"image": (7, 7, 3), "text": 100}`` and a MiniGridPreprocessor (missions
+    are tokenised only with ``use_text``; with ``image_encoding="onehot"`` each cell's three codes are one-hot
+    encoded, ``onehot_image``). Flat Box observations give ``{"flat": size}`` and a FlatPreprocessor, which
+    with ``normalize`` standardises them by running statistics.
     """
     if isinstance(obs_space, gym.spaces.Dict) and "image" in obs_space.spaces:
         if image_encoding not in IMAGE_ENCODINGS:
             raise ValueError(f"image_encoding must be one of {IMAGE_ENCODINGS}, got {image_encoding!r}")
         onehot = image_encoding == "onehot"
-        vocab = Vocabulary()
-        tokenise = use_text and "mission" in obs_space.spaces  # a model without text skips the work
-
-        def preprocess_obss(obss, device=None):
-            if isinstance(obss, (list, tuple)):
-                obss = torch_rl.batching.stack_obs(list(obss))
-            image = torch.as_tensor(obss["image"], device=device)
-            image = onehot_image(image) if onehot else image.float()
-            result = torch_rl.DictList(image=image)
-            if tokenise:
-                missions = obss["mission"]
-                if len(set(missions)) == 1:  # one mission for all envs (common): tokenise once
-                    result.text = vocab.tokens(missions[0]).to(device).expand(len(missions), -1)
-                else:
-                    tokens = [vocab.tokens(m) for m in missions]
-                    result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
-            return result
-
-        preprocess_obss.vocab = vocab
+        preprocess_obss = MiniGridPreprocessor(onehot, tokenise=use_text and "mission" in obs_space.spaces)
         image_shape = obs_space.spaces["image"].shape
         model_space = {"image": (*image_shape[:-1], sum(ONEHOT_SIZES)) if onehot else image_shape}
-        if tokenise:
-            model_space["text"] = vocab.max_size
+        if preprocess_obss.tokenise:
+            model_space["text"] = preprocess_obss.vocab.max_size
         return model_space, preprocess_obss
 
     if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
-        normalizer = ObservationNormalizer(obs_space.shape) if normalize else None
-
-        def preprocess_obss(obss, device=None):
-            flat = torch_rl.default_preprocess_obss(obss, device=device)
-            return torch_rl.DictList(flat=normalizer(flat) if normalizer is not None else flat)
-
-        preprocess_obss.normalizer = normalizer
-        return {"flat": obs_space.shape[0]}, preprocess_obss
+        return {"flat": obs_space.shape[0]}, FlatPreprocessor(obs_space.shape, normalize)
 
     raise UsageError(
         f"the starter files handle MiniGrid dict observations and flat Box observations, not {obs_space}; "

@@ -1,25 +1,39 @@
 """Reading training logs (log.csv) and drawing learning curves with matplotlib (Agg: no display needed)."""
 
-import csv
 import os
 
 import numpy as np
 
 from utils.errors import UsageError
+from utils.storage import MAX_LOG_BYTES, bounded_lines, open_for_reading, parse_csv_line
 
 
 def read_log(path):
-    """The columns of a log.csv as float arrays (empty or non-numeric cells are NaN), by header name."""
-    if not os.path.exists(path):
-        raise UsageError(f"no training log {path}: train the model first (python -m scripts.train ...)")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise UsageError(f"the training log {path} is empty")
-    header, rows = rows[0], rows[1:]
-    if "frames" not in header:
-        raise UsageError(f"the training log {path} has no 'frames' column; is it a torch_rl log.csv?")
-    rows = [row for row in rows if row != header]  # a header repeated by hand-concatenated logs
+    """The columns of a log.csv as float arrays (empty or non-numeric cells are NaN), by header name.
+
+    The file is opened without following a symbolic link and read with bounds (MAX_LOG_BYTES in all, MAX_LOG_LINE
+    a line); lines that are not text CSV (binary, overlong) are skipped."""
+    try:
+        f = open_for_reading(path)
+    except FileNotFoundError:
+        raise UsageError(f"no training log {path}: train the model first (python -m scripts.train ...)") from None
+    except OSError as error:
+        raise UsageError(f"cannot read the training log {path} ({error.strerror})") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_LOG_BYTES:
+            raise UsageError(
+                f"the training log {path} is {size / 2**20:.0f} MiB, more than the {MAX_LOG_BYTES // 2**20} MiB "
+                "plot reads; plot a copy holding every n-th row"
+            )
+        lines = bounded_lines(f)
+        first = next(lines, b"")
+        if first == b"":
+            raise UsageError(f"the training log {path} is empty")
+        header = parse_csv_line(first)
+        if not header or "frames" not in header:
+            raise UsageError(f"the training log {path} has no 'frames' column; is it a torch_rl log.csv?")
+        rows = [fields for fields in map(parse_csv_line, lines) if fields is not None and fields != header]
     columns = {}
     for j, name in enumerate(header):
         columns[name] = np.array([_to_float(row[j]) if j < len(row) else np.nan for row in rows], dtype=np.float64)

@@ -1,25 +1,81 @@
-"""Where models live (storage/NAME, or $TORCH_RL_STORAGE/NAME) and how they are saved, loaded and logged."""
+"""Model folders (storage/NAME, or $TORCH_RL_STORAGE/NAME): their names, their files, their lock and their logs.
 
+What a folder may hold is checked before anything is written there, its files are opened without following
+symbolic links (a link could aim a write, or an endless read, anywhere), and a lock keeps two trainings of one
+model apart. What goes inside status.pt is utils/checkpoint.py's business.
+"""
+
+import contextlib
 import csv
+import errno
+import fcntl
+import fnmatch
 import glob
 import json
 import os
+import re
+import stat
 import sys
 import tempfile
-
-import torch
+import time
 
 from utils.errors import UsageError
 
 STATUS_FILE = "status.pt"
+CONFIG_FILE = "config.json"
+TEXT_LOG_FILE = "log.txt"
+CSV_LOG_FILE = "log.csv"
+LOCK_FILE = "train.lock"
+# Temp files that an interrupted save or writability probe leaves behind (removed on resume).
+TEMP_FILE_PATTERNS = (".tmp-*.tmp", ".write-test-*")
+# Everything scripts.train writes into a model folder; a folder holding only these is a model not yet saved.
+MODEL_FILE_PATTERNS = (
+    STATUS_FILE,
+    CONFIG_FILE,
+    TEXT_LOG_FILE,
+    CSV_LOG_FILE,
+    LOCK_FILE,
+    "events.out.tfevents.*",
+    *TEMP_FILE_PATTERNS,
+)
+
+MODEL_NAME_PART = re.compile(r"[A-Za-z0-9_.-]+")
+MODEL_NAME_EXAMPLE = "DoorKey or doorkey/ppo_seed1"
+MAX_LOG_LINE = 128 * 1024  # a log.csv row is ~300 bytes; a longer line is damage, dropped unread
+MAX_LOG_BYTES = 256 * 1024**2  # what plot reads of one log.csv (about a million rows)
+
+
+class WriteError(Exception):
+    """Writing a model folder's file failed (disk full, read-only file or folder...)."""
+
+    def __init__(self, path, error):
+        super().__init__(f"cannot write {path} ({error.strerror or error})")
+        self.path = path
 
 
 def get_storage_dir():
     return os.environ.get("TORCH_RL_STORAGE", "storage")
 
 
+def check_model_name(name):
+    """``name`` if it names a folder under storage (letters, digits, ``-_.``, ``/`` between parts, no ``..``
+    part); a UsageError otherwise, so that a model never reaches outside its storage folder."""
+    parts = name.split("/")
+    if not all(MODEL_NAME_PART.fullmatch(part) and part not in (".", "..") for part in parts) or len(name) > 200:
+        raise UsageError(
+            f"--model {name!r} is not a model name: use letters, digits, '-', '_', '.' and '/' between sub-folder "
+            f"names, without '..' or a leading '/', e.g. --model {MODEL_NAME_EXAMPLE.split(' or ')[1]}"
+        )
+    return name
+
+
+def default_model_name(env_id, algo, seed):
+    """ENV_ALGO_seedSEED, with the characters a model name cannot hold (e.g. the ':' of module:EnvId) as '_'."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{env_id}_{algo}_seed{seed}").lstrip(".") or "model"
+
+
 def get_model_dir(model_name):
-    return os.path.join(get_storage_dir(), model_name)
+    return os.path.join(get_storage_dir(), check_model_name(model_name))
 
 
 def ensure_writable_dir(path):
@@ -52,135 +108,310 @@ def _not_writable(path, error):
     )
 
 
+def _is_model_file(name):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)
+
+
+def check_model_folder(model_dir, model_name):
+    """A UsageError if ``model_dir`` exists and training must not write there: a file, or a non-empty folder that
+    is not a torch_rl model (no status.pt, and files that scripts.train does not write, or a config.json that is
+    not one of its own)."""
+    if not os.path.lexists(model_dir):
+        return
+    if not os.path.isdir(model_dir):
+        raise UsageError(f"{model_dir} is not a folder; choose another --model")
+    try:
+        entries = os.listdir(model_dir)
+    except OSError as error:
+        raise UsageError(f"cannot read the model folder {model_dir} ({error.strerror})") from None
+    if STATUS_FILE in entries:
+        return
+    foreign = sorted(name for name in entries if not _is_model_file(name))
+    if CONFIG_FILE in entries and not _is_training_config(os.path.join(model_dir, CONFIG_FILE)):
+        foreign.append(CONFIG_FILE)
+    if foreign:
+        raise UsageError(
+            f"the folder {model_dir} exists and is not a torch_rl model (it holds {foreign[0]!r}"
+            f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); training does not write into it: "
+            f"choose another --model, e.g. --model {model_name.rstrip('/')}_2"
+        )
+
+
+def _is_training_config(path):
+    """Whether ``path`` is a config.json that scripts.train wrote (a JSON object with its flags)."""
+    try:
+        with open_for_reading(path) as f:
+            config = json.loads(f.read(1024**2))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"algo", "env", "frames_per_proc"} <= config.keys()
+
+
 def status_path(model_dir):
     return os.path.join(model_dir, STATUS_FILE)
 
 
-def model_exists(model_dir):
-    return os.path.exists(status_path(model_dir))
-
-
-def get_status(model_dir, map_location="cpu"):
-    """The saved training status (frames, update, model and optimizer state, vocabulary, config)."""
-    path = status_path(model_dir)
-    if not os.path.exists(path):
-        raise UsageError(
-            f"no trained model in {model_dir}: train one first with "
-            f"python -m scripts.train --model {os.path.basename(model_dir)} --env ..."
-        )
+# ------------------------------------------------------------------------------------------ opening files safely
+def _open_no_follow(path, flags, mode=0o644):
+    """An fd of ``path`` opened with O_NOFOLLOW (a symbolic link is refused, not followed) and O_NONBLOCK (a FIFO
+    does not hang the open); a UsageError unless it is a regular file."""
     try:
-        status = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UsageError(
+                f"{path} is a symbolic link; torch_rl does not follow links in a model folder (one could point "
+                "anywhere): replace it with the file itself, or remove it"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{path} is not a regular file; remove it, or choose another --model")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def open_for_reading(path):
+    """``path`` opened for binary reading without following a symbolic link (FileNotFoundError if missing)."""
+    return os.fdopen(_open_no_follow(path, os.O_RDONLY), "rb")
+
+
+def open_for_appending(path, text=True):
+    """``path`` opened for appending (created if missing) without following a symbolic link."""
+    try:
+        fd = _open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except OSError as error:
         raise UsageError(
-            f"the checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
-            "restore it from a backup or train under another --model"
+            f"cannot open {path} for writing ({error.strerror}); make it writable, or choose another --model"
         ) from None
-    if not isinstance(status, dict) or "model_state" not in status:
-        raise UsageError(f"the checkpoint {path} is not a torch_rl model; train under another --model")
-    return status
+    return os.fdopen(fd, "a", newline="", encoding="utf-8") if text else os.fdopen(fd, "ab")
 
 
-def atomic_write(path, write, binary=False):
-    """Writes ``path`` through ``write(file)`` into a temp file beside it, fsyncs, then renames it over ``path``:
-    a crash at any moment leaves either the old or the new file, never a torn one."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".tmp")
+def file_identity(path):
+    """(inode, size, mtime) of ``path`` (not followed), or None: tells whether a file was replaced meanwhile."""
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def atomic_write(path, write, binary=False, mode=None):
+    """Writes ``path`` through ``write(file)`` into a temp file beside it, fsyncs, then renames it over ``path``:
+    a crash at any moment leaves either the old or the new file, never a torn one. The temp file is created
+    exclusively (O_EXCL: never through a link) and the rename replaces a link at ``path`` rather than writing
+    through it. ``mode``: the new file's permissions (default: the temp file's 0600). An OSError (disk full,
+    read-only folder) is a WriteError, and the old file is left as it was."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".tmp")
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
             write(f)
             f.flush()
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        _remove_quietly(tmp)
+        raise WriteError(path, error) from error
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
         raise
 
 
-def save_status(status, model_dir):
-    """Saves atomically: a temp file then a rename, so that a crash at any moment leaves a loadable checkpoint."""
-    path = status_path(model_dir)
-    atomic_write(path, lambda f: torch.save(status, f), binary=True)
+def _remove_quietly(path):
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _default_file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def remove_temp_files(model_dir):
     """Removes the temp files of saves that a crash (e.g. SIGKILL) interrupted; the checkpoint itself is intact."""
-    for pattern in (".tmp-*.tmp", ".status-*.tmp", ".log-*.tmp", ".write-test-*"):
-        for path in glob.glob(os.path.join(model_dir, pattern)):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-
-
-def trim_csv_log(model_dir, last_update):
-    """Drops the rows of log.csv after update ``last_update`` (and a half-written last line).
-
-    A crash between logging an update and saving it leaves rows that the resumed run logs again; dropping them
-    keeps one row per update. The file is rewritten (atomically) only if there is something to drop.
-    """
-    path = os.path.join(model_dir, "log.csv")
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        lines = f.read().splitlines(keepends=True)
-    if not lines:
-        return
-    header = next(csv.reader([lines[0]]))
-    keep = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
-    for line in lines[1:]:
-        fields = next(csv.reader([line]), [])
-        if not line.endswith("\n") or len(fields) != len(header):
-            break  # a line the crash cut off
-        try:
-            update = int(fields[header.index("update")]) if "update" in header else 0
-        except ValueError:
-            break
-        if update > last_update:
-            break
-        keep.append(line)
-    if keep == lines:
-        return
-    atomic_write(path, lambda f: f.writelines(keep))
+    for pattern in TEMP_FILE_PATTERNS:
+        for path in glob.glob(os.path.join(glob.escape(model_dir), pattern)):
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    os.remove(path)
 
 
 def save_config(config, model_dir):
-    with open(os.path.join(model_dir, "config.json"), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
+    atomic_write(
+        os.path.join(model_dir, CONFIG_FILE),
+        lambda f: json.dump(config, f, indent=2, sort_keys=True),
+        mode=_default_file_mode(),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- lock
+class ModelLock:
+    """An advisory lock (flock) on the model folder's train.lock, held while training: the kernel releases it
+    when the process ends, however it ends (kill -9 included), so a stale lock never blocks a later run.
+    Readers (evaluate, visualize, plot) do not take it: a checkpoint is replaced atomically, never torn."""
+
+    def __init__(self, model_dir):
+        self.path = os.path.join(model_dir, LOCK_FILE)
+        try:
+            self.fd = _open_no_follow(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise UsageError(f"cannot open the lock file {self.path} ({error.strerror})") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = self._holder()
+            os.close(self.fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise UsageError(f"cannot lock {self.path} ({error.strerror})") from None
+            raise UsageError(
+                f"the model {model_dir} is being trained by {f'process {holder}' if holder else 'another process'}"
+                f" (it holds {self.path}); wait for it to finish or stop it, or choose another --model"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def _holder(self):
+        """The PID the holder wrote (it writes it just after locking, so a moment is allowed for it)."""
+        for _ in range(20):
+            text = os.pread(self.fd, 32, 0).decode("ascii", "replace").strip()
+            if text.isdigit():
+                return int(text)
+            time.sleep(0.025)
+        return None
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the flock
+            self.fd = None
+
+
+# ----------------------------------------------------------------------------------------------------------- logs
+def bounded_lines(file, max_line=MAX_LOG_LINE):
+    """The lines of a binary ``file``, each as bytes (with its b"\\n", except a torn last line); a line longer
+    than ``max_line`` is yielded as None, without holding it in memory."""
+    while True:
+        line = file.readline(max_line + 1)
+        if not line:
+            return
+        if len(line) > max_line:
+            while line and not line.endswith(b"\n"):  # skip the rest of the overlong line
+                line = file.readline(max_line + 1)
+            yield None
+            continue
+        yield line
+
+
+def parse_csv_line(line):
+    """The fields of one log.csv line (bytes), or None if it is not a line of text CSV (binary, NUL...)."""
+    if line is None:
+        return None
+    try:
+        return next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+def trim_csv_log(model_dir, last_update):
+    """Repairs log.csv for a resume at update ``last_update``: drops the rows after it (logged after the last
+    save: the resumed run logs them again), a torn last line and damaged lines (binary, overlong, wrong field
+    count, no update number), each alone; every other row stays, in order. The file is rewritten (atomically,
+    keeping its permissions) only if there is something to drop; it is streamed, never held in memory."""
+    path = os.path.join(model_dir, CSV_LOG_FILE)
+    try:
+        f = open_for_reading(path)
+    except FileNotFoundError:
+        return
+    with f:
+        if all(keep for _, keep in _judged_lines(f, path, last_update)):
+            return
+        f.seek(0)
+        kept = (line for line, keep in _judged_lines(f, path, last_update) if keep)
+        atomic_write(
+            path, lambda out: out.writelines(kept), binary=True, mode=stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+        )
+
+
+def _judged_lines(f, path, last_update):
+    """(line, whether resume keeps it) for each line of the log.csv ``f``."""
+    lines = bounded_lines(f)
+    first = next(lines, b"")
+    if first == b"":
+        return
+    if first is not None and not first.endswith(b"\n"):  # the file is a header that a crash cut off
+        yield first, False
+        return
+    header = parse_csv_line(first)
+    if not header or "update" not in header:
+        raise UsageError(
+            f"the training log {path} does not start with a CSV header holding 'update'; it is damaged or "
+            "not a torch_rl log: move it away (e.g. rename it) to resume, training starts a new one"
+        )
+    yield first, True
+    column = header.index("update")
+    for line in lines:
+        fields = parse_csv_line(line)
+        update = _int_or_none(fields[column]) if fields is not None and len(fields) == len(header) else None
+        yield line, line is not None and line.endswith(b"\n") and update is not None and update <= last_update
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 class TextLogger:
     """Prints a line and appends it to log.txt in the model folder."""
 
     def __init__(self, model_dir, quiet=False):
-        self.path = os.path.join(model_dir, "log.txt")
+        self.path = os.path.join(model_dir, TEXT_LOG_FILE)
         self.quiet = quiet
+        self.file = open_for_appending(self.path)
 
     def __call__(self, line):
         if not self.quiet:
             print(line, flush=True)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
+        try:
+            self.file.write(line + "\n")
+            self.file.flush()
+        except OSError as error:
+            raise WriteError(self.path, error) from error
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 class CSVLogger:
     """Appends rows to log.csv; the header is written once, when the file is new."""
 
     def __init__(self, model_dir, fieldnames):
-        self.path = os.path.join(model_dir, "log.csv")
+        self.path = os.path.join(model_dir, CSV_LOG_FILE)
         self.fieldnames = list(fieldnames)
-        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        self.file = open(self.path, "a", newline="")
+        self.file = open_for_appending(self.path)
         self.writer = csv.DictWriter(self.file, fieldnames=self.fieldnames)
-        if new:
-            self.writer.writeheader()
-            self.file.flush()
+        if os.fstat(self.file.fileno()).st_size == 0:
+            self._write(self.writer.writeheader)
 
     def write(self, row):
-        self.writer.writerow(row)
-        self.file.flush()
+        self._write(self.writer.writerow, row)
+
+    def _write(self, write, *args):
+        try:
+            write(*args)
+            self.file.flush()
+        except OSError as error:
+            raise WriteError(self.path, error) from error
 
     def close(self):
-        self.file.close()
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 def command_line():

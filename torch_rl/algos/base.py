@@ -376,6 +376,24 @@ class BaseAlgo(ABC):
     def __exit__(self, *exc):
         self.close()
 
+    def state_dict(self) -> dict:
+        """What the algorithm owns and a checkpoint keeps: the optimizer's state and, with reward normalisation,
+        the reward scaler's statistics (plain tensors and numbers)."""
+        state = {"optimizer": self.optimizer.state_dict()}
+        if self.reward_scaler is not None:
+            state["reward_scaler"] = self.reward_scaler.stats.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores ``state_dict()``'s parts that ``state`` holds (a missing part keeps its fresh value)."""
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        saved = state.get("reward_scaler")
+        if self.reward_scaler is not None and saved is not None:
+            if saved["mean"].shape != self.reward_scaler.stats.mean.shape:
+                raise ValueError(f"the reward scaler's statistics have shape {tuple(saved['mean'].shape)}, not ()")
+            self.reward_scaler.stats.load_state_dict(saved)
+
 
 def _sum_event_dims(x):
     return x.sum(dim=tuple(range(1, x.dim()))) if x.dim() > 1 else x

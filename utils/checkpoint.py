@@ -1,0 +1,263 @@
+"""The checkpoint (status.pt in a model folder): every key it holds, how it is saved, and how it is loaded.
+
+A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)``, which rebuilds tensors and
+plain containers only and refuses anything that would call a function, and each field is checked before it is
+used, so that a crafted or damaged file ends in one line naming what is wrong. Checkpoints written before this
+module (same keys) load as they are; a key added later gets a default.
+"""
+
+import math
+import os
+import pickle
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from utils.errors import UsageError
+from utils.format import IMAGE_ENCODINGS
+from utils.storage import atomic_write, file_identity, open_for_reading, status_path
+
+# The keys of status.pt.
+NUM_FRAMES = "num_frames"
+UPDATE = "update"
+DURATION = "duration"
+MODEL = "model_state"
+OPTIMIZER = "optimizer_state"
+REWARD_SCALER = "reward_scaler"
+OBS_NORMALIZER = "obs_normalizer"
+VOCAB = "vocab"
+CONFIG = "config"
+# The parts of BaseAlgo.state_dict() and of the preprocessor's state_dict(), and their keys in status.pt.
+ALGO_KEYS = {"optimizer": OPTIMIZER, "reward_scaler": REWARD_SCALER}
+PREPROCESSOR_KEYS = {"vocab": VOCAB, "obs_normalizer": OBS_NORMALIZER}
+
+# The config keys that fix the model's architecture (the model is rebuilt from them), and "args": all the flags.
+ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
+ARCHITECTURE_DEFAULTS = {"env": "?", "algo": "?", "use_memory": False, "use_text": False, "image_encoding": "raw"}
+ARGS = "args"
+ALGOS = ("a2c", "ppo")
+
+
+@dataclass
+class Checkpoint:
+    """What training saves: counters, the model's parameters, what the algorithm and the preprocessor own, and
+    the config (architecture keys and the flags)."""
+
+    num_frames: int = 0
+    update: int = 0
+    duration: float = 0.0
+    model_state: dict | None = None
+    algo_state: dict = field(default_factory=dict)
+    preprocessor_state: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    path: str | None = None  # where it was loaded from
+    identity: tuple | None = None  # status.pt's (inode, size, mtime) when loaded
+
+    def architecture(self) -> dict:
+        """The architecture keys of the config, with what checkpoints older than a key used."""
+        return {key: self.config.get(key, ARCHITECTURE_DEFAULTS[key]) for key in ARCHITECTURE_KEYS}
+
+    def to_dict(self) -> dict:
+        status = {NUM_FRAMES: self.num_frames, UPDATE: self.update, DURATION: self.duration, MODEL: self.model_state}
+        status |= {ALGO_KEYS[k]: v for k, v in self.algo_state.items() if v is not None}
+        status |= {PREPROCESSOR_KEYS[k]: v for k, v in self.preprocessor_state.items() if v is not None}
+        status[CONFIG] = self.config
+        return status
+
+
+def make_config(args: dict) -> dict:
+    """The config saved with a model: its architecture keys, and every flag under "args"."""
+    return {key: args[key] for key in ARCHITECTURE_KEYS} | {ARGS: dict(args)}
+
+
+def exists(model_dir) -> bool:
+    return os.path.lexists(status_path(model_dir))
+
+
+def save(checkpoint: Checkpoint, model_dir) -> None:
+    """Writes status.pt atomically (utils.storage.atomic_write): a crash at any moment leaves a loadable
+    checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
+    atomic_write(status_path(model_dir), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+
+
+def load(model_dir, map_location="cpu") -> Checkpoint:
+    """The checkpoint in ``model_dir``, checked field by field; a UsageError (one line) if it is missing, cannot
+    be read safely, or a field is malformed."""
+    path = status_path(model_dir)
+    if not exists(model_dir):
+        raise UsageError(
+            f"no trained model in {model_dir}: train one first with "
+            f"python -m scripts.train --model {os.path.basename(model_dir)} --env ..."
+        )
+    identity = file_identity(path)
+    status = _read(path, map_location)
+    checkpoint = from_dict(status, path)
+    checkpoint.identity = identity
+    return checkpoint
+
+
+def _read(path, map_location):
+    try:
+        with open_for_reading(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols on stderr: the error says it all
+            return torch.load(f, map_location=map_location, weights_only=True)
+    except UsageError:
+        raise
+    except pickle.UnpicklingError as error:
+        message = str(error)
+        refused = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) (\S+)", message)
+        if refused:
+            raise UsageError(
+                f"refused to load {path}: it would call {refused.group(1)}, and a torch_rl checkpoint holds only "
+                "tensors, numbers and strings; the file may be unsafe: delete it, or train under another --model"
+            ) from None
+        if "Weights only load failed" in message:
+            operand = re.search(r"Unsupported operand (\d+)", message)
+            detail = f"pickle operand {operand.group(1)}" if operand else "a type a checkpoint never holds"
+            raise UsageError(
+                f"the checkpoint {path} is corrupt or truncated, or not plain data: refused to load it ({detail}), "
+                "as the file may be unsafe; restore it from a backup or train under another --model"
+            ) from None
+        raise _corrupt(path, error) from None
+    except Exception as error:
+        raise _corrupt(path, error) from None
+
+
+def _corrupt(path, error):
+    return UsageError(
+        f"the checkpoint {path} is corrupt or truncated ({type(error).__name__}); "
+        "restore it from a backup or train under another --model"
+    )
+
+
+class _Malformed(Exception):
+    pass
+
+
+def from_dict(status, path="status.pt") -> Checkpoint:
+    """A Checkpoint from a loaded status.pt, each field checked (a UsageError naming the first malformed one)."""
+    if not isinstance(status, dict) or MODEL not in status:
+        raise UsageError(f"the checkpoint {path} is not a torch_rl model; train under another --model")
+    try:
+        return Checkpoint(
+            num_frames=_counter(status, NUM_FRAMES),
+            update=_counter(status, UPDATE),
+            duration=_duration(status),
+            model_state=_check(status, MODEL, _is_tensor_dict, "is not a dict of named tensors", required=True),
+            algo_state={
+                "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
+                "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_FORM),
+            },
+            preprocessor_state={
+                "vocab": _check(status, VOCAB, _is_vocab, "is not a dict of words to token ids"),
+                "obs_normalizer": _check(status, OBS_NORMALIZER, _is_running_stats, _STATS_FORM),
+            },
+            config=_config(status),
+            path=path,
+        )
+    except _Malformed as error:
+        raise UsageError(
+            f"the checkpoint {path} is malformed: {error}; restore it from a backup or train under another --model"
+        ) from None
+
+
+_OPTIMIZER_FORM = "is malformed (a torch optimizer's state_dict: 'state' a dict, 'param_groups' a list of dicts)"
+_STATS_FORM = "is malformed (a dict of 'mean' and 'var', float tensors of one shape, and 'count', a number > 0)"
+
+
+def _check(status, key, is_valid, problem, required=False):
+    """``status[key]`` (None if absent and not ``required``) if ``is_valid``; else _Malformed naming the key."""
+    value = status.get(key)
+    if (value is not None or required) and not is_valid(value):
+        raise _Malformed(f"its {key} {problem}")
+    return value
+
+
+def _counter(status, key):
+    value = status.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Malformed(f"its {key} is not a whole number >= 0 (got {_describe(value)})")
+    return value
+
+
+def _duration(status):
+    value = status.get(DURATION, 0.0)
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise _Malformed(f"its {DURATION} is not a number of seconds >= 0 (got {_describe(value)})")
+    return float(value)
+
+
+def _config(status):
+    config = status.get(CONFIG, {})
+    if not isinstance(config, dict):
+        raise _Malformed(f"its {CONFIG} is not a dict (got {_describe(config)})")
+    checks = {
+        "env": (lambda v: isinstance(v, str), "an env id"),
+        "algo": (lambda v: v in ALGOS, f"one of {ALGOS}"),
+        "use_memory": (lambda v: isinstance(v, bool), "True or False"),
+        "use_text": (lambda v: isinstance(v, bool), "True or False"),
+        "image_encoding": (lambda v: v in IMAGE_ENCODINGS, f"one of {IMAGE_ENCODINGS}"),
+        ARGS: (lambda v: isinstance(v, dict), "a dict"),
+    }
+    for key, (is_valid, expected) in checks.items():
+        if key in config and not is_valid(config[key]):
+            raise _Malformed(f"its {CONFIG}[{key!r}] is not {expected} (got {_describe(config[key])})")
+    return config
+
+
+def _describe(value):
+    text = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_tensor_dict(value):
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def _is_optimizer_state(value):
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("state"), dict)
+        and isinstance(value.get("param_groups"), list)
+        and all(
+            isinstance(group, dict)
+            and isinstance(group.get("params"), list)
+            and all(isinstance(i, int) for i in group["params"])
+            for group in value["param_groups"]
+        )
+        and all(isinstance(s, dict) for s in value["state"].values())
+    )
+
+
+def _is_running_stats(value):
+    if not isinstance(value, dict):
+        return False
+    mean, var, count = value.get("mean"), value.get("var"), value.get("count")
+    return (
+        isinstance(mean, torch.Tensor)
+        and isinstance(var, torch.Tensor)
+        and mean.is_floating_point()
+        and var.is_floating_point()
+        and mean.shape == var.shape
+        and _is_number(count)
+        and math.isfinite(count)
+        and count > 0
+    )
+
+
+def _is_vocab(value):
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
+    )
+
+
+def changed_since_loaded(checkpoint: Checkpoint | None, model_dir) -> bool:
+    """Whether status.pt was replaced since ``checkpoint`` was loaded from it (None: there was none)."""
+    before = checkpoint.identity if checkpoint is not None else None
+    return file_identity(status_path(model_dir)) != before
