@@ -113,6 +113,20 @@ def index_obs(batch, index):
     return batch[index]
 
 
+def batch_size(batch):
+    """The number of observations in a batch (the length of its first array, tensor or list)."""
+    while isinstance(batch, dict):
+        if not batch:
+            raise ValueError("cannot tell the size of an empty dict of observations")
+        batch = next(iter(batch.values()))
+    return len(batch)
+
+
+def unstack_obs(batch):
+    """The list of per-env observations of a batch: the inverse of ``stack_obs`` (array rows are views)."""
+    return [index_obs(batch, i) for i in range(batch_size(batch))]
+
+
 def stack_steps(steps):
     """Stacks a list of T preprocessed batches (tensors or DictLists of shape (N, ...)) to shape (T, N, ...).
 

@@ -86,6 +86,7 @@ def get_obss_preprocessor(obs_space, normalize=False, use_text=True, image_encod
             return result
 
         preprocess_obss.vocab = vocab
+        preprocess_obss.accepts_stacked_obs = True  # it also takes the envs' stacked batch (faster than a list)
         image_shape = obs_space.spaces["image"].shape
         model_space = {"image": (*image_shape[:-1], sum(ONEHOT_SIZES)) if onehot else image_shape}
         if tokenise:
@@ -100,6 +101,7 @@ def get_obss_preprocessor(obs_space, normalize=False, use_text=True, image_encod
             return torch_rl.DictList(flat=normalizer(flat) if normalizer is not None else flat)
 
         preprocess_obss.normalizer = normalizer
+        preprocess_obss.accepts_stacked_obs = True  # it also takes the envs' stacked batch (faster than a list)
         return {"flat": obs_space.shape[0]}, preprocess_obss
 
     raise UsageError(

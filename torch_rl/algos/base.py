@@ -9,7 +9,7 @@ from collections import deque
 import torch
 
 from torch_rl import distributed
-from torch_rl.batching import flatten_steps, index_obs, stack_steps
+from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.dictlist import DictList
 from torch_rl.gae import compute_gae
 from torch_rl.normalization import RewardScaler
@@ -34,8 +34,10 @@ class BaseAlgo(ABC):
     max_grad_norm : gradients are clipped to this global norm.
     recurrence : steps the gradient is back-propagated through for a recurrent model (ignored otherwise);
         must divide num_frames_per_proc.
-    preprocess_obss : ``f(obss, device=None)`` turning a batch of observations into the model's input
-        (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``.
+    preprocess_obss : ``f(obss, device=None)`` turning a list of N observations (one per env) into the model's
+        input (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``. A function
+        with the attribute ``accepts_stacked_obs = True`` gets the envs' stacked batch instead (an array of shape
+        (N, ...), or a dict of arrays, tensors and lists), which saves splitting it into N observations per step.
     reshape_reward : ``f(obs, action, reward, done) -> reward`` applied per env and step (logs keep both).
     seed : seeds the envs' first reset (env i gets seed + i); seed torch yourself for the policy's sampling.
     normalize_rewards : train on rewards divided by the running std of the discounted return (logs keep the
@@ -90,6 +92,7 @@ class BaseAlgo(ABC):
         self.value_loss_coef = value_loss_coef
         self.max_grad_norm = max_grad_norm
         self.preprocess_obss = preprocess_obss or default_preprocess_obss
+        self.stacked_obs_input = bool(getattr(self.preprocess_obss, "accepts_stacked_obs", False))
         self.reshape_reward = reshape_reward
         self.num_procs = self.env.num_envs
         self.num_frames = self.num_frames_per_proc * self.num_procs
@@ -133,12 +136,12 @@ class BaseAlgo(ABC):
         ``exps`` is a DictList of N*T rows ordered env by env (rows i*T .. i*T+T-1 are env i's steps in time
         order) with ``obs, action, value, reward, advantage, returnn, log_prob`` (+ ``memory, mask``).
         """
-        T, device = self.num_frames_per_proc, self.device
+        T = self.num_frames_per_proc
         rollout_start_memory = self.memory if self.recurrent else None
         # The observation after a rollout is preprocessed once, for its last value, and reused as the next
         # rollout's first input (preprocessing twice would also count it twice in running normalisers).
         if self.preprocessed_obs is None:
-            self.preprocessed_obs = self.preprocess_obss(self.obs, device=device)
+            self.preprocessed_obs = self._preprocess(self.obs)
         obs_steps = []
         for t in range(T):
             obs_steps.append(self.preprocessed_obs)
@@ -233,7 +236,11 @@ class BaseAlgo(ABC):
         self.episode_return *= self.mask
         self.episode_reshaped_return *= self.mask
         self.episode_num_frames *= self.mask
-        return self.preprocess_obss(obs, device=device)
+        return self._preprocess(obs)
+
+    def _preprocess(self, batch):
+        """A batch of observations as the model's input (see ``preprocess_obss``)."""
+        return self.preprocess_obss(batch if self.stacked_obs_input else unstack_obs(batch), device=self.device)
 
     @staticmethod
     def _sample(dist):
@@ -263,7 +270,7 @@ class BaseAlgo(ABC):
         if not bool(cut.any()):
             return values
         indices = cut.nonzero().flatten()
-        final_batch = self.preprocess_obss(self.env.final_obs_batch(final_obs, indices.tolist()), device=self.device)
+        final_batch = self._preprocess(self.env.final_obs_batch(final_obs, indices.tolist()))
         memory = self.memory[indices] if self.recurrent else None  # the memory after the step's action
         with torch.no_grad():
             _, final_value, _ = self._model_step(final_batch, memory, torch.ones(len(indices), device=self.device))
