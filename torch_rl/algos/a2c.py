@@ -67,8 +67,6 @@ class A2CAlgo(BaseAlgo):
             "value_loss": value_loss.detach(),
         }
 
-    def update_parameters(self):
-        """Collects one rollout and takes one gradient step on all of it; returns a dict of logs."""
-        exps, logs = self.collect_experiences()
-        stats = self.optimize_batch(exps, self.sequence_starts())
-        return self.summarize(logs, [stats], exps)
+    def optimize(self, exps):
+        """One gradient step on the whole rollout."""
+        return [self.optimize_batch(exps, self.sequence_starts())]

@@ -114,6 +114,7 @@ class BaseAlgo(ABC):
         self.truncateds = torch.zeros(T, N, dtype=torch.bool, device=device)
         self.final_values = torch.zeros(T, N, device=device)
         self.actions = None  # allocated at the first step, when the action's shape and dtype are known
+        self.collected_exps = None
 
         # Episode statistics are written per step into buffers and read once per rollout (no per-step sync).
         self.episode_return = torch.zeros(N, device=device)
@@ -121,7 +122,9 @@ class BaseAlgo(ABC):
         self.episode_num_frames = torch.zeros(N, device=device)
         self.step_stats = torch.zeros(T, 3, N, device=device)
         self.reward_scaler = RewardScaler(N, discount, device) if normalize_rewards else None
-        self.history = {key: deque(maxlen=N) for key in ("return", "reshaped_return", "num_frames")}
+        # The last N finished episodes, padded with zeros (as torch-ac) so that the statistics are never empty.
+        self.history = {key: deque([0] * N, maxlen=N) for key in ("return", "reshaped_return", "num_frames")}
+        self.num_episodes_ended = 0
 
     # ----------------------------------------------------------------------------------------------- collection
     def _model_step(self, obs, memory=None, mask=None):
@@ -182,6 +185,7 @@ class BaseAlgo(ABC):
             exps.memory = flatten_steps(self.memories)
             exps.mask = flatten_steps(self.masks)
             self.rollout_start_memory = rollout_start_memory
+        self.collected_exps = exps  # what update_parameters(exps) accepts
         return exps, self._episode_logs()
 
     # One step of collection is split in two, before and after the envs step. (Measured: acting for one half
@@ -288,19 +292,58 @@ class BaseAlgo(ABC):
         }
         for key, values in finished.items():
             self.history[key].extend(values)
+        self.num_episodes_ended += len(stats)
         # Like torch-ac: report at least the last N finished episodes, so that a rollout where few episodes
-        # end still shows a meaningful mean.
+        # end still shows a meaningful mean; before N episodes have ended, zeros pad the lists to N entries.
         if len(finished["return"]) < self.num_procs:
             finished = {key: list(values) for key, values in self.history.items()}
         return {
             "return_per_episode": finished["return"],
             "reshaped_return_per_episode": finished["reshaped_return"],
             "num_frames_per_episode": finished["num_frames"],
+            "num_padding_entries": max(0, self.num_procs - self.num_episodes_ended),  # leading zeros, not episodes
             "num_episodes": len(stats),
             "num_frames": self.num_frames,
         }
 
     # ----------------------------------------------------------------------------------------------- learning
+    def update_parameters(self, exps=None):
+        """Updates the model on ``exps``; returns a dict of logs.
+
+        Given nothing, it first collects a rollout (``collect_experiences``) and the logs also hold that
+        rollout's episode statistics. Given ``exps`` (torch-ac's ``exps, logs = algo.collect_experiences();
+        algo.update_parameters(exps)``), they must be what this algorithm's last ``collect_experiences``
+        returned, and the logs hold the update's statistics only.
+        """
+        if exps is None:
+            exps, logs = self.collect_experiences()
+        else:
+            self._check_exps(exps)
+            logs = {}
+        return self.summarize(logs, self.optimize(exps), exps)
+
+    def _check_exps(self, exps):
+        if not isinstance(exps, DictList):
+            raise ValueError(
+                f"update_parameters(exps) needs the DictList that collect_experiences() returns, "
+                f"got {type(exps).__name__}"
+            )
+        rows = len(exps)
+        if rows != self.num_frames:
+            raise ValueError(
+                f"update_parameters(exps) got exps of {rows} rows, but this algorithm's rollouts have "
+                f"{self.num_frames} (num_frames_per_proc {self.num_frames_per_proc} x {self.num_procs} envs)"
+            )
+        if exps is not self.collected_exps:
+            raise ValueError(
+                "update_parameters(exps) needs the exps of this algorithm's last collect_experiences() "
+                "(these come from another algorithm or an older rollout)"
+            )
+
+    @abstractmethod
+    def optimize(self, exps):
+        """Gradient steps on a rollout's ``exps``; returns the statistics of each step (see optimize_batch)."""
+
     @abstractmethod
     def compute_loss(self, sb, dist, value):
         """Loss of one step of a mini-batch ``sb`` and a dict of detached statistics to log."""

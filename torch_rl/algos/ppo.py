@@ -96,16 +96,16 @@ class PPOAlgo(BaseAlgo):
             "clipfrac": clipfrac,
         }
 
-    def update_parameters(self):
-        """Collects one rollout, runs ``epochs`` passes of mini-batch updates on it; returns a dict of logs."""
-        exps, logs = self.collect_experiences()
+    def optimize(self, exps):
+        """``epochs`` passes of mini-batch updates over the rollout (memories recomputed before each pass but
+        the first, so that no pass trains on memories of older parameters)."""
         batch_stats = []
         for epoch in range(self.epochs):
             if self.recurrent and epoch > 0:
                 exps.memory = self.recompute_memories()
             for starts in self.batches_of_starts():
                 batch_stats.append(self.optimize_batch(exps, starts))
-        return self.summarize(logs, batch_stats, exps)
+        return batch_stats
 
     def batches_of_starts(self):
         """Shuffled sequence starts, in mini-batches of ``batch_size / recurrence`` sequences."""
