@@ -38,6 +38,8 @@ class EnvBatch:
     num_envs: int
     single_action_space: gym.Space
     single_observation_space: gym.Space
+    # True where the envs take the sampled actions as torch tensors (on the device), not as numpy arrays.
+    accepts_torch_actions: bool = False
 
     def reset(self, seed=None):
         raise NotImplementedError
@@ -353,6 +355,7 @@ class VectorEnvBatch(EnvBatch):
         self.num_envs = env.num_envs
         self.single_action_space = env.single_action_space
         self.single_observation_space = env.single_observation_space
+        self.accepts_torch_actions = bool(getattr(env, "accepts_torch_actions", False))
 
     def reset(self, seed=None):
         obs, _ = self.env.reset(seed=seed)

@@ -107,9 +107,6 @@ class PPOAlgo(BaseAlgo):
                 batch_stats.append(self.optimize_batch(exps, starts))
         return batch_stats
 
-    def batches_of_starts(self):
+    def batches_of_starts(self) -> list[torch.Tensor]:
         """Shuffled sequence starts, in mini-batches of ``batch_size / recurrence`` sequences."""
-        starts = self.sequence_starts()
-        starts = starts[torch.randperm(len(starts), device=self.device)]
-        per_batch = max(1, self.batch_size // self.recurrence)
-        return starts.split(per_batch)
+        return self.rollout.shuffled_batches(self.recurrence, self.batch_size)
