@@ -1,5 +1,7 @@
 """The default observation preprocessing: a batch of observations to float tensors on the device."""
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -7,7 +9,7 @@ from torch_rl.batching import stack_obs
 from torch_rl.dictlist import DictList
 
 
-def default_preprocess_obss(obss, device=None):
+def default_preprocess_obss(obss: Any, device: str | torch.device | None = None) -> torch.Tensor | DictList:
     """Turns a batch of observations into a float tensor (or a DictList of them for dict observations).
 
     ``obss`` is either a list of N per-env observations (the documented contract of ``preprocess_obss``) or,
