@@ -542,9 +542,11 @@ def reached_target(logs, args, recent):
 
 
 def gather_episode_logs(logs, world_size):
-    """Episode statistics of all ranks (called by every rank at the same updates)."""
+    """Episode statistics of all ranks (called by every rank at the same updates), without the zeros that pad
+    them before num_procs episodes have ended (so the log shows nan until an episode ends)."""
+    padding = logs.get("num_padding_entries", 0)
     for key in EPISODE_LOG_KEYS:
-        logs[key] = gather_lists(logs[key], world_size)
+        logs[key] = gather_lists(logs[key][padding:], world_size)
 
 
 def run_worker_rank(algo, checkpoint, args, world_size):

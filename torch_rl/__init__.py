@@ -1,5 +1,6 @@
 """torch_rl: small, fast actor-critic reinforcement learning (A2C, PPO) in PyTorch."""
 
+from torch_rl import utils  # torch-ac's module path: torch_rl.utils.DictList, torch_rl.utils.penv.ParallelEnv
 from torch_rl.algos import A2CAlgo, BaseAlgo, PPOAlgo
 from torch_rl.dictlist import DictList
 from torch_rl.model import ACModel, RecurrentACModel
@@ -16,5 +17,6 @@ __all__ = [
     "default_preprocess_obss",
     "ParallelEnv",
     "EnvWorkerError",
+    "utils",
 ]
 __version__ = "0.1.0"

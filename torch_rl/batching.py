@@ -3,13 +3,16 @@
 A batch is an array/tensor with the env index first, a list (e.g. of mission strings), or a dict of batches.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 
 from torch_rl.dictlist import DictList
 
 
-def stack_obs(observations):
+def stack_obs(observations: Sequence[Any]) -> Any:
     """Stacks a list of per-env observations (arrays, numbers, strings or dicts of them) into one batch.
 
     Observations of different structures (keys, types or shapes) raise a ValueError that says which differ.
@@ -88,7 +91,7 @@ def _raise_shape_error(shapes, path):
             ) from None
 
 
-def concat_obs(batches):
+def concat_obs(batches: Sequence[Any]) -> Any:
     """Concatenates batches along the env axis (e.g. the chunks of several worker processes)."""
     first = batches[0]
     if isinstance(first, dict):
@@ -100,7 +103,7 @@ def concat_obs(batches):
     return np.concatenate(batches)
 
 
-def index_obs(batch, index):
+def index_obs(batch: Any, index: int | Sequence[int] | np.ndarray) -> Any:
     """Rows ``index`` (an int, or a sequence/array of ints) of a batch."""
     if isinstance(batch, dict):
         return {key: index_obs(value, index) for key, value in batch.items()}
@@ -113,7 +116,21 @@ def index_obs(batch, index):
     return batch[index]
 
 
-def stack_steps(steps):
+def batch_size(batch: Any) -> int:
+    """The number of observations in a batch (the length of its first array, tensor or list)."""
+    while isinstance(batch, dict):
+        if not batch:
+            raise ValueError("cannot tell the size of an empty dict of observations")
+        batch = next(iter(batch.values()))
+    return len(batch)
+
+
+def unstack_obs(batch: Any) -> list[Any]:
+    """The list of per-env observations of a batch: the inverse of ``stack_obs`` (array rows are views)."""
+    return [index_obs(batch, i) for i in range(batch_size(batch))]
+
+
+def stack_steps(steps: Sequence[Any]) -> Any:
     """Stacks a list of T preprocessed batches (tensors or DictLists of shape (N, ...)) to shape (T, N, ...).
 
     Trailing dimensions that differ between steps (e.g. token sequences padded per step) are zero-padded.
@@ -133,7 +150,7 @@ def stack_steps(steps):
     return torch.stack(steps)
 
 
-def flatten_steps(batch, transpose=True):
+def flatten_steps(batch: Any, transpose: bool = True) -> Any:
     """(T, N, ...) -> (N*T, ...), env-major, so that consecutive rows are consecutive steps of one env."""
     if isinstance(batch, dict):
         return DictList({key: flatten_steps(value, transpose) for key, value in batch.items()})

@@ -1,5 +1,7 @@
 """DictList: a dictionary of equally long sequences that is itself indexable like one sequence."""
 
+from typing import Any
+
 import numpy as np
 
 
@@ -24,19 +26,19 @@ class DictList(dict):
             if isinstance(value, dict) and not isinstance(value, DictList):
                 dict.__setitem__(self, key, DictList(value))
 
-    def __getattr__(self, key):
+    def __getattr__(self, key: str) -> Any:
         try:
             return dict.__getitem__(self, key)
         except KeyError:
             raise AttributeError(f"DictList has no key {key!r} (keys: {list(self.keys())})") from None
 
-    def __setattr__(self, key, value):
+    def __setattr__(self, key: str, value: Any) -> None:
         self[key] = value
 
-    def __delattr__(self, key):
+    def __delattr__(self, key: str) -> None:
         del self[key]
 
-    def __len__(self):
+    def __len__(self) -> int:
         lengths = {}
         for key, value in self.items():
             try:
@@ -47,13 +49,13 @@ class DictList(dict):
             raise ValueError(f"DictList values have different lengths: {lengths}")
         return next(iter(lengths.values()), 0)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, str):
             return dict.__getitem__(self, index)
         len(self)  # checks that every value has a length and that the lengths agree
         return DictList({key: _index(value, index) for key, value in self.items()})
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, str):
             if isinstance(value, dict) and not isinstance(value, DictList):
                 value = DictList(value)

@@ -7,23 +7,18 @@ which DDP's one-forward-per-backward bucketing does not expect; one explicit all
 as fast for models this small.
 """
 
+from collections.abc import Iterable
+
 import torch
 import torch.distributed as dist
 
 
-def is_distributed():
+def is_distributed() -> bool:
+    """True inside a process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def world_size():
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def rank():
-    return dist.get_rank() if is_distributed() else 0
-
-
-def average_gradients(parameters):
+def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
     """All-reduces the gradients of ``parameters`` (in one flat buffer) and divides them by the world size."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -37,7 +32,7 @@ def average_gradients(parameters):
         offset += g.numel()
 
 
-def broadcast_parameters(module, src=0):
+def broadcast_parameters(module: torch.nn.Module, src: int = 0) -> None:
     """Copies rank ``src``'s parameters and buffers to every rank."""
     for tensor in list(module.parameters()) + list(module.buffers()):
         dist.broadcast(tensor.data, src)

@@ -3,7 +3,16 @@
 import torch
 
 
-def compute_gae(rewards, values, last_values, terminated, truncated, final_values, discount, gae_lambda):
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    last_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_values: torch.Tensor,
+    discount: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Advantages and returns for a rollout of T steps of N envs (all arguments but the last two are (T, N)).
 
     ``values[t]`` is V(s_t); ``last_values`` (N,) is V(s_T) of the observation after the rollout.

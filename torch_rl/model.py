@@ -1,6 +1,10 @@
 """The two interfaces a user model implements: ``class MyModel(nn.Module, ACModel)``."""
 
 from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch.distributions import Distribution
 
 
 class ACModel(ABC):
@@ -14,7 +18,7 @@ class ACModel(ABC):
     recurrent = False
 
     @abstractmethod
-    def forward(self, obs):
+    def forward(self, obs: Any) -> tuple[Distribution, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -36,10 +40,10 @@ class RecurrentACModel(ACModel):
     recurrent = True
 
     @abstractmethod
-    def forward(self, obs, memory):
+    def forward(self, obs: Any, memory: torch.Tensor) -> tuple[Distribution, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     @property
     @abstractmethod
-    def memory_size(self):
+    def memory_size(self) -> int:
         raise NotImplementedError

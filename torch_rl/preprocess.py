@@ -1,5 +1,7 @@
 """The default observation preprocessing: a batch of observations to float tensors on the device."""
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -7,12 +9,14 @@ from torch_rl.batching import stack_obs
 from torch_rl.dictlist import DictList
 
 
-def default_preprocess_obss(obss, device=None):
+def default_preprocess_obss(obss: Any, device: str | torch.device | None = None) -> torch.Tensor | DictList:
     """Turns a batch of observations into a float tensor (or a DictList of them for dict observations).
 
-    ``obss`` is either the batch a vector env returns (an array of shape (N, ...) or a dict of such arrays)
-    or a list of N per-env observations. Dict entries that are not numeric (e.g. mission strings) are kept
-    out; a model that needs them (e.g. a mission to tokenise) comes with its own ``preprocess_obss``.
+    ``obss`` is either a list of N per-env observations (the documented contract of ``preprocess_obss``) or,
+    because this function declares ``accepts_stacked_obs``, the stacked batch the envs return (an array of
+    shape (N, ...) or a dict of such arrays and lists). Dict entries that are not numeric (e.g. mission
+    strings) are kept out; a model that needs them (e.g. a mission to tokenise) comes with its own
+    ``preprocess_obss``.
     """
     if isinstance(obss, (list, tuple)):
         if len(obss) == 0:
@@ -21,6 +25,10 @@ def default_preprocess_obss(obss, device=None):
     if isinstance(obss, dict):
         return _dict_to_tensors(obss, device)
     return _to_tensor(obss, device)
+
+
+# It takes the stacked batch as well as a list: the algorithms then skip splitting the batch into N observations.
+default_preprocess_obss.accepts_stacked_obs = True
 
 
 def _dict_to_tensors(obss, device):

@@ -11,6 +11,7 @@ sent through the pipe as before.
 
 import math
 import mmap
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +28,7 @@ class InShared:
 class SharedObservations:
     """``arrays[key]``: a (num_envs, *shape) array in shared memory per array entry (key None: the whole obs)."""
 
-    def __init__(self, observation_space, num_envs):
+    def __init__(self, observation_space: gym.Space, num_envs: int):
         self.arrays = {}
         if isinstance(observation_space, gym.spaces.Dict):
             entries = observation_space.spaces.items()
@@ -43,7 +44,7 @@ class SharedObservations:
             buffer = mmap.mmap(-1, max(1, count * dtype.itemsize))
             self.arrays[key] = np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
-    def put(self, batch, start):
+    def put(self, batch: Any, start: int) -> Any:
         """In a worker: writes the entries of ``batch`` (observations of envs ``start``...) that fit; returns the
         message to send, with those entries replaced by InShared."""
         if None in self.arrays:
@@ -56,7 +57,7 @@ class SharedObservations:
                 message[key] = InShared()
         return message
 
-    def get(self, message, start, count):
+    def get(self, message: Any, start: int, count: int) -> Any:
         """In the main process: the batch of envs ``start``..``start+count-1``, read back from ``message``.
 
         Entries read from shared memory are views: copy them (e.g. by concatenating) before the next step."""
@@ -81,7 +82,7 @@ class SharedObservations:
         array[start : start + len(value)] = value
         return True
 
-    def gather(self, messages, spans):
+    def gather(self, messages: list[Any], spans: list[tuple[int, int]]) -> Any:
         """In the main process: the whole batch from every worker's message (``spans``: each worker's first env and
         env count, covering all envs in order). Entries that every worker put in shared memory are copied out in
         one piece; the copy is needed, as the workers overwrite the buffers at the next step."""

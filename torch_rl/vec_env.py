@@ -21,10 +21,13 @@ import pickle
 import select
 import signal
 import traceback
+from collections.abc import Sequence
 from multiprocessing import connection as mp_connection
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from torch_rl.batching import concat_obs, index_obs, stack_obs
 from torch_rl.shared_obs import SharedObservations
@@ -38,18 +41,20 @@ class EnvBatch:
     num_envs: int
     single_action_space: gym.Space
     single_observation_space: gym.Space
+    # True where the envs take the sampled actions as torch tensors (on the device), not as numpy arrays.
+    accepts_torch_actions: bool = False
 
-    def reset(self, seed=None):
+    def reset(self, seed: int | None = None) -> Any:
         raise NotImplementedError
 
-    def step(self, actions):
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, Any]:
         raise NotImplementedError
 
-    def final_obs_batch(self, final_obs, indices):
+    def final_obs_batch(self, final_obs: Any, indices: list[int]) -> Any:
         """The final observations of envs ``indices`` as one batch."""
         return stack_obs([final_obs[i] for i in indices])
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -142,7 +147,7 @@ def _worker(conn, group, inherited_conns=(), shared=None):
         conn.close()
 
 
-def default_num_workers(num_envs):
+def default_num_workers(num_envs: int) -> int:
     """0 (step in this process) on up to 2 cores, else one worker per core but the learner's.
 
     Measured on 2 cores, DoorKey-5x5 PPO with 16 envs: in-process 4.8k FPS, 1 worker 4.1k, 2 workers 3.9k: with
@@ -160,7 +165,7 @@ class ParallelEnv(EnvBatch):
     is ``default_num_workers``. Envs are handed to workers by ``fork`` where available, so they need not pickle.
     """
 
-    def __init__(self, envs, num_workers=None, timeout=600.0):
+    def __init__(self, envs: Sequence[gym.Env], num_workers: int | None = None, timeout: float = 600.0):
         if len(envs) == 0:
             raise ValueError("envs is empty: pass at least one Gymnasium environment")
         self.num_envs = len(envs)
@@ -277,11 +282,11 @@ class ParallelEnv(EnvBatch):
     def _split(self, values):
         return [values[g.first_index : g.first_index + len(g.envs)] for g in self.groups]
 
-    def reset(self, seed=None):
+    def reset(self, seed: int | None = None) -> Any:
         seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
         return self._join_obs(self._run("reset", self._split(seeds)))
 
-    def step(self, actions):
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[int, Any]]:
         if isinstance(actions, np.ndarray) and actions.ndim == 1 and actions.dtype.kind in "iu":
             # Discrete actions as Python ints: they pickle several times faster than an array, and Minigrid
             # compares the action with IntEnum members, which numpy's int64 makes slow (it probes the enum class
@@ -310,7 +315,7 @@ class ParallelEnv(EnvBatch):
             return np.asarray(parts[0], dtype=dtype)
         return np.fromiter(itertools.chain.from_iterable(parts), dtype=dtype, count=self.num_envs)
 
-    def close(self):
+    def close(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -342,7 +347,7 @@ class ParallelEnv(EnvBatch):
 class VectorEnvBatch(EnvBatch):
     """Adapts a ``gymnasium.vector.VectorEnv`` created with ``autoreset_mode=AutoresetMode.SAME_STEP``."""
 
-    def __init__(self, env):
+    def __init__(self, env: gym.vector.VectorEnv):
         mode = env.metadata.get("autoreset_mode")
         if mode is not None and getattr(mode, "value", mode) != gym.vector.AutoresetMode.SAME_STEP.value:
             raise ValueError(
@@ -353,26 +358,29 @@ class VectorEnvBatch(EnvBatch):
         self.num_envs = env.num_envs
         self.single_action_space = env.single_action_space
         self.single_observation_space = env.single_observation_space
+        self.accepts_torch_actions = bool(getattr(env, "accepts_torch_actions", False))
 
-    def reset(self, seed=None):
+    def reset(self, seed: int | None = None) -> Any:
         obs, _ = self.env.reset(seed=seed)
         return obs
 
-    def step(self, actions):
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
         obs, reward, terminated, truncated, info = self.env.step(actions)
         return obs, reward, terminated, truncated, info
 
-    def final_obs_batch(self, info, indices):
+    def final_obs_batch(self, info: dict, indices: list[int]) -> Any:
         final_obs = info["final_obs"]
         if isinstance(final_obs, np.ndarray) and final_obs.dtype == object:  # Gymnasium's per-env array
             return stack_obs([final_obs[i] for i in indices])
         return index_obs(final_obs, indices)  # already a batch, e.g. of tensors
 
-    def close(self):
+    def close(self) -> None:
         self.env.close()
 
 
-def make_env_batch(envs, num_workers=None):
+def make_env_batch(
+    envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch, num_workers: int | None = None
+) -> EnvBatch:
     """An EnvBatch for a list of Gymnasium envs or a Gymnasium VectorEnv."""
     if isinstance(envs, EnvBatch):
         return envs
@@ -383,7 +391,7 @@ def make_env_batch(envs, num_workers=None):
     return ParallelEnv(list(envs), num_workers=num_workers)
 
 
-def actions_for_env(actions, action_space, as_tensor=False):
+def actions_for_env(actions: torch.Tensor, action_space: gym.Space, as_tensor: bool = False) -> Any:
     """Sampled actions (a tensor on any device) in the form the envs expect."""
     if as_tensor:
         return actions

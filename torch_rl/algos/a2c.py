@@ -1,8 +1,15 @@
 """Advantage Actor-Critic (Mnih et al., 2016), synchronous: one RMSprop step per rollout."""
 
-import torch
+from collections.abc import Sequence
 
-from torch_rl.algos.base import BaseAlgo, _entropy, _log_prob
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
+from torch_rl.dictlist import DictList
+from torch_rl.vec_env import EnvBatch
 
 
 class A2CAlgo(BaseAlgo):
@@ -13,24 +20,24 @@ class A2CAlgo(BaseAlgo):
 
     def __init__(
         self,
-        envs,
-        acmodel,
-        device=None,
-        num_frames_per_proc=None,
-        discount=0.99,
-        lr=0.001,
-        gae_lambda=0.95,
-        entropy_coef=0.01,
-        value_loss_coef=0.5,
-        max_grad_norm=0.5,
-        recurrence=4,
-        rmsprop_alpha=0.99,
-        rmsprop_eps=1e-8,
-        preprocess_obss=None,
-        reshape_reward=None,
-        seed=None,
-        num_workers=None,
-        normalize_rewards=False,
+        envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch,
+        acmodel: nn.Module,
+        device: str | torch.device | None = None,
+        num_frames_per_proc: int | None = None,
+        discount: float = 0.99,
+        lr: float = 0.001,
+        gae_lambda: float = 0.95,
+        entropy_coef: float = 0.01,
+        value_loss_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        recurrence: int = 4,
+        rmsprop_alpha: float = 0.99,
+        rmsprop_eps: float = 1e-8,
+        preprocess_obss: PreprocessObss | None = None,
+        reshape_reward: ReshapeReward | None = None,
+        seed: int | None = None,
+        num_workers: int | None = None,
+        normalize_rewards: bool = False,
     ):
         num_frames_per_proc = num_frames_per_proc or 5
         super().__init__(
@@ -55,7 +62,7 @@ class A2CAlgo(BaseAlgo):
             self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps, foreach=True
         )  # one fused call over all parameters
 
-    def compute_loss(self, sb, dist, value):
+    def compute_loss(self, sb: DictList, dist: Distribution, value: torch.Tensor) -> tuple[torch.Tensor, dict]:
         entropy = _entropy(dist).mean()
         policy_loss = -(_log_prob(dist, sb.action) * sb.advantage).mean()
         value_loss = (value - sb.returnn).pow(2).mean()
@@ -67,8 +74,6 @@ class A2CAlgo(BaseAlgo):
             "value_loss": value_loss.detach(),
         }
 
-    def update_parameters(self):
-        """Collects one rollout and takes one gradient step on all of it; returns a dict of logs."""
-        exps, logs = self.collect_experiences()
-        stats = self.optimize_batch(exps, self.sequence_starts())
-        return self.summarize(logs, [stats], exps)
+    def optimize(self, exps: DictList) -> list[dict]:
+        """One gradient step on the whole rollout."""
+        return [self.optimize_batch(exps, self.sequence_starts())]

@@ -1,20 +1,28 @@
-"""What A2C and PPO share: collecting a rollout, computing advantages, and one optimisation step.
+"""What A2C and PPO share: acting in the envs, calling the model, and one optimisation step.
 
-Each algorithm file only says how its loss is computed from a mini-batch and how it iterates over the data.
+The rollout's storage, advantages and mini-batches are in torch_rl/rollout.py. Each algorithm file only says
+how its loss is computed from a mini-batch and how it iterates over the data.
 """
 
 from abc import ABC, abstractmethod
-from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import gymnasium as gym
 import torch
+from torch import nn
+from torch.distributions import Distribution
 
 from torch_rl import distributed
-from torch_rl.batching import flatten_steps, index_obs, stack_steps
+from torch_rl.batching import flatten_steps, index_obs, unstack_obs
 from torch_rl.dictlist import DictList
-from torch_rl.gae import compute_gae
 from torch_rl.normalization import RewardScaler
 from torch_rl.preprocess import default_preprocess_obss
-from torch_rl.vec_env import actions_for_env, make_env_batch
+from torch_rl.rollout import Rollout, sequence_rows
+from torch_rl.vec_env import EnvBatch, actions_for_env, make_env_batch
+
+PreprocessObss = Callable[..., torch.Tensor | DictList]  # f(obss, device=None)
+ReshapeReward = Callable[[Any, Any, float, bool], float]  # f(obs, action, reward, done)
 
 
 class BaseAlgo(ABC):
@@ -34,8 +42,10 @@ class BaseAlgo(ABC):
     max_grad_norm : gradients are clipped to this global norm.
     recurrence : steps the gradient is back-propagated through for a recurrent model (ignored otherwise);
         must divide num_frames_per_proc.
-    preprocess_obss : ``f(obss, device=None)`` turning a batch of observations into the model's input
-        (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``.
+    preprocess_obss : ``f(obss, device=None)`` turning a list of N observations (one per env) into the model's
+        input (a tensor or a DictList of tensors); default: ``torch_rl.default_preprocess_obss``. A function
+        with the attribute ``accepts_stacked_obs = True`` gets the envs' stacked batch instead (an array of shape
+        (N, ...), or a dict of arrays, tensors and lists), which saves splitting it into N observations per step.
     reshape_reward : ``f(obs, action, reward, done) -> reward`` applied per env and step (logs keep both).
     seed : seeds the envs' first reset (env i gets seed + i); seed torch yourself for the policy's sampling.
     normalize_rewards : train on rewards divided by the running std of the discounted return (logs keep the
@@ -48,22 +58,22 @@ class BaseAlgo(ABC):
 
     def __init__(
         self,
-        envs,
-        acmodel,
-        device,
-        num_frames_per_proc,
-        discount,
-        lr,
-        gae_lambda,
-        entropy_coef,
-        value_loss_coef,
-        max_grad_norm,
-        recurrence,
-        preprocess_obss,
-        reshape_reward,
-        seed=None,
-        num_workers=None,
-        normalize_rewards=False,
+        envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch,
+        acmodel: nn.Module,
+        device: str | torch.device | None,
+        num_frames_per_proc: int,
+        discount: float,
+        lr: float,
+        gae_lambda: float,
+        entropy_coef: float,
+        value_loss_coef: float,
+        max_grad_norm: float,
+        recurrence: int,
+        preprocess_obss: PreprocessObss | None,
+        reshape_reward: ReshapeReward | None,
+        seed: int | None = None,
+        num_workers: int | None = None,
+        normalize_rewards: bool = False,
     ):
         if num_frames_per_proc < 1:
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
@@ -84,156 +94,124 @@ class BaseAlgo(ABC):
         self.acmodel.train()
         self.num_frames_per_proc = num_frames_per_proc
         self.discount = discount
-        self.lr = lr
         self.gae_lambda = gae_lambda
         self.entropy_coef = entropy_coef
         self.value_loss_coef = value_loss_coef
         self.max_grad_norm = max_grad_norm
         self.preprocess_obss = preprocess_obss or default_preprocess_obss
+        self.stacked_obs_input = bool(getattr(self.preprocess_obss, "accepts_stacked_obs", False))
         self.reshape_reward = reshape_reward
         self.num_procs = self.env.num_envs
         self.num_frames = self.num_frames_per_proc * self.num_procs
         self.action_space = self.env.single_action_space
-        self.tensor_env = bool(getattr(getattr(self.env, "env", None), "accepts_torch_actions", False))
+        self.reward_scaler = RewardScaler(self.num_procs, discount, self.device) if normalize_rewards else None
 
-        T, N, device = self.num_frames_per_proc, self.num_procs, self.device
+        memory_size = self.acmodel.memory_size if self.recurrent else None
+        self.rollout = Rollout(num_frames_per_proc, self.num_procs, self.device, memory_size)
+        self.collected_exps = None  # what update_parameters(exps) accepts
+        # What acting carries from one step (and rollout) to the next.
         self.obs = self.env.reset(seed=seed)
         self.preprocessed_obs = None  # self.obs as the model's input, once computed
-        self.mask = torch.ones(N, device=device)
-        self.masks = torch.zeros(T, N, device=device)
-        if self.recurrent:
-            self.memory = torch.zeros(N, self.acmodel.memory_size, device=device)
-            self.memories = torch.zeros(T, N, self.acmodel.memory_size, device=device)
-        self.values = torch.zeros(T, N, device=device)
-        self.rewards = torch.zeros(T, N, device=device)
-        self.log_probs = torch.zeros(T, N, device=device)
-        self.terminateds = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.truncateds = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self.final_values = torch.zeros(T, N, device=device)
-        self.actions = None  # allocated at the first step, when the action's shape and dtype are known
+        self.mask = torch.ones(self.num_procs, device=self.device)  # 0 where an episode starts: memory zeroed
+        self.memory = torch.zeros(self.num_procs, memory_size, device=self.device) if self.recurrent else None
 
-        # Episode statistics are written per step into buffers and read once per rollout (no per-step sync).
-        self.episode_return = torch.zeros(N, device=device)
-        self.episode_reshaped_return = torch.zeros(N, device=device)
-        self.episode_num_frames = torch.zeros(N, device=device)
-        self.step_stats = torch.zeros(T, 3, N, device=device)
-        self.reward_scaler = RewardScaler(N, discount, device) if normalize_rewards else None
-        self.history = {key: deque(maxlen=N) for key in ("return", "reshaped_return", "num_frames")}
+    @property
+    def masks(self) -> torch.Tensor:
+        """(T, N) masks of the last rollout (see Rollout)."""
+        return self.rollout.masks
+
+    @property
+    def rollout_start_memory(self) -> torch.Tensor | None:
+        """The memory before the last rollout's first step."""
+        return self.rollout.start_memory
+
+    # -------------------------------------------------------------------------------------------- the model
+    def _run_model(self, obs, memory=None, mask=None, num_steps=1):
+        """Every call of the model goes through here: ``num_steps`` consecutive steps of B sequences, with rows
+        time-major (row t*B + i is sequence i at step t), ``memory`` (B, memory_size) before the first step and
+        ``mask`` zeroing it where an episode starts. Yields ``(rows, dist, value, memory after)`` per call of
+        the model: all rows at once for a feedforward model, or with ``forward_sequence``; else step by step."""
+        if not self.recurrent:
+            dist, value = self.acmodel(obs)
+            yield slice(None), dist, value, None
+        elif self.sequence_model and num_steps > 1:
+            dist, value, memories = self.acmodel.forward_sequence(obs, memory, mask)
+            yield slice(None), dist, value, memories
+        else:
+            size = len(memory)
+            for t in range(num_steps):
+                rows = slice(t * size, (t + 1) * size)
+                step_obs = obs if num_steps == 1 else obs[rows]
+                dist, value, memory = self.acmodel(step_obs, memory * mask[rows].unsqueeze(1))
+                yield rows, dist, value, memory
+
+    def _model_step(self, obs, memory=None, mask=None):
+        ((_, dist, value, memory),) = self._run_model(obs, memory, mask)
+        return dist, value, memory
 
     # ----------------------------------------------------------------------------------------------- collection
-    def _model_step(self, obs, memory=None, mask=None):
-        if self.recurrent:
-            return self.acmodel(obs, memory * mask.unsqueeze(1))
-        dist, value = self.acmodel(obs)
-        return dist, value, None
-
-    def collect_experiences(self):
+    def collect_experiences(self) -> tuple[DictList, dict]:
         """Runs every env for ``num_frames_per_proc`` steps; returns (exps, logs).
 
         ``exps`` is a DictList of N*T rows ordered env by env (rows i*T .. i*T+T-1 are env i's steps in time
         order) with ``obs, action, value, reward, advantage, returnn, log_prob`` (+ ``memory, mask``).
         """
-        T, device = self.num_frames_per_proc, self.device
-        rollout_start_memory = self.memory if self.recurrent else None
         # The observation after a rollout is preprocessed once, for its last value, and reused as the next
         # rollout's first input (preprocessing twice would also count it twice in running normalisers).
         if self.preprocessed_obs is None:
-            self.preprocessed_obs = self.preprocess_obss(self.obs, device=device)
-        obs_steps = []
-        for t in range(T):
-            obs_steps.append(self.preprocessed_obs)
-            env_action = self._act(t, self.preprocessed_obs)
-            result = self.env.step(env_action)
-            self.obs = result[0]
-            self.preprocessed_obs = self._observe(t, env_action, result)
-
+            self.preprocessed_obs = self._preprocess(self.obs)
+        for t in range(self.num_frames_per_proc):
+            self._step(t)
         with torch.no_grad():
-            _, last_values, _ = self._model_step(
-                self.preprocessed_obs, self.memory if self.recurrent else None, self.mask
-            )
-        rewards = self.rewards if self.reward_scaler is None else self.reward_scaler.scale(self.rewards)
-        advantages, returns = compute_gae(
-            rewards,
-            self.values,
-            last_values,
-            self.terminateds,
-            self.truncateds,
-            self.final_values,
-            self.discount,
-            self.gae_lambda,
-        )
+            _, last_values, _ = self._model_step(self.preprocessed_obs, self.memory, self.mask)
+        rollout = self.rollout
+        rewards = rollout.rewards if self.reward_scaler is None else self.reward_scaler.scale(rollout.rewards)
+        advantages, returns = rollout.advantages(last_values, self.discount, self.gae_lambda, rewards)
+        exps = rollout.flatten(rewards, advantages, returns)
+        self.collected_exps = exps
+        return exps, rollout.episode_logs()
 
-        self.obs_steps = stack_steps(obs_steps)  # (T, N, ...), kept to recompute memories
-        if not isinstance(self.obs_steps, (torch.Tensor, DictList)):
-            raise TypeError("preprocess_obss must return a tensor or a DictList of tensors")
-        exps = DictList(
-            obs=flatten_steps(self.obs_steps),
-            action=flatten_steps(self.actions),
-            value=flatten_steps(self.values),
-            reward=flatten_steps(rewards),
-            advantage=flatten_steps(advantages),
-            returnn=flatten_steps(returns),
-            log_prob=flatten_steps(self.log_probs),
-        )
-        if self.recurrent:
-            exps.memory = flatten_steps(self.memories)
-            exps.mask = flatten_steps(self.masks)
-            self.rollout_start_memory = rollout_start_memory
-        return exps, self._episode_logs()
-
-    # One step of collection is split in two, before and after the envs step. (Measured: acting for one half
-    # of the envs while the other half steps in its worker process was 17% slower on 2 cores with the
-    # starter model, as two forward passes over half the envs cost more than the overlap won; so all envs
-    # step together.)
-    def _act(self, t, model_input):
-        """Samples the actions of step ``t`` and records them; returns them as the envs take them."""
+    # (Measured: acting for one half of the envs while the other half steps in its worker process was 17% slower
+    # on 2 cores with the starter model, as two forward passes over half the envs cost more than the overlap
+    # won; so all envs step together.)
+    def _step(self, t):
+        """Acts in every env, steps them and stores step ``t`` in the rollout."""
+        model_input = self.preprocessed_obs
         with torch.no_grad():
-            dist, value, memory = self._model_step(model_input, self.memory if self.recurrent else None, self.mask)
+            dist, value, next_memory = self._model_step(model_input, self.memory, self.mask)
         action = self._sample(dist)
-        if self.actions is None:
-            self.actions = torch.zeros(
-                (self.num_frames_per_proc, *action.shape), dtype=action.dtype, device=self.device
-            )
-        self.actions[t] = action
-        self.values[t] = value
-        self.log_probs[t] = _log_prob(dist, action)
-        self.masks[t] = self.mask
-        if self.recurrent:
-            self.memories[t] = self.memory
-            self.memory = memory
-        return actions_for_env(action, self.action_space, self.tensor_env)
-
-    def _observe(self, t, env_action, result):
-        """Records what the envs did at step ``t``; returns their next observation as the model's input."""
-        obs, reward, terminated, truncated, final_obs = result
+        env_action = actions_for_env(action, self.action_space, self.env.accepts_torch_actions)
+        obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
         device = self.device
         terminated = torch.as_tensor(terminated, device=device, dtype=torch.bool)
         truncated = torch.as_tensor(truncated, device=device, dtype=torch.bool)
         reward = torch.as_tensor(reward, device=device, dtype=torch.float32)
         done = terminated | truncated
-        self.terminateds[t] = terminated
-        self.truncateds[t] = truncated
-        if self.reshape_reward is not None:
-            self.rewards[t] = self._reshaped_rewards(obs, env_action, reward, done)
-        else:
-            self.rewards[t] = reward
-        self.final_values[t] = self._final_values(final_obs, terminated, truncated)
-        if self.reward_scaler is not None:
-            self.reward_scaler.observe(self.rewards[t], done)
-
-        self.episode_return += reward
-        self.episode_reshaped_return += self.rewards[t]
-        self.episode_num_frames += 1
-        self.step_stats[t, 0], self.step_stats[t, 1], self.step_stats[t, 2] = (
-            self.episode_return,
-            self.episode_reshaped_return,
-            self.episode_num_frames,
+        reshaped = reward if self.reshape_reward is None else self._reshaped_rewards(obs, env_action, reward, done)
+        self.rollout.add_step(
+            t,
+            obs=model_input,
+            action=action,
+            value=value,
+            log_prob=_log_prob(dist, action),
+            mask=self.mask,
+            memory=self.memory,
+            reward=reward,
+            reshaped_reward=reshaped,
+            terminated=terminated,
+            truncated=truncated,
+            final_value=self._final_values(final_obs, terminated, truncated, next_memory),
         )
+        if self.reward_scaler is not None:
+            self.reward_scaler.observe(reshaped, done)
+        self.obs = obs
+        self.memory = next_memory
         self.mask = (~done).float()
-        self.episode_return *= self.mask
-        self.episode_reshaped_return *= self.mask
-        self.episode_num_frames *= self.mask
-        return self.preprocess_obss(obs, device=device)
+        self.preprocessed_obs = self._preprocess(obs)
+
+    def _preprocess(self, batch):
+        """A batch of observations as the model's input (see ``preprocess_obss``)."""
+        return self.preprocess_obss(batch if self.stacked_obs_input else unstack_obs(batch), device=self.device)
 
     @staticmethod
     def _sample(dist):
@@ -256,85 +234,92 @@ class BaseAlgo(ABC):
             dtype=torch.float32,
         )
 
-    def _final_values(self, final_obs, terminated, truncated):
-        """V(final observation) where an episode was cut by a time limit (the bootstrap target), else 0."""
+    def _final_values(self, final_obs, terminated, truncated, memory):
+        """V(final observation) where an episode was cut by a time limit (the bootstrap target), else 0;
+        ``memory``: the memory after the step's action."""
         cut = truncated & ~terminated
         values = torch.zeros(self.num_procs, device=self.device)
         if not bool(cut.any()):
             return values
         indices = cut.nonzero().flatten()
-        final_batch = self.preprocess_obss(self.env.final_obs_batch(final_obs, indices.tolist()), device=self.device)
-        memory = self.memory[indices] if self.recurrent else None  # the memory after the step's action
+        final_batch = self._preprocess(self.env.final_obs_batch(final_obs, indices.tolist()))
+        memory = memory[indices] if memory is not None else None
         with torch.no_grad():
             _, final_value, _ = self._model_step(final_batch, memory, torch.ones(len(indices), device=self.device))
         values[indices] = final_value
         return values
 
-    def _episode_logs(self):
-        done = self.masks[1:] == 0  # mask[t+1] == 0 <=> the episode ended at step t
-        done = torch.cat([done, (self.mask == 0).unsqueeze(0)])
-        stats = self.step_stats.transpose(1, 2)[done].cpu()  # episodes in the order they ended
-        finished = {
-            "return": stats[:, 0].tolist(),
-            "reshaped_return": stats[:, 1].tolist(),
-            "num_frames": [int(n) for n in stats[:, 2].tolist()],
-        }
-        for key, values in finished.items():
-            self.history[key].extend(values)
-        # Like torch-ac: report at least the last N finished episodes, so that a rollout where few episodes
-        # end still shows a meaningful mean.
-        if len(finished["return"]) < self.num_procs:
-            finished = {key: list(values) for key, values in self.history.items()}
-        return {
-            "return_per_episode": finished["return"],
-            "reshaped_return_per_episode": finished["reshaped_return"],
-            "num_frames_per_episode": finished["num_frames"],
-            "num_episodes": len(stats),
-            "num_frames": self.num_frames,
-        }
-
     # ----------------------------------------------------------------------------------------------- learning
+    def update_parameters(self, exps: DictList | None = None) -> dict:
+        """Updates the model on ``exps``; returns a dict of logs.
+
+        Given nothing, it first collects a rollout (``collect_experiences``) and the logs also hold that
+        rollout's episode statistics. Given ``exps`` (torch-ac's ``exps, logs = algo.collect_experiences();
+        algo.update_parameters(exps)``), they must be what this algorithm's last ``collect_experiences``
+        returned, and the logs hold the update's statistics only.
+        """
+        if exps is None:
+            exps, logs = self.collect_experiences()
+        else:
+            self._check_exps(exps)
+            logs = {}
+        return self.summarize(logs, self.optimize(exps), exps)
+
+    def _check_exps(self, exps):
+        if not isinstance(exps, DictList):
+            raise ValueError(
+                f"update_parameters(exps) needs the DictList that collect_experiences() returns, "
+                f"got {type(exps).__name__}"
+            )
+        rows = len(exps)
+        if rows != self.num_frames:
+            raise ValueError(
+                f"update_parameters(exps) got exps of {rows} rows, but this algorithm's rollouts have "
+                f"{self.num_frames} (num_frames_per_proc {self.num_frames_per_proc} x {self.num_procs} envs)"
+            )
+        if exps is not self.collected_exps:
+            raise ValueError(
+                "update_parameters(exps) needs the exps of this algorithm's last collect_experiences() "
+                "(these come from another algorithm or an older rollout)"
+            )
+
     @abstractmethod
-    def compute_loss(self, sb, dist, value):
+    def optimize(self, exps: DictList) -> list[dict]:
+        """Gradient steps on a rollout's ``exps``; returns the statistics of each step (see optimize_batch)."""
+
+    @abstractmethod
+    def compute_loss(self, sb: DictList, dist: Distribution, value: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Loss of one step of a mini-batch ``sb`` and a dict of detached statistics to log."""
 
-    def recompute_memories(self):
-        """Recomputes the rollout's memories with the current parameters (memories from older ones are stale)."""
-        memory = self.rollout_start_memory
+    def recompute_memories(self) -> torch.Tensor:
+        """The last rollout's memories recomputed with the current parameters (memories from older ones are
+        stale), as ``exps.memory``."""
+        rollout = self.rollout
+        memory = rollout.start_memory
+        memories = [memory]
         with torch.no_grad():
-            if self.sequence_model:
-                _, _, outputs = self.acmodel.forward_sequence(
-                    flatten_steps(self.obs_steps, transpose=False), memory, self.masks.reshape(-1)
-                )
-                outputs = outputs.view(self.num_frames_per_proc, self.num_procs, -1)
-                return flatten_steps(torch.cat((memory.unsqueeze(0), outputs[:-1])))  # each step's memory input
-            memories = []
-            for t in range(self.num_frames_per_proc):
-                memories.append(memory)
-                _, _, memory = self.acmodel(self.obs_steps[t], memory * self.masks[t].unsqueeze(1))
-        return flatten_steps(torch.stack(memories))
+            for _, _, _, outputs in self._run_model(
+                rollout.time_major_obs(), memory, rollout.masks.reshape(-1), self.num_frames_per_proc
+            ):
+                memories.append(outputs)
+        # each step's memory input: the start memory, then every step's output but the last
+        memories = torch.cat(memories).view(self.num_frames_per_proc + 1, self.num_procs, -1)[:-1]
+        return flatten_steps(memories)
 
-    def optimize_batch(self, exps, starts):
-        """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``."""
-        if self.sequence_model:
-            # All recurrence steps of all sequences in one call, rows time-major; the loss over all rows is the
-            # mean of the per-step losses of the loop below.
-            rows = (starts.unsqueeze(0) + torch.arange(self.recurrence, device=self.device).unsqueeze(1)).flatten()
-            sb = exps[rows]
-            dist, value, _ = self.acmodel.forward_sequence(sb.obs, exps.memory[starts], sb.mask)
-            loss, stats = self.compute_loss(sb, dist, value)
-            step_stats = [stats]
-        else:
-            memory = exps.memory[starts] if self.recurrent else None
-            loss = 0.0
-            step_stats = []
-            for i in range(self.recurrence):
-                sb = exps[starts + i]
-                dist, value, memory = self._model_step(sb.obs, memory, sb.mask if self.recurrent else None)
-                step_loss, stats = self.compute_loss(sb, dist, value)
-                loss = loss + step_loss
-                step_stats.append(stats)
-            loss = loss / self.recurrence
+    def optimize_batch(self, exps: DictList, starts: torch.Tensor) -> dict:
+        """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``.
+
+        The loss is the mean of the per-step losses (one loss over all rows, when the model computes all steps
+        in one call, is the same mean)."""
+        sb = exps[sequence_rows(starts, self.recurrence)]
+        memory = exps.memory[starts] if self.recurrent else None
+        mask = sb.mask if self.recurrent else None
+        step_losses, step_stats = [], []
+        for rows, dist, value, _ in self._run_model(sb.obs, memory, mask, self.recurrence):
+            loss, stats = self.compute_loss(sb[rows], dist, value)
+            step_losses.append(loss)
+            step_stats.append(stats)
+        loss = step_losses[0] if len(step_losses) == 1 else sum(step_losses[1:], step_losses[0]) / len(step_losses)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed.is_distributed():
@@ -351,11 +336,11 @@ class BaseAlgo(ABC):
         stats["grad_norm"] = grad_norm.detach()
         return stats
 
-    def sequence_starts(self):
+    def sequence_starts(self) -> torch.Tensor:
         """Rows where a sequence of ``recurrence`` steps starts (never across the rollout's end)."""
-        return torch.arange(0, self.num_frames, self.recurrence, device=self.device)
+        return self.rollout.sequence_starts(self.recurrence)
 
-    def summarize(self, logs, batch_stats, exps):
+    def summarize(self, logs: dict, batch_stats: list[dict], exps: DictList) -> dict:
         """Adds the means of the mini-batch statistics to ``logs``."""
         keys = batch_stats[0].keys()
         means = torch.stack([torch.stack([s[k] for s in batch_stats]).mean() for k in keys]).tolist()
@@ -366,14 +351,14 @@ class BaseAlgo(ABC):
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
         return logs
 
-    def close(self):
+    def close(self) -> None:
         """Stops the env worker processes."""
         self.env.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "BaseAlgo":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def state_dict(self) -> dict:

@@ -1,8 +1,15 @@
 """Proximal Policy Optimization (Schulman et al., 2017) with the clipped surrogate and a clipped value loss."""
 
-import torch
+from collections.abc import Sequence
 
-from torch_rl.algos.base import BaseAlgo, _entropy, _log_prob
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
+from torch_rl.dictlist import DictList
+from torch_rl.vec_env import EnvBatch
 
 
 class PPOAlgo(BaseAlgo):
@@ -18,27 +25,27 @@ class PPOAlgo(BaseAlgo):
 
     def __init__(
         self,
-        envs,
-        acmodel,
-        device=None,
-        num_frames_per_proc=None,
-        discount=0.99,
-        lr=0.001,
-        gae_lambda=0.95,
-        entropy_coef=0.01,
-        value_loss_coef=0.5,
-        max_grad_norm=0.5,
-        recurrence=4,
-        adam_eps=1e-8,
-        clip_eps=0.2,
-        epochs=4,
-        batch_size=256,
-        preprocess_obss=None,
-        reshape_reward=None,
-        normalize_advantages=False,
-        seed=None,
-        num_workers=None,
-        normalize_rewards=False,
+        envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch,
+        acmodel: nn.Module,
+        device: str | torch.device | None = None,
+        num_frames_per_proc: int | None = None,
+        discount: float = 0.99,
+        lr: float = 0.001,
+        gae_lambda: float = 0.95,
+        entropy_coef: float = 0.01,
+        value_loss_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        recurrence: int = 4,
+        adam_eps: float = 1e-8,
+        clip_eps: float = 0.2,
+        epochs: int = 4,
+        batch_size: int = 256,
+        preprocess_obss: PreprocessObss | None = None,
+        reshape_reward: ReshapeReward | None = None,
+        normalize_advantages: bool = False,
+        seed: int | None = None,
+        num_workers: int | None = None,
+        normalize_rewards: bool = False,
     ):
         num_frames_per_proc = num_frames_per_proc or 128
         recurrent = bool(getattr(acmodel, "recurrent", False))
@@ -69,7 +76,7 @@ class PPOAlgo(BaseAlgo):
         # foreach: one fused call over all parameters instead of a Python loop (torch picks it only on CUDA)
         self.optimizer = torch.optim.Adam(self.acmodel.parameters(), lr, eps=adam_eps, foreach=True)
 
-    def compute_loss(self, sb, dist, value):
+    def compute_loss(self, sb: DictList, dist: Distribution, value: torch.Tensor) -> tuple[torch.Tensor, dict]:
         entropy = _entropy(dist).mean()
         log_ratio = _log_prob(dist, sb.action) - sb.log_prob
         ratio = torch.exp(log_ratio)
@@ -96,20 +103,17 @@ class PPOAlgo(BaseAlgo):
             "clipfrac": clipfrac,
         }
 
-    def update_parameters(self):
-        """Collects one rollout, runs ``epochs`` passes of mini-batch updates on it; returns a dict of logs."""
-        exps, logs = self.collect_experiences()
+    def optimize(self, exps: DictList) -> list[dict]:
+        """``epochs`` passes of mini-batch updates over the rollout (memories recomputed before each pass but
+        the first, so that no pass trains on memories of older parameters)."""
         batch_stats = []
         for epoch in range(self.epochs):
             if self.recurrent and epoch > 0:
                 exps.memory = self.recompute_memories()
             for starts in self.batches_of_starts():
                 batch_stats.append(self.optimize_batch(exps, starts))
-        return self.summarize(logs, batch_stats, exps)
+        return batch_stats
 
-    def batches_of_starts(self):
+    def batches_of_starts(self) -> list[torch.Tensor]:
         """Shuffled sequence starts, in mini-batches of ``batch_size / recurrence`` sequences."""
-        starts = self.sequence_starts()
-        starts = starts[torch.randperm(len(starts), device=self.device)]
-        per_batch = max(1, self.batch_size // self.recurrence)
-        return starts.split(per_batch)
+        return self.rollout.shuffled_batches(self.recurrence, self.batch_size)
