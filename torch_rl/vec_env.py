@@ -20,8 +20,11 @@ import os
 import pickle
 import select
 import signal
+import sys
+import threading
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import connection as mp_connection
 from typing import Any
 
@@ -64,6 +67,8 @@ class _EnvGroup:
     def __init__(self, envs, first_index):
         self.envs = envs
         self.first_index = first_index
+        self.steps = [0] * len(envs)  # steps taken by each env, to name the one a hang happened in
+        self.busy = None  # (env index in the group, method name, start time) while an env call runs
 
     def reset(self, seeds):
         return stack_obs(
@@ -73,6 +78,7 @@ class _EnvGroup:
     def step(self, actions):
         observations, rewards, terminateds, truncateds, final_obs = [], [], [], [], {}
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            self.steps[i] += 1
             obs, reward, terminated, truncated, _ = self._call(i, env.step, action)
             if terminated or truncated:
                 final_obs[self.first_index + i] = obs
@@ -90,14 +96,67 @@ class _EnvGroup:
         )
 
     def _call(self, i, method, *args, **kwargs):
+        self.busy = (i, method.__name__, time.monotonic())
         try:
             return method(*args, **kwargs)
         except Exception as error:
-            env = self.envs[i]
-            name = env.spec.id if getattr(env, "spec", None) is not None else type(env).__name__
             raise EnvWorkerError(
-                f"env {self.first_index + i} ({name}) raised in {method.__name__}: {type(error).__name__}: {error}"
+                f"env {self.first_index + i} ({self._name(i)}) raised in {method.__name__}: "
+                f"{type(error).__name__}: {error}"
             ) from error
+        finally:
+            self.busy = None
+
+    def _name(self, i):
+        env = self.envs[i]
+        return env.spec.id if getattr(env, "spec", None) is not None else type(env).__name__
+
+    def describe_hang(self, busy, timeout):
+        i, method, _ = busy
+        return (
+            f"env {self.first_index + i} ({self._name(i)}) did not return from {method} within {timeout:g} s "
+            f"(at its step {self.steps[i]})"
+        )
+
+
+class _HangWatchdog(threading.Thread):
+    """Watches the env calls of one _EnvGroup; when one runs longer than ``timeout`` seconds it calls
+    ``report(message)`` once, then ends the process with exit code 1.
+
+    Why a thread that ends the process, and not an exception or moving the envs to a worker: a stuck env call
+    cannot be interrupted from Python (an exception only lands when the call returns to Python bytecode, and not
+    at all inside C code or a blocking call), and its env is in an unknown state afterwards; stepping in-process
+    envs in a worker instead would slow every step (the reason in-process is the default on few cores). Ending
+    the process leaves the last checkpoint as it was, as saves are atomic. The thread needs the GIL to run: an env
+    stuck in C code that holds the GIL is only caught with worker processes (the main process's timeout).
+    """
+
+    def __init__(self, group, timeout, report):
+        super().__init__(name="torch_rl env watchdog", daemon=True)
+        self.group, self.timeout, self.report = group, timeout, report
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.wait(min(1.0, self.timeout / 4)):
+            busy = self.group.busy
+            if busy is not None and time.monotonic() - busy[2] > self.timeout:
+                try:
+                    self.report(self.group.describe_hang(busy, self.timeout))
+                finally:
+                    os._exit(1)
+
+    def stop(self):
+        self.stopped.set()
+
+
+def report_to_stderr(message):
+    """The default report of a hung env: one line ``error: ...`` on stderr (written directly: the stuck thread
+    may hold sys.stderr's lock)."""
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    os.write(2, f"error: {' '.join(message.split())}\n".encode(errors="replace"))
 
 
 def _pack(command, result, shared, start):
@@ -111,13 +170,22 @@ def _pack(command, result, shared, start):
     return shared.put(obs, start), rewards.tolist(), terminateds.tolist(), truncateds.tolist(), final_obs
 
 
-def _worker(conn, group, inherited_conns=(), shared=None):
+def _worker(conn, group, inherited_conns=(), shared=None, timeout=None, worker_index=0):
     # Ctrl-C reaches the whole process group: the main process handles it (it saves, then closes the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the main process's ends of the pipes; closing them makes conn.recv() see EOF
     # when the main process dies (even by SIGKILL), so that a worker never outlives it.
     for inherited in inherited_conns:
         inherited.close()
+    send_lock = threading.Lock()  # the watchdog's report and a reply must not interleave on the pipe
+    if timeout is not None:
+
+        def report(message):
+            envs = f"{group.first_index}..{group.first_index + len(group.envs) - 1}"
+            with send_lock:
+                conn.send(("error", (f"env worker {worker_index} (envs {envs}) did not answer: {message}", "")))
+
+        _HangWatchdog(group, timeout, report).start()
     try:
         while True:
             command, data = pickle.loads(conn.recv_bytes())
@@ -131,11 +199,12 @@ def _worker(conn, group, inherited_conns=(), shared=None):
                         f"envs {group.first_index}..{group.first_index + len(group.envs) - 1} "
                         f"failed in {command}: {type(error).__name__}: {error}"
                     )
-                conn.send(("error", (str(error), traceback.format_exc())))
+                with send_lock:
+                    conn.send(("error", (str(error), traceback.format_exc())))
                 break
-            conn.send_bytes(
-                pickle.dumps(("ok", _pack(command, result, shared, group.first_index)), pickle.HIGHEST_PROTOCOL)
-            )
+            reply = pickle.dumps(("ok", _pack(command, result, shared, group.first_index)), pickle.HIGHEST_PROTOCOL)
+            with send_lock:
+                conn.send_bytes(reply)
     except (EOFError, KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -158,16 +227,32 @@ def default_num_workers(num_envs: int) -> int:
     return 0 if cores <= 2 else min(num_envs, cores - 1)
 
 
+WORKER_TIMEOUT_GRACE = 2.0  # seconds the main process waits beyond ``timeout`` for a worker's own report
+
+
 class ParallelEnv(EnvBatch):
     """Steps ``envs`` (a list of Gymnasium envs) in ``num_workers`` processes, ``len(envs)/num_workers`` each.
 
     ``num_workers=0`` steps them all in this process (best on one or two cores, and for debugging). The default
     is ``default_num_workers``. Envs are handed to workers by ``fork`` where available, so they need not pickle.
+
+    ``timeout``: seconds one env's ``step`` or ``reset`` may take (None: no limit). In a worker, a longer call
+    raises EnvWorkerError naming the env and the step, and the worker is stopped. In this process, a longer call
+    cannot be interrupted: ``on_timeout(message)`` is called from a watchdog thread (default: the message on
+    stderr as ``error: ...``), then the process exits with code 1.
     """
 
-    def __init__(self, envs: Sequence[gym.Env], num_workers: int | None = None, timeout: float = 600.0):
+    def __init__(
+        self,
+        envs: Sequence[gym.Env],
+        num_workers: int | None = None,
+        timeout: float | None = 600.0,
+        on_timeout: Callable[[str], None] | None = None,
+    ):
         if len(envs) == 0:
             raise ValueError("envs is empty: pass at least one Gymnasium environment")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None (no limit), got {timeout}")
         self.num_envs = len(envs)
         self.single_action_space = envs[0].action_space
         self.single_observation_space = envs[0].observation_space
@@ -190,7 +275,11 @@ class ParallelEnv(EnvBatch):
             for group in self.groups:
                 parent, child = context.Pipe()
                 inherited = [*self.conns, parent] if method == "fork" else []
-                process = context.Process(target=_worker, args=(child, group, inherited, self.shared), daemon=True)
+                process = context.Process(
+                    target=_worker,
+                    args=(child, group, inherited, self.shared, timeout, len(self.processes)),
+                    daemon=True,
+                )
                 process.start()
                 child.close()
                 self.conns.append(parent)
@@ -201,6 +290,10 @@ class ParallelEnv(EnvBatch):
             for w, conn in enumerate(self.conns):
                 self._poller.register(conn.fileno(), select.POLLIN)
                 self._fd_worker[conn.fileno()] = w
+        self.watchdog = None
+        if self.local and timeout is not None:
+            self.watchdog = _HangWatchdog(self.groups[0], timeout, on_timeout or report_to_stderr)
+            self.watchdog.start()
         self.closed = False
 
     def _run(self, command, chunks):
@@ -238,13 +331,12 @@ class ParallelEnv(EnvBatch):
                         raise EnvWorkerError(
                             f"env worker {w} (envs {self._env_range(w)}) died with exit code {process.exitcode}"
                         )
-                if waited >= self.timeout:
+                # A worker reports a hung env itself (naming it) after ``timeout``; this is the backstop if it cannot.
+                if self.timeout is not None and waited >= self.timeout + WORKER_TIMEOUT_GRACE:
                     w = min(pending)
                     self.processes[w].terminate()  # stuck in an env: it would not answer "close" either
                     self.close()
-                    raise EnvWorkerError(
-                        f"env worker {w} (envs {self._env_range(w)}) did not answer in {self.timeout:.0f} s"
-                    )
+                    raise EnvWorkerError(f"env worker {w} (envs {self._env_range(w)}) did not answer in {waited:.0f} s")
             for w in ready:
                 if w in pending:
                     pending.discard(w)
@@ -319,6 +411,8 @@ class ParallelEnv(EnvBatch):
         if self.closed:
             return
         self.closed = True
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if self.local:
             for group in self.groups:
                 for env in group.envs:
