@@ -6,7 +6,6 @@ gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count a
 """
 
 import contextlib
-import math
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import torch
 
 import torch_rl
 from model import ACModel
+from torch_rl.vec_env import report_to_stderr
 from utils import checkpoint as checkpoints
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.distributed_setup import (
@@ -29,7 +29,22 @@ from utils.distributed_setup import (
     shutdown_distributed,
 )
 from utils.env import check_env_id, make_batched_env, make_envs
-from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, one_line
+from utils.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    MAX_ENV_TIMEOUT,
+    MAX_THREADS,
+    MAX_WORKERS,
+    SEED,
+    ArgumentParser,
+    HelpFormatter,
+    UsageError,
+    check_procs_fit_in_memory,
+    cli,
+    integer,
+    number,
+    one_line,
+)
 from utils.format import IMAGE_ENCODINGS, get_obss_preprocessor, has_mission
 from utils.interrupts import interrupts_deferred
 from utils.seeding import seed as seed_everything
@@ -83,20 +98,20 @@ def parse_args(argv=None):
     p.add_argument("--algo", required=True, choices=["a2c", "ppo"], help="algorithm")
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", default=None, help="model folder name (default: ENV_ALGO_seedSEED)")
-    p.add_argument("--seed", type=int, default=1, help="random seed")
-    p.add_argument("--frames", type=int, default=10**7, help="train until this many frames in total")
+    p.add_argument("--seed", type=SEED, default=1, help="random seed, from 0 to 2**32 - 1")
+    p.add_argument("--frames", type=integer(1), default=10**7, help="train until this many frames in total")
     p.add_argument(
         "--stop-at-return",
-        type=float,
+        type=number(),
         default=None,
         metavar="R",
         help="stop early once the mean return per episode, averaged over the last 5 logged updates, "
         "reaches R (e.g. 0.9 on MiniGrid)",
     )
-    p.add_argument("--procs", type=int, default=16, help="number of environments stepped in parallel")
+    p.add_argument("--procs", type=integer(1), default=16, help="number of environments stepped in parallel")
     p.add_argument(
         "--workers",
-        type=int,
+        type=integer(0, MAX_WORKERS),
         default=None,
         help="worker processes stepping the environments (default: none on <= 2 cores, else one per core "
         "but one; 0: step them in this process)",
@@ -115,19 +130,29 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=integer(1, MAX_THREADS),
         default=1,
-        help="torch CPU threads of the learner; 1 is fastest for this small model (measured: a 256-sample "
-        "update took 3.5 ms with 1 thread, 119 ms with 2 on a busy 2-core machine)",
+        help="torch CPU threads of the learner; 1 is fastest for the small starter model, whose updates are "
+        "too small to share between threads (see the README's Speed section)",
     )
-    p.add_argument("--log-interval", type=int, default=1, help="updates between log lines")
-    p.add_argument("--save-interval", type=int, default=10, help="updates between checkpoints (0: only at the end)")
+    p.add_argument(
+        "--env-timeout",
+        type=number(0, MAX_ENV_TIMEOUT),
+        default=300.0,
+        metavar="SECONDS",
+        help="longest an env's step or reset may take; a longer one stops training with one line naming the "
+        "env (exit code 1, the last checkpoint kept); 0: no limit",
+    )
+    p.add_argument("--log-interval", type=integer(1), default=1, help="updates between log lines")
+    p.add_argument(
+        "--save-interval", type=integer(0), default=10, help="updates between checkpoints (0: only at the end)"
+    )
     p.add_argument("--tb", action="store_true", help="also write TensorBoard logs to the model folder")
     p.add_argument("--quiet", action="store_true", help="write logs to the model folder only")
     g = p.add_argument_group("model")
     g.add_argument(
         "--recurrence",
-        type=int,
+        type=integer(1),
         default=1,
         help="steps of back-propagation through time; >1 gives the model an LSTM memory",
     )
@@ -142,19 +167,21 @@ def parse_args(argv=None):
     )
     g = p.add_argument_group("algorithm")
     g.add_argument(
-        "--frames-per-proc", type=int, default=None, help="steps per env and update (default: 128 PPO, 5 A2C)"
+        "--frames-per-proc", type=integer(1), default=None, help="steps per env and update (default: 128 PPO, 5 A2C)"
     )
-    g.add_argument("--discount", type=float, default=0.99, help="discount factor gamma")
-    g.add_argument("--lr", type=float, default=0.001, help="learning rate")
-    g.add_argument("--gae-lambda", type=float, default=0.95, help="lambda of GAE (1 means no GAE)")
-    g.add_argument("--entropy-coef", type=float, default=0.01, help="entropy bonus weight")
-    g.add_argument("--value-loss-coef", type=float, default=0.5, help="value loss weight")
-    g.add_argument("--max-grad-norm", type=float, default=0.5, help="gradient clipping norm")
-    g.add_argument("--optim-eps", type=float, default=1e-8, help="Adam / RMSprop epsilon")
-    g.add_argument("--optim-alpha", type=float, default=0.99, help="RMSprop alpha (A2C)")
-    g.add_argument("--clip-eps", type=float, default=0.2, help="PPO clipping epsilon")
-    g.add_argument("--epochs", type=int, default=4, help="PPO epochs per update")
-    g.add_argument("--batch-size", type=int, default=256, help="PPO mini-batch size in frames")
+    g.add_argument("--discount", type=number(0.0, 1.0), default=0.99, help="discount factor gamma")
+    g.add_argument("--lr", type=number(0.0, low_open=True), default=0.001, help="learning rate")
+    g.add_argument("--gae-lambda", type=number(0.0, 1.0), default=0.95, help="lambda of GAE (1 means no GAE)")
+    g.add_argument("--entropy-coef", type=number(0.0), default=0.01, help="entropy bonus weight")
+    g.add_argument("--value-loss-coef", type=number(0.0), default=0.5, help="value loss weight")
+    g.add_argument("--max-grad-norm", type=number(0.0, low_open=True), default=0.5, help="gradient clipping norm")
+    g.add_argument("--optim-eps", type=number(0.0, low_open=True), default=1e-8, help="Adam / RMSprop epsilon")
+    g.add_argument(
+        "--optim-alpha", type=number(0.0, 1.0, low_open=True, high_open=True), default=0.99, help="RMSprop alpha (A2C)"
+    )
+    g.add_argument("--clip-eps", type=number(0.0, low_open=True), default=0.2, help="PPO clipping epsilon")
+    g.add_argument("--epochs", type=integer(1), default=4, help="PPO epochs per update")
+    g.add_argument("--batch-size", type=integer(1), default=256, help="PPO mini-batch size in frames")
     g.add_argument("--normalize-advantages", action="store_true", help="PPO: standardise advantages per batch")
     g.add_argument(
         "--normalize",
@@ -164,7 +191,8 @@ def parse_args(argv=None):
         "auto: on for continuous (Box) actions, the usual levers of continuous control",
     )
     args = p.parse_args(argv)
-    args.frames_per_proc = args.frames_per_proc or DEFAULT_FRAMES_PER_PROC[args.algo]
+    if args.frames_per_proc is None:
+        args.frames_per_proc = DEFAULT_FRAMES_PER_PROC[args.algo]
     args.model = args.model or default_model_name(args.env, args.algo, args.seed)
     args.use_memory = args.recurrence > 1
     args.use_text = args.text
@@ -172,17 +200,10 @@ def parse_args(argv=None):
 
 
 def validate(args):
-    for name in ("procs", "frames_per_proc", "recurrence", "epochs", "batch_size", "log_interval", "threads"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.workers is not None and args.workers < 0:
-        raise UsageError(f"--workers must be at least 0 (0: step the envs in this process), got {args.workers}")
+    """Checks what parse_args' types cannot check alone (flags against each other, the env, the device, the
+    memory); creates nothing."""
     if args.model.strip(". ") == "":
         raise UsageError(f"--model {args.model!r} is not a folder name; choose e.g. --model {args.env}_{args.algo}")
-    for name in ("lr", "discount", "max_grad_norm"):
-        value = getattr(args, name)
-        if not math.isfinite(value) or value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     if args.frames_per_proc % args.recurrence != 0:
         raise UsageError(
             f"--recurrence {args.recurrence} must divide --frames-per-proc {args.frames_per_proc}; change one of them"
@@ -191,14 +212,28 @@ def validate(args):
         raise UsageError(
             f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; change one of them"
         )
-    check_env_id(args.env)
+    check_procs_fit_in_memory(args.procs, args.frames_per_proc)
     if args.device is not None:
-        try:
-            torch.device(args.device)
-        except RuntimeError:
-            raise UsageError(f"--device {args.device!r} is not a torch device; use cpu or cuda") from None
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        check_device(args.device)
+    check_env_id(args.env)
+
+
+def check_device(name):
+    """A UsageError unless ``name`` is a CPU or an available CUDA device (the devices scripts.train runs on)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a torch device; use cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name}: scripts.train runs on cpu or cuda, not {device.type}; use cpu or cuda")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name} was asked for but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {name}: there are {torch.cuda.device_count()} CUDA GPUs (cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1})"
+            )
 
 
 def load_or_new_checkpoint(args, model_dir):
@@ -257,7 +292,11 @@ def default_device(batched):
     return "cuda" if batched and torch.cuda.is_available() else "cpu"
 
 
-def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False):
+def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False, on_env_timeout=None):
+    if isinstance(envs, list):  # Python envs: stepped with --env-timeout
+        envs = torch_rl.ParallelEnv(
+            envs, num_workers=args.workers, timeout=args.env_timeout or None, on_timeout=on_env_timeout
+        )
     common = dict(
         device=device,
         num_frames_per_proc=args.frames_per_proc,
@@ -360,7 +399,9 @@ def main(argv=None):
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     if checkpoint.model_state is not None:
         load_state(acmodel, checkpoint.model_state, "parameters", args)
-    algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize)
+    algo = make_algo(
+        args, envs, acmodel, preprocess_obss, device, normalize, on_env_timeout=lambda m: env_hung(m, model_dir, args)
+    )
     cleanup = contextlib.ExitStack()  # what the run opened, closed however it ends
     cleanup.callback(algo.close)
     try:
@@ -417,9 +458,12 @@ def main(argv=None):
         checkpoints.save(checkpoint, model_dir)
         saved_update = checkpoint.update
 
-    # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first.
+    # SIGTERM (e.g. from a scheduler) stops training like Ctrl-C: the model is saved first, and the process exits
+    # with code 130.
     handlers_before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for signum in handlers_before:
+        signal.signal(signum, stop_training)
+    interrupted = False
     start, interval_start, interval_frames = time.time(), time.time(), 0
     recent_returns = deque(maxlen=STOP_WINDOW)
     duration_before = checkpoint.duration
@@ -461,6 +505,7 @@ def main(argv=None):
         # A second Ctrl-C or SIGTERM must not cut this save short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupted = True
         try:
             save()
             txt_logger(
@@ -480,11 +525,8 @@ def main(argv=None):
     except WriteError as error:
         write_failed(error, model_dir, saved_update)
     except torch_rl.EnvWorkerError as error:
-        print(
-            f"error: an environment failed: {one_line(error)}; the last checkpoint in {model_dir} is kept",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+        print(f"error: an environment failed: {one_line(error)}; {checkpoint_note(model_dir)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     finally:
         cleanup.close()
         if world_size > 1:
@@ -492,7 +534,9 @@ def main(argv=None):
         for signum, handler in handlers_before.items():  # main() may be called in-process (tests, notebooks)
             signal.signal(signum, handler)
     if world_size > 1:
-        exit_now()
+        exit_now(EXIT_INTERRUPTED if interrupted else 0)
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def write_failed(error, model_dir, saved_update):
@@ -507,22 +551,45 @@ def write_failed(error, model_dir, saved_update):
     sys.exit(1)
 
 
-def exit_now():
+def stop_training(signum, frame):
+    """Ctrl-C or SIGTERM while training: the first one stops it; the ones after it are ignored, so that they
+    cannot cut short the save that follows."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def checkpoint_note(model_dir):
+    """What a failed run leaves: the last checkpoint, or none (never claim a checkpoint that does not exist)."""
+    if checkpoints.exists(model_dir):
+        return f"the last checkpoint in {model_dir} is kept"
+    return f"no checkpoint was saved in {model_dir} yet"
+
+
+def env_hung(message, model_dir, args):
+    """--env-timeout fired with in-process envs (called from the watchdog thread, which then exits with code 1)."""
+    report_to_stderr(
+        f"an environment hung: {message}; {checkpoint_note(model_dir)} (raise --env-timeout, now "
+        f"{args.env_timeout:g} s, if its steps are this slow)"
+    )
+
+
+def exit_now(code=0):
     """Ends a torchrun rank once its work is saved and the group is left. Why not a normal exit: now and then
     (about 1 run in 10 here) a C++ destructor at interpreter teardown aborts with "terminate called without an
     active exception", which torchrun reports as a failed job although everything was done."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def diverged(checkpoint, model_dir, error):
     print(
-        f"error: training diverged at update {checkpoint.update + 1}: {one_line(error)}; the last checkpoint in "
-        f"{model_dir} is kept (lower --lr, or check the rewards and observations)",
+        f"error: training diverged at update {checkpoint.update + 1}: {one_line(error)}; "
+        f"{checkpoint_note(model_dir)} (lower --lr, or check the rewards and observations)",
         file=sys.stderr,
     )
-    sys.exit(1)
+    sys.exit(EXIT_FAILED)
 
 
 EPISODE_LOG_KEYS = ("return_per_episode", "reshaped_return_per_episode", "num_frames_per_episode")

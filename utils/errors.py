@@ -11,13 +11,14 @@ import os
 import sys
 
 from torch_rl.vec_env import EnvWorkerError
+from utils.interrupts import ignore_interrupts_while_exiting
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-EXIT_CODES = (
-    "exit codes: 0 done; 1 failed (an environment raised or hung, training diverged...; a model keeps its last "
-    "checkpoint); 2 usage error (a bad flag or input: one line 'error: ...', nothing is written); "
-    "130 interrupted by Ctrl-C or SIGTERM (scripts.train saves the model first)"
-)
+EXIT_CODES = """exit codes:
+  0    done
+  1    failed: an environment raised or hung, training diverged... (a model keeps its last checkpoint)
+  2    usage error: one line "error: ...", and nothing is written
+  130  interrupted by Ctrl-C or SIGTERM (scripts.train saves the model first)"""
 
 
 class UsageError(Exception):
@@ -114,6 +115,11 @@ def number(low=None, high=None, low_open=False, high_open=False):
 
 
 SEED = integer(0, 2**32 - 1)  # what numpy's and torch's seeding accept
+# Bounds beyond any sensible use, so that a typo fails at once instead of exhausting the machine.
+MAX_WORKERS = 1024  # worker processes
+MAX_THREADS = 1024  # torch threads
+MAX_ENV_TIMEOUT = 7 * 24 * 3600.0  # seconds
+MAX_PAUSE = 60.0  # seconds between the frames of scripts.visualize
 
 
 # -------------------------------------------------------------------------------------------- memory bound
@@ -159,8 +165,8 @@ def check_procs_fit_in_memory(procs, frames_per_proc=0, memory=None):
 def cli(main):
     """Runs ``main`` so that a UsageError prints ``error: <message>`` and exits with code 2.
 
-    An EnvWorkerError that ``main`` does not handle prints one line too, with exit code 1; so does Ctrl-C that
-    ``main`` does not handle (e.g. while starting up), with exit code 130.
+    An EnvWorkerError that ``main`` does not handle prints one line too, with exit code 1; so does Ctrl-C (or
+    SIGTERM, under ``python -m``) that ``main`` does not handle (e.g. while starting up), with exit code 130.
     """
 
     @functools.wraps(main)
@@ -176,6 +182,8 @@ def cli(main):
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            ignore_interrupts_while_exiting()
 
     return wrapper
 

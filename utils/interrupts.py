@@ -26,3 +26,35 @@ def interrupts_deferred():
             signal.signal(signum, handler)
         if arrived and not failed:
             raise KeyboardInterrupt(f"signal {signal.Signals(arrived[0]).name} during a deferred block")
+
+
+RUN_AS_PROGRAM = {"on": False}  # set by handle_interrupts_as_program(); read by utils.errors.cli
+
+
+def handle_interrupts_as_program():
+    """For ``python -m scripts.X`` (called by scripts/__init__.py, before the seconds that importing torch takes):
+    from then on SIGTERM stops the program as Ctrl-C does, and Ctrl-C or SIGTERM that nothing handles (e.g. while
+    the imports load) ends it with one line and exit code 130, not a traceback or a silent -15."""
+    import os
+    import sys
+
+    RUN_AS_PROGRAM["on"] = True
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous_hook = sys.excepthook
+
+    def excepthook(kind, value, traceback):
+        if not issubclass(kind, KeyboardInterrupt):
+            return previous_hook(kind, value, traceback)
+        sys.stderr.write("error: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    sys.excepthook = excepthook
+
+
+def ignore_interrupts_while_exiting():
+    """After main() of a program: a late Ctrl-C or SIGTERM must not turn a finished (or saved) run's exit into a
+    traceback or -15 while the interpreter shuts down."""
+    if RUN_AS_PROGRAM["on"]:
+        for signum in HELD_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
