@@ -16,7 +16,6 @@ num_frames (per episode).
 """
 
 import json
-import os
 import sys
 import time
 
@@ -28,46 +27,37 @@ from torch_rl.vec_env import VectorEnvBatch, actions_for_env
 from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_batched_env, make_envs
-from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
+from utils.errors import (
+    MAX_WORKERS,
+    SEED,
+    ArgumentParser,
+    HelpFormatter,
+    UsageError,
+    check_procs_fit_in_memory,
+    check_writable_file,
+    cli,
+    integer,
+)
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
-JSON_KEYS = [
-    "env",
-    "model",
-    "argmax",
-    "seed",
-    "procs",
-    "episodes",
-    "frames",
-    "fps",
-    "duration",
-    "return_mean",
-    "return_std",
-    "return_min",
-    "return_max",
-    "num_frames_mean",
-    "num_frames_std",
-    "num_frames_min",
-    "num_frames_max",
-    "success_rate",
-    "returns",
-    "num_frames",
-]
+MAX_EPISODES = 10**7  # their returns and lengths are kept in memory
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
-    p.add_argument("--episodes", type=int, default=100, help="number of episodes to evaluate (default: 100)")
+    p.add_argument(
+        "--episodes", type=integer(1, MAX_EPISODES), default=100, help="number of episodes to evaluate (default: 100)"
+    )
     p.add_argument(
         "--argmax",
         action="store_true",
         help="act with the most likely action (the mean for continuous actions) instead of sampling",
     )
     p.add_argument(
-        "--procs", type=int, default=16, help="envs run in parallel (default: 16; at most --episodes are used)"
+        "--procs", type=integer(1), default=16, help="envs run in parallel (default: 16; at most --episodes are used)"
     )
     p.add_argument(
         "--batched",
@@ -76,26 +66,23 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=integer(0, MAX_WORKERS),
         default=None,
         help="worker processes stepping the envs (default: none on <= 2 cores, else one per core "
         "but one; 0: in this process)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the envs and of the action sampling")
+    p.add_argument(
+        "--seed", type=SEED, default=0, help="random seed of the envs and of the action sampling, from 0 to 2**32 - 1"
+    )
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
     return p.parse_args(argv)
 
 
 def validate(args):
-    for name in ("episodes", "procs"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.workers is not None and args.workers < 0:
-        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    """What parse_args' types cannot check; before any episode runs, so that a bad --json wastes no evaluation."""
+    check_procs_fit_in_memory(min(args.procs, args.episodes))
     if args.json not in (None, "-"):
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot write --json {args.json}: the folder {folder} does not exist")
+        check_writable_file(args.json, "--json")
     check_env_id(args.env)
 
 

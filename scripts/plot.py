@@ -7,9 +7,12 @@ model. No display is needed (matplotlib's Agg backend).
 
 import os
 
-from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, check_writable_file, cli, integer
 from utils.plotting import plot_logs, read_log
 from utils.storage import get_model_dir, get_storage_dir
+
+DEFAULT_NAME = "plot.png"
+MAX_SMOOTH = 10**6
 
 
 def parse_args(argv=None):
@@ -18,25 +21,47 @@ def parse_args(argv=None):
     p.add_argument(
         "--out",
         default=None,
-        help="PNG (or other matplotlib format) to write (default: plot.png in the storage folder)",
+        help="image to write, its format given by its extension (.png, .svg, .pdf...; none: .png is added; a "
+        "folder: plot.png in it) (default: plot.png in the storage folder)",
     )
     p.add_argument(
-        "--smooth", type=int, default=1, help="rolling mean over this many log rows (default: 1, no smoothing)"
+        "--smooth",
+        type=integer(1, MAX_SMOOTH),
+        default=1,
+        help="rolling mean over this many log rows (default: 1, no smoothing)",
     )
     return p.parse_args(argv)
+
+
+def output_path(out):
+    """The file that --out OUT names: OUT, OUT.png without an extension, OUT/plot.png for a folder; a UsageError
+    for a format matplotlib cannot write. Creates nothing."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if os.path.isdir(out) or out.endswith(os.sep):
+        out = os.path.join(out, DEFAULT_NAME)
+    extension = os.path.splitext(out)[1].lower().lstrip(".")
+    if not extension:
+        out, extension = out + ".png", "png"
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    if extension not in supported:
+        raise UsageError(f"--out {out}: cannot write .{extension} images; use one of .{', .'.join(supported)}")
+    check_writable_file(out, "--out")
+    return out
 
 
 @cli
 def main(argv=None):
     args = parse_args(argv)
-    if args.smooth < 1:
-        raise UsageError(f"--smooth must be at least 1, got {args.smooth}")
-    out = args.out or os.path.join(get_storage_dir(), "plot.png")
-    folder = os.path.dirname(os.path.abspath(out))
-    if args.out is None:
-        os.makedirs(folder, exist_ok=True)
-    elif not os.path.isdir(folder):
-        raise UsageError(f"cannot write --out {out}: the folder {folder} does not exist")
+    storage = get_storage_dir()
+    if os.path.exists(storage) and not os.path.isdir(storage):
+        raise UsageError(
+            f"the storage folder {storage} is a file, not a folder: set TORCH_RL_STORAGE to the models' folder"
+        )
+    if args.out is not None:
+        out = output_path(args.out)
+    else:
+        out = os.path.join(storage, DEFAULT_NAME)
     logs = {}
     for name in args.model:
         model_dir = get_model_dir(name)

@@ -7,6 +7,7 @@ for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). 
 
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -16,9 +17,22 @@ from torch_rl.vec_env import actions_for_env
 from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_env
-from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli
+from utils.errors import (
+    EXIT_INTERRUPTED,
+    MAX_PAUSE,
+    SEED,
+    ArgumentParser,
+    HelpFormatter,
+    UsageError,
+    check_writable_file,
+    cli,
+    integer,
+    number,
+)
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
+
+MAX_EPISODES = 10**4  # a GIF keeps every frame in memory
 
 
 def parse_args(argv=None):
@@ -30,16 +44,24 @@ def parse_args(argv=None):
         action="store_true",
         help="act with the most likely action (the mean for continuous actions) instead of sampling",
     )
-    p.add_argument("--episodes", type=int, default=1, help="number of episodes to show (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the env and of the action sampling")
     p.add_argument(
-        "--gif",
-        metavar="FILE",
-        default=None,
-        help="write the episodes to this animated GIF instead of showing a window (works headless)",
+        "--episodes", type=integer(1, MAX_EPISODES), default=1, help="number of episodes to show (default: 1)"
     )
     p.add_argument(
-        "--pause", type=float, default=0.1, help="seconds between frames, in the window and in the GIF (default: 0.1)"
+        "--seed", type=SEED, default=0, help="random seed of the env and of the action sampling, from 0 to 2**32 - 1"
+    )
+    p.add_argument(
+        "--gif",
+        metavar="NAME",
+        default=None,
+        help="write the episodes to the animated GIF NAME (NAME.gif if NAME does not end in .gif) instead of "
+        "showing a window (works headless)",
+    )
+    p.add_argument(
+        "--pause",
+        type=number(0.0, MAX_PAUSE),
+        default=0.1,
+        help="seconds between frames, in the window and in the GIF (default: 0.1)",
     )
     return p.parse_args(argv)
 
@@ -51,20 +73,23 @@ def has_display():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def gif_path(name):
+    """The file --gif NAME writes: NAME itself if it ends in .gif, else NAME.gif (as the starter files did)."""
+    return name if name.lower().endswith(".gif") else name + ".gif"
+
+
 def validate(args):
-    if args.episodes < 1:
-        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
-    if args.pause < 0:
-        raise UsageError(f"--pause must be 0 or more, got {args.pause}")
+    """What parse_args' types cannot check; creates nothing."""
     if args.gif is None and not has_display():
         raise UsageError(
             "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
             "pass --gif FILE to write an animated GIF instead"
         )
     if args.gif is not None:
-        folder = os.path.dirname(os.path.abspath(args.gif))
-        if not os.path.isdir(folder):
-            raise UsageError(f"cannot write --gif {args.gif}: the folder {folder} does not exist")
+        if os.path.isdir(args.gif) or args.gif.endswith(os.sep):
+            raise UsageError(f"cannot write --gif {args.gif}: it is a folder; give a file name, e.g. --gif agent")
+        args.gif = gif_path(args.gif)
+        check_writable_file(args.gif, "--gif")
     check_env_id(args.env)
 
 
@@ -86,14 +111,22 @@ def render_frame(env):
 
 
 def write_gif(path, frames, pause):
+    """Writes the GIF whole or not at all: into a temporary file beside ``path``, then renamed over it."""
     import imageio.v3 as iio
 
     # GIF frame durations are in milliseconds, with a resolution of 10 ms; loop=0 repeats forever.
     duration = max(10, int(round(pause * 1000 / 10)) * 10)
+    tmp = None
     try:
-        iio.imwrite(path, np.stack(frames), extension=".gif", duration=duration, loop=0)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".gif")
+        os.close(fd)
+        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=duration, loop=0)
+        os.replace(tmp, path)
     except OSError as error:
-        raise UsageError(f"cannot write --gif {path} ({error})") from None
+        raise UsageError(f"cannot write --gif {path} ({error.strerror or error})") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
 
 
 @cli
@@ -114,6 +147,7 @@ def main(argv=None):
     )
     frames = []
     returns = []
+    interrupted = False
     try:
         obs, _ = env.reset(seed=args.seed)
         for episode in range(1, args.episodes + 1):
@@ -136,12 +170,15 @@ def main(argv=None):
             returns.append(episode_return)
             print(f"episode {episode}: return {episode_return:.3f}, {length} frames", flush=True)
     except KeyboardInterrupt:
+        interrupted = True
         print("interrupted", file=sys.stderr)
     finally:
         env.close()
     if gif and frames:
         write_gif(args.gif, frames, args.pause)
         print(f"{len(frames)} frames written to {args.gif}")
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     return returns
 
 
