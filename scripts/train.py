@@ -278,11 +278,18 @@ def check_finite(module):
 
 
 def describe_difference(key, saved, now):
-    if key == "use_memory":
-        return f"memory (--recurrence > 1) was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
-    if key == "use_text":
-        return f"--text was {'on' if saved else 'off'}, now {'on' if now else 'off'}"
+    switch = {"use_memory": "memory (--recurrence > 1)", "use_text": "--text"}.get(key)
+    if switch is not None:
+        return f"{switch} was {on_off(saved)}, now {on_off(now)}"
     return f"--{key.replace('_', '-')} was {saved!r}, now {now!r}"
+
+
+def on_off(value):
+    """A saved switch in words; what is neither True nor False (a checkpoint without it, or a damaged one) is said
+    as it is, so that a difference never reads "off, now off"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    return "not recorded" if value is None else repr(value)
 
 
 def default_device(batched):

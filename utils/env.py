@@ -4,7 +4,7 @@ import difflib
 import importlib
 
 import gymnasium as gym
-import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+import numpy as np  # noqa: F401  (registers the MiniGrid-* ids)
 
 from torch_rl import EnvWorkerError
 from torch_rl.envs.fast_obs import make_fast
@@ -15,12 +15,22 @@ def check_env_id(env_id):
     """Raises a UsageError unless ``env_id`` is registered; ``module:id`` imports ``module`` first (as gym.make)."""
     if ":" in env_id:
         module, env_id = env_id.split(":", 1)
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise UsageError(
+                f"--env {module}:{env_id}: {module!r} is not a module name; write MODULE:ID, "
+                "e.g. --env my_package.envs:MyEnv-v0"
+            )
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise UsageError(
                 f"cannot import {module!r}, the module of the environment {env_id!r} "
                 f"({one_line(error)}); check the name, or install it"
+            ) from None
+        except Exception as error:  # the module itself raised while being imported
+            raise UsageError(
+                f"importing {module!r}, the module of the environment {env_id!r}, raised "
+                f"{type(error).__name__}: {one_line(error)}"
             ) from None
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
@@ -36,9 +46,12 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
     """
     check_env_id(env_id)
     try:
-        env = gym.make(env_id, render_mode=render_mode)
-        if fast_obs:
-            env = make_fast(env)
+        # render_mode only when one is needed: an env whose constructor takes none can still be trained.
+        env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+        fast = make_fast(env) if fast_obs else env
+        if fast is env and isinstance(env.observation_space, gym.spaces.Box):
+            fast = CheckedObservations(env)
+        env = fast
     except gym.error.DependencyNotInstalled as error:
         raise UsageError(f"the environment {env_id} needs a package that is not installed: {one_line(error)}") from None
     except Exception as error:
@@ -49,6 +62,43 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
         env.close()
         raise EnvWorkerError(f"the environment {env_id} raised in reset: {type(error).__name__}: {error}") from error
     return env
+
+
+class CheckedObservations(gym.Wrapper):
+    """Refuses an observation that does not fit the env's Box observation space (its shape, numbers): stacked with
+    the other envs' it would fail later with an obscure error, or train on garbage. (MiniGrid's observations are
+    made by torch_rl.envs.fast_obs and need no check.)"""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._shape = env.observation_space.shape
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._check(obs, "reset")
+        return obs, info
+
+    def step(self, action):
+        result = self.env.step(action)
+        self._check(result[0], "step")
+        return result
+
+    def _check(self, obs, method):
+        if isinstance(obs, np.ndarray) and obs.shape == self._shape and obs.dtype.kind in "biuf":
+            return
+        numeric = (np.ndarray, list, tuple, int, float, np.generic)
+        array = np.asarray(obs) if isinstance(obs, numeric) else None
+        if array is not None and array.shape == self._shape and array.dtype.kind in "biuf":
+            return
+        if array is not None and array.dtype.kind in "biuf":
+            what = f"of shape {array.shape}"
+        else:
+            what = f"of type {type(obs).__name__} ({repr(obs)[:40]})"
+        raise EnvWorkerError(
+            f"the environment {self.spec.id if self.spec else type(self.env).__name__} returned from {method} an "
+            f"observation {what}, where its observation space is {self.observation_space}; every observation "
+            "must fit the space"
+        )
 
 
 def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
