@@ -1,0 +1,469 @@
+"""Bad command-line input, exit codes and env time-outs of the starter scripts, as a table (issue 12).
+
+Each row of CASES is a command, the exit code it must end with and a pattern its one line ``error: ...`` must
+match; the rows run in this process (main(argv) raises SystemExit), and none may create or change a file in
+storage. The few cases that need a real process (signals during start-up, an env that hangs) are subprocesses
+at the end. The whole file takes ~30 s.
+"""
+
+import importlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from tests.envs import FixedLengthEnv
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = ["--algo", "ppo", "--env", "CartPole-v1", "--model", "m", "--frames", "64", "--workers", "0", "--quiet"]
+TINY = ["--procs", "2", "--frames-per-proc", "16", "--batch-size", "16", "--epochs", "1"]
+EVALUATE = ["--env", "CartPole-v1", "--model", "m"]
+VISUALIZE = ["--env", "CartPole-v1", "--model", "m", "--gif", "out.gif"]
+
+
+class HangingEnv(FixedLengthEnv):
+    """Steps normally ``after`` times, then hangs in step (sleeps far longer than any test waits)."""
+
+    def __init__(self, after=40, render_mode=None):
+        super().__init__(length=10)
+        self.after, self.count = after, 0
+
+    def step(self, action):
+        self.count += 1
+        if self.count > self.after:
+            time.sleep(3600)
+        return super().step(action)
+
+
+HANGING = "TorchRLTest-Hanging-v0"
+if HANGING not in gym.registry:
+    gym.register(HANGING, entry_point=f"{__name__}:HangingEnv", kwargs={"after": 40})
+
+
+def number_error(flag, value, bounds):
+    return rf"argument {flag}: must be a finite number{' ' + bounds if bounds else ''}[^,]*, got {re.escape(value)}"
+
+
+def integer_error(flag, value, bounds):
+    return rf"argument {flag}: must be an integer{' ' + bounds if bounds else ''}[^,]*, got '?{re.escape(value)}'?"
+
+
+# (script, arguments, exit code, pattern of the error line)
+CASES = {
+    # --- train: every numeric flag, checked when parsed -----------------------------------------------------
+    "train --discount 1.5": (
+        "train",
+        [*TRAIN, "--discount", "1.5"],
+        2,
+        number_error("--discount", "1.5", "from 0 to 1"),
+    ),
+    "train --discount -0.1": ("train", [*TRAIN, "--discount", "-0.1"], 2, number_error("--discount", "-0.1", "from 0")),
+    "train --gae-lambda 2": (
+        "train",
+        [*TRAIN, "--gae-lambda", "2"],
+        2,
+        number_error("--gae-lambda", "2", "from 0 to 1"),
+    ),
+    "train --clip-eps -1": ("train", [*TRAIN, "--clip-eps", "-1"], 2, number_error("--clip-eps", "-1", "more than 0")),
+    "train --clip-eps 0": ("train", [*TRAIN, "--clip-eps", "0"], 2, number_error("--clip-eps", "0", "more than 0")),
+    "train --value-loss-coef -1": (
+        "train",
+        [*TRAIN, "--value-loss-coef", "-1"],
+        2,
+        number_error("--value-loss-coef", "-1", "at least 0"),
+    ),
+    "train --entropy-coef nan": (
+        "train",
+        [*TRAIN, "--entropy-coef", "nan"],
+        2,
+        number_error("--entropy-coef", "nan", "at least 0"),
+    ),
+    "train --entropy-coef inf": (
+        "train",
+        [*TRAIN, "--entropy-coef", "inf"],
+        2,
+        number_error("--entropy-coef", "inf", "at least 0"),
+    ),
+    "train --optim-alpha 2": (
+        "train",
+        [*TRAIN, "--algo", "a2c", "--optim-alpha", "2"],
+        2,
+        number_error("--optim-alpha", "2", "more than 0 and less than 1"),
+    ),
+    "train --optim-alpha 1": ("train", [*TRAIN, "--optim-alpha", "1"], 2, number_error("--optim-alpha", "1", "more")),
+    "train --optim-eps nan": ("train", [*TRAIN, "--optim-eps", "nan"], 2, number_error("--optim-eps", "nan", "more")),
+    "train --optim-eps 0": ("train", [*TRAIN, "--optim-eps", "0"], 2, number_error("--optim-eps", "0", "more than 0")),
+    "train --lr 0": ("train", [*TRAIN, "--lr", "0"], 2, number_error("--lr", "0", "more than 0")),
+    "train --lr inf": ("train", [*TRAIN, "--lr", "inf"], 2, number_error("--lr", "inf", "more than 0")),
+    "train --max-grad-norm -1": (
+        "train",
+        [*TRAIN, "--max-grad-norm", "-1"],
+        2,
+        number_error("--max-grad-norm", "-1", ""),
+    ),
+    "train --frames 0": ("train", [*TRAIN, "--frames", "0"], 2, integer_error("--frames", "0", "at least 1")),
+    "train --frames -5": ("train", [*TRAIN, "--frames", "-5"], 2, integer_error("--frames", "-5", "at least 1")),
+    "train --frames-per-proc 0": (
+        "train",
+        [*TRAIN, "--frames-per-proc", "0"],
+        2,
+        integer_error("--frames-per-proc", "0", "at least 1"),
+    ),
+    "train --save-interval -3": (
+        "train",
+        [*TRAIN, "--save-interval", "-3"],
+        2,
+        integer_error("--save-interval", "-3", "at least 0"),
+    ),
+    "train --log-interval 0": ("train", [*TRAIN, "--log-interval", "0"], 2, integer_error("--log-interval", "0", "at")),
+    "train --epochs 0": ("train", [*TRAIN, "--epochs", "0"], 2, integer_error("--epochs", "0", "at least 1")),
+    "train --batch-size 0": ("train", [*TRAIN, "--batch-size", "0"], 2, integer_error("--batch-size", "0", "at least")),
+    "train --recurrence 0": ("train", [*TRAIN, "--recurrence", "0"], 2, integer_error("--recurrence", "0", "at least")),
+    "train --threads 0": ("train", [*TRAIN, "--threads", "0"], 2, integer_error("--threads", "0", "from 1 to 1024")),
+    "train --workers -1": ("train", [*TRAIN, "--workers", "-1"], 2, integer_error("--workers", "-1", "from 0 to 1024")),
+    "train --procs 0": ("train", [*TRAIN, "--procs", "0"], 2, integer_error("--procs", "0", "at least 1")),
+    "train --procs 1000000000": (
+        "train",
+        [*TRAIN, "--procs", "1000000000"],
+        2,
+        r"--procs 1000000000 does not fit in memory: at most \d+ here \(about \d+ KiB per env.*GiB available\)",
+    ),
+    "train --frames-per-proc 10**9": (
+        "train",
+        [*TRAIN, "--frames-per-proc", "1000000000", "--batch-size", "16"],
+        2,
+        r"--procs 16 does not fit in memory: at most \d+ here .*lower --procs or --frames-per-proc",
+    ),
+    "train --seed -1": ("train", [*TRAIN, "--seed", "-1"], 2, integer_error("--seed", "-1", "from 0 to 4294967295")),
+    "train --seed 1e20": (
+        "train",
+        [*TRAIN, "--seed", "1e20"],
+        2,
+        integer_error("--seed", "1e20", "from 0 to 4294967295"),
+    ),
+    "train --seed 2**32": ("train", [*TRAIN, "--seed", str(2**32)], 2, integer_error("--seed", str(2**32), "from 0")),
+    "train --stop-at-return nan": (
+        "train",
+        [*TRAIN, "--stop-at-return", "nan"],
+        2,
+        number_error("--stop-at-return", "nan", ""),
+    ),
+    "train --env-timeout -1": (
+        "train",
+        [*TRAIN, "--env-timeout", "-1"],
+        2,
+        number_error("--env-timeout", "-1", "from 0"),
+    ),
+    "train --env-timeout nan": ("train", [*TRAIN, "--env-timeout", "nan"], 2, number_error("--env-timeout", "nan", "")),
+    # --- train: devices and env ids ---------------------------------------------------------------------------
+    **{
+        f"train --device {device}": (
+            "train",
+            [*TRAIN, "--device", device],
+            2,
+            rf"--device {device}: scripts\.train runs on cpu or cuda, not {device}",
+        )
+        for device in ("mps", "xpu", "meta")
+    },
+    "train --device gpu7": ("train", [*TRAIN, "--device", "gpu7"], 2, r"--device 'gpu7' is not a torch device"),
+    "train --env :X-v0": ("train", [*TRAIN, "--env", ":X-v0"], 2, r"--env :X-v0: '' is not a module name"),
+    "train --env .x:X-v0": ("train", [*TRAIN, "--env", ".x:X-v0"], 2, r"--env \.x:X-v0: '\.x' is not a module name"),
+    # --- evaluate ---------------------------------------------------------------------------------------------
+    "evaluate --seed -1": ("evaluate", [*EVALUATE, "--seed", "-1"], 2, integer_error("--seed", "-1", "from 0")),
+    "evaluate --seed 1e20": ("evaluate", [*EVALUATE, "--seed", "1e20"], 2, integer_error("--seed", "1e20", "from 0")),
+    "evaluate --episodes 0": (
+        "evaluate",
+        [*EVALUATE, "--episodes", "0"],
+        2,
+        integer_error("--episodes", "0", "from 1"),
+    ),
+    "evaluate --procs 0": ("evaluate", [*EVALUATE, "--procs", "0"], 2, integer_error("--procs", "0", "at least 1")),
+    "evaluate --procs 10**9": (
+        "evaluate",
+        [*EVALUATE, "--procs", "1000000000", "--episodes", "10000000"],
+        2,
+        r"--procs 10000000 does not fit in memory: at most \d+",
+    ),
+    "evaluate --workers -1": (
+        "evaluate",
+        [*EVALUATE, "--workers", "-1"],
+        2,
+        integer_error("--workers", "-1", "from 0"),
+    ),
+    "evaluate --json DIR": ("evaluate", [*EVALUATE, "--json", "."], 2, r"cannot write --json \.: it is a folder"),
+    "evaluate --json missing/x.json": (
+        "evaluate",
+        [*EVALUATE, "--json", "missing/x.json"],
+        2,
+        r"cannot write --json missing/x\.json: the folder .*missing does not exist",
+    ),
+    # --- visualize --------------------------------------------------------------------------------------------
+    "visualize --seed -1": ("visualize", [*VISUALIZE, "--seed", "-1"], 2, integer_error("--seed", "-1", "from 0")),
+    "visualize --seed 1e20": ("visualize", [*VISUALIZE, "--seed", "1e20"], 2, integer_error("--seed", "1e20", "from")),
+    "visualize --episodes 0": (
+        "visualize",
+        [*VISUALIZE, "--episodes", "0"],
+        2,
+        integer_error("--episodes", "0", "from"),
+    ),
+    "visualize --pause nan": (
+        "visualize",
+        [*VISUALIZE, "--pause", "nan"],
+        2,
+        number_error("--pause", "nan", "from 0 to 60"),
+    ),
+    "visualize --pause 1e300": (
+        "visualize",
+        [*VISUALIZE, "--pause", "1e300"],
+        2,
+        number_error("--pause", "1e300", "from 0 to 60"),
+    ),
+    "visualize --pause -1": (
+        "visualize",
+        [*VISUALIZE, "--pause", "-1"],
+        2,
+        number_error("--pause", "-1", "from 0 to 60"),
+    ),
+    "visualize --gif DIR": ("visualize", [*VISUALIZE, "--gif", "."], 2, r"cannot write --gif \.: it is a folder"),
+    "visualize --gif DIR/": ("visualize", [*VISUALIZE, "--gif", "sub/"], 2, r"cannot write --gif sub/: it is a folder"),
+    # --- plot -------------------------------------------------------------------------------------------------
+    "plot --smooth 0": ("plot", ["--model", "m", "--smooth", "0"], 2, integer_error("--smooth", "0", "from 1")),
+    "plot --out f.xyz": (
+        "plot",
+        ["--model", "m", "--out", "f.xyz"],
+        2,
+        r"--out f\.xyz: cannot write \.xyz images; use one of .*\.pdf, .*\.png, .*\.svg",
+    ),
+    "plot --out missing/f.png": (
+        "plot",
+        ["--model", "m", "--out", "missing/f.png"],
+        2,
+        r"cannot write --out missing/f\.png: the folder .*missing does not exist",
+    ),
+}
+
+
+@pytest.fixture
+def storage(tmp_path, monkeypatch):
+    """A storage folder holding a model folder ``m`` (a log.txt and log.csv only: each case fails before reading
+    it); the current folder is ``tmp_path/work``, with a sub-folder ``sub``."""
+    storage = tmp_path / "storage"
+    (storage / "m").mkdir(parents=True)
+    (storage / "m" / "log.txt").write_text("# an existing model's log\n")
+    (storage / "m" / "log.csv").write_text("update,frames\n1,10\n")
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(storage))
+    monkeypatch.chdir(work)
+    return storage
+
+
+def snapshot(*folders):
+    return {
+        str(path): (path.read_bytes() if path.is_file() else None, path.stat().st_mtime_ns)
+        for folder in folders
+        for path in sorted(Path(folder).rglob("*"))
+    }
+
+
+@pytest.fixture
+def restore_process_state():
+    """scripts.train.main run in this process sets torch's threads and signal handlers."""
+    threads = torch.get_num_threads()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    torch.set_num_threads(threads)
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+
+
+def assert_one_line_error(stderr, pattern):
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert re.search(pattern, lines[0]), (pattern, lines[0])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
+    case, storage, tmp_path, capsys, restore_process_state
+):
+    script, argv, code, pattern = CASES[case]
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"scripts.{script}").main(argv)
+    assert exit_info.value.code == code
+    assert_one_line_error(capsys.readouterr().err, pattern)
+    assert snapshot(tmp_path) == before  # no model folder, log line, GIF or JSON file
+
+
+def test_plot_when_storage_is_a_file(tmp_path, monkeypatch, capsys):
+    from scripts import plot
+
+    storage = tmp_path / "storage"
+    storage.write_text("not a folder")
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(storage))
+    with pytest.raises(SystemExit) as exit_info:
+        plot.main(["--model", "m"])
+    assert exit_info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, r"the storage folder .*storage is a file, not a folder")
+    assert storage.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("script", ["train", "evaluate", "visualize", "plot"])
+def test_help_lists_the_exit_codes(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"scripts.{script}").main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for code in ("0 done", "1 failed", "2 usage error", "130 interrupted by Ctrl-C or SIGTERM"):
+        assert code in out, out
+
+
+def test_a_valid_seed_at_the_top_of_the_range_trains(tmp_path, monkeypatch, capsys, restore_process_state):
+    """The bound is not too strict: 2**32 - 1 plus the update and rank offsets still seeds numpy."""
+    from scripts import train
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    train.main([*TRAIN, *TINY, "--seed", str(2**32 - 1), "--frames", "32", "--frames-per-proc", "1e1"])
+    assert torch.load(tmp_path / "m" / "status.pt", weights_only=False)["num_frames"] == 40
+
+
+# ----------------------------------------------------------------------------------- trained model: gif, plot
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny MiniGrid model (2 updates), in its storage folder."""
+    from scripts import train
+
+    storage = tmp_path_factory.mktemp("storage")
+    environ, threads = os.environ.copy(), torch.get_num_threads()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        os.environ["TORCH_RL_STORAGE"] = str(storage)
+        train.main(
+            ["--algo", "ppo", "--env", "MiniGrid-Empty-5x5-v0", "--model", "m", "--frames", "64", "--quiet"] + TINY
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    return storage
+
+
+@pytest.mark.parametrize("name, written", [("agent", "agent.gif"), ("agent.gif", "agent.gif"), ("a.GIF", "a.GIF")])
+def test_gif_name_gets_the_gif_suffix(trained, tmp_path, monkeypatch, capsys, name, written):
+    from scripts import visualize
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(trained))
+    monkeypatch.chdir(tmp_path)
+    visualize.main(["--env", "MiniGrid-Empty-5x5-v0", "--model", "m", "--gif", name, "--pause", "0.01"])
+    assert sorted(os.listdir(tmp_path)) == [written]  # and no temporary file left
+    assert (tmp_path / written).read_bytes()[:4] == b"GIF8"
+    assert capsys.readouterr().out.strip().endswith(f"frames written to {written}")
+
+
+@pytest.mark.parametrize(
+    "out, written",
+    [("curves", "curves.png"), ("curves.svg", "curves.svg"), ("folder", "folder/plot.png")],
+)
+def test_plot_reports_the_file_it_wrote(trained, tmp_path, monkeypatch, capsys, out, written):
+    from scripts import plot
+
+    (tmp_path / "folder").mkdir()
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(trained))
+    monkeypatch.chdir(tmp_path)
+    assert plot.main(["--model", "m", "--out", out]) == os.path.join(*written.split("/"))
+    assert (tmp_path / written).stat().st_size > 1000
+    assert capsys.readouterr().out.strip().endswith(f"to {os.path.join(*written.split('/'))}")
+
+
+# ------------------------------------------------------------------------------------- real processes
+def run(args, storage, timeout=120):
+    env = {**os.environ, "TORCH_RL_STORAGE": str(storage), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("workers", ["0", "2"], ids=["in-process envs (watchdog)", "worker processes"])
+def test_a_hanging_env_stops_training_with_one_line_naming_it_and_keeps_the_checkpoint(tmp_path, workers):
+    # 2 envs x 16 frames per update: updates 1 and 2 are saved, the envs hang in update 3 (their 41st step).
+    start = time.time()
+    result = run(
+        [
+            "scripts.train",
+            "--algo",
+            "ppo",
+            "--env",
+            f"{__name__}:{HANGING}",
+            "--model",
+            "m",
+            "--frames",
+            "100000",
+            "--save-interval",
+            "1",
+            "--workers",
+            workers,
+            "--env-timeout",
+            "1",
+            "--quiet",
+            *TINY,
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(
+        result.stderr,
+        rf"env [01] \({HANGING}\) did not return from step within 1 s \(at its step 41\).*"
+        rf"the last checkpoint in .*m is kept",
+    )
+    assert time.time() - start < 60
+    status = torch.load(tmp_path / "m" / "status.pt", weights_only=False)
+    assert status["update"] == 2 and status["num_frames"] == 64
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupt_while_starting_up_is_one_line_and_exit_130(tmp_path, signum):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.train", *TRAIN, "--frames", "100000000"],
+        cwd=REPO,
+        env={**os.environ, "TORCH_RL_STORAGE": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.3)  # importing torch takes longer than that
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr == "error: interrupted\n", stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_parallel_env_timeout_argument():
+    import torch_rl
+
+    with pytest.raises(ValueError, match="timeout"):
+        torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=0, timeout=0)
+    env = torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=0, timeout=None)  # no limit, no watchdog
+    try:
+        assert env.watchdog is None
+        obs, *_ = env.step(np.zeros(1, np.int64))
+        assert obs.tolist() == [[1.0]]
+    finally:
+        env.close()
