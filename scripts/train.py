@@ -133,7 +133,7 @@ def parse_args(argv=None):
         type=integer(1, MAX_THREADS),
         default=1,
         help="torch CPU threads of the learner; 1 is fastest for the small starter model, whose updates are "
-        "too small to share between threads (see the README's Speed section)",
+        "too small to gain from sharing them between threads (measurements in the README's Speed section)",
     )
     p.add_argument(
         "--env-timeout",
@@ -294,8 +294,8 @@ def on_off(value):
 
 def default_device(batched):
     """cuda only for the batched env: with Python-stepped envs every step round-trips actions and observations
-    between host and GPU, and the starter model is too small for the GPU to win that back (measured on an H200
-    box with 16 cores: 16 envs train at 5.7k FPS on CPU against 4.5k on CUDA, 64 envs at 9.9k against 9.0k)."""
+    between host and GPU, and the starter model is too small for the GPU to win that back (the README's "On a GPU
+    machine" has the measurements)."""
     return "cuda" if batched and torch.cuda.is_available() else "cpu"
 
 

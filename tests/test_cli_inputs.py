@@ -43,9 +43,44 @@ class HangingEnv(FixedLengthEnv):
         return super().step(action)
 
 
+class NoRenderModeEnv(FixedLengthEnv):
+    """A constructor without render_mode, which gym.make(id) accepts."""
+
+    def __init__(self):
+        super().__init__(length=5)
+
+
+class ShapeChangingEnv(FixedLengthEnv):
+    """Observations of shape (1,), then (3,) at the 7th step."""
+
+    def __init__(self, render_mode=None):
+        super().__init__(length=5)
+        self.count = 0
+
+    def step(self, action):
+        self.count += 1
+        obs, *rest = super().step(action)
+        return (np.zeros(3, np.float32) if self.count == 7 else obs), *rest
+
+
+class StringObservationEnv(FixedLengthEnv):
+    """A string where its Box space says (1,)."""
+
+    def step(self, action):
+        _, *rest = super().step(action)
+        return "a string", *rest
+
+
 HANGING = "TorchRLTest-Hanging-v0"
-if HANGING not in gym.registry:
-    gym.register(HANGING, entry_point=f"{__name__}:HangingEnv", kwargs={"after": 40})
+TEST_ENVS = {
+    HANGING: (HangingEnv, {"after": 40}),
+    "TorchRLTest-NoRenderMode-v0": (NoRenderModeEnv, {}),
+    "TorchRLTest-ShapeChanging-v0": (ShapeChangingEnv, {}),
+    "TorchRLTest-StringObservation-v0": (StringObservationEnv, {}),
+}
+for _id, (_class, _kwargs) in TEST_ENVS.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=f"{__name__}:{_class.__name__}", kwargs=_kwargs)
 
 
 def number_error(flag, value, bounds):
@@ -335,6 +370,44 @@ def test_a_valid_seed_at_the_top_of_the_range_trains(tmp_path, monkeypatch, caps
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     train.main([*TRAIN, *TINY, "--seed", str(2**32 - 1), "--frames", "32", "--frames-per-proc", "1e1"])
     assert torch.load(tmp_path / "m" / "status.pt", weights_only=False)["num_frames"] == 40
+
+
+def test_an_env_whose_constructor_takes_no_render_mode_trains(tmp_path, monkeypatch, restore_process_state):
+    from scripts import train
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    train.main([*TRAIN, *TINY, "--env", f"{__name__}:TorchRLTest-NoRenderMode-v0", "--frames", "32"])
+    assert torch.load(tmp_path / "m" / "status.pt", weights_only=False)["num_frames"] == 32
+
+
+@pytest.mark.parametrize(
+    "env_id, what",
+    [
+        ("TorchRLTest-ShapeChanging-v0", r"an observation of shape \(3,\)"),
+        ("TorchRLTest-StringObservation-v0", r"an observation of type str \('a string'\)"),
+    ],
+)
+def test_an_observation_that_does_not_fit_the_space_is_one_line(
+    env_id, what, tmp_path, monkeypatch, capsys, restore_process_state
+):
+    from scripts import train
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*TRAIN, *TINY, "--env", f"{__name__}:{env_id}", "--frames", "64"])
+    assert exit_info.value.code == 1
+    assert_one_line_error(  # (gymnasium's own warnings go to pytest's warning capture here)
+        capsys.readouterr().err,
+        rf"env 0 \({env_id}\) raised in step: .*{what}, where its observation space is Box.*no checkpoint",
+    )
+
+
+def test_an_architecture_difference_never_reads_off_now_off():
+    from scripts.train import describe_difference
+
+    assert describe_difference("use_memory", True, False) == "memory (--recurrence > 1) was on, now off"
+    assert describe_difference("use_memory", None, False) == "memory (--recurrence > 1) was not recorded, now off"
+    assert describe_difference("use_text", "", False) == "--text was '', now off"
 
 
 # ----------------------------------------------------------------------------------- trained model: gif, plot
