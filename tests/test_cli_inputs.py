@@ -540,3 +540,37 @@ def test_parallel_env_timeout_argument():
         assert obs.tolist() == [[1.0]]
     finally:
         env.close()
+
+
+def test_a_second_sigterm_does_not_cut_the_save_short(tmp_path):
+    """Schedulers send SIGTERM again after a while: the run still ends with 130 and a checkpoint in step with its
+    log."""
+    import csv
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.train", *TRAIN, *TINY, "--frames", "100000000", "--save-interval", "2"],
+        cwd=REPO,
+        env={**os.environ, "TORCH_RL_STORAGE": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "m" / "status.pt").exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        for _ in range(5):
+            time.sleep(0.005)
+            process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    status = torch.load(tmp_path / "m" / "status.pt", weights_only=False)
+    with open(tmp_path / "m" / "log.csv", newline="") as f:
+        last = list(csv.reader(f))[-1]
+    assert [int(last[0]), int(last[1])] == [status["update"], status["num_frames"]]
