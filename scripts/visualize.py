@@ -83,7 +83,7 @@ def validate(args):
     if args.gif is None and not has_display():
         raise UsageError(
             "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
-            "pass --gif FILE to write an animated GIF instead"
+            "pass --gif NAME to write an animated GIF instead"
         )
     if args.gif is not None:
         if os.path.isdir(args.gif) or args.gif.endswith(os.sep):
