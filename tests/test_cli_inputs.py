@@ -43,6 +43,14 @@ class HangingEnv(FixedLengthEnv):
         return super().step(action)
 
 
+class SlowEnv(FixedLengthEnv):
+    """Each step takes 50 ms, so that a signal almost surely finds the process inside one."""
+
+    def step(self, action):
+        time.sleep(0.05)
+        return super().step(action)
+
+
 class NoRenderModeEnv(FixedLengthEnv):
     """A constructor without render_mode, which gym.make(id) accepts."""
 
@@ -75,6 +83,7 @@ HANGING = "TorchRLTest-Hanging-v0"
 TEST_ENVS = {
     HANGING: (HangingEnv, {"after": 40}),
     "TorchRLTest-NoRenderMode-v0": (NoRenderModeEnv, {}),
+    "TorchRLTest-Slow-v0": (SlowEnv, {}),
     "TorchRLTest-ShapeChanging-v0": (ShapeChangingEnv, {}),
     "TorchRLTest-StringObservation-v0": (StringObservationEnv, {}),
 }
@@ -574,3 +583,32 @@ def test_a_second_sigterm_does_not_cut_the_save_short(tmp_path):
     with open(tmp_path / "m" / "log.csv", newline="") as f:
         last = list(csv.reader(f))[-1]
     assert [int(last[0]), int(last[1])] == [status["update"], status["num_frames"]]
+
+
+def test_a_stopped_and_continued_run_is_not_taken_for_a_hung_env(tmp_path):
+    """Ctrl-Z (SIGSTOP) in an env step for longer than --env-timeout, then fg (SIGCONT): training goes on."""
+    slow = ["--env", f"{__name__}:TorchRLTest-Slow-v0", "--frames", "100000000", "--env-timeout", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.train", *TRAIN, *TINY, *slow],
+        cwd=REPO,
+        env={**os.environ, "TORCH_RL_STORAGE": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "m" / "log.csv").exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(4)
+        process.send_signal(signal.SIGCONT)
+        time.sleep(2)
+        assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr

@@ -137,9 +137,16 @@ class _HangWatchdog(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self):
-        while not self.stopped.wait(min(1.0, self.timeout / 4)):
-            busy = self.group.busy
-            if busy is not None and time.monotonic() - busy[2] > self.timeout:
+        interval = min(1.0, self.timeout / 4)
+        last, watched, stopped_for = time.monotonic(), None, 0.0
+        while not self.stopped.wait(interval):
+            now, busy = time.monotonic(), self.group.busy
+            if busy is not watched:
+                watched, stopped_for = busy, 0.0
+            if now - last > interval + 2.0:  # the whole process was stopped (Ctrl-Z, SIGSTOP): not the env's time
+                stopped_for += now - last - interval
+            last = now
+            if busy is not None and now - busy[2] - stopped_for > self.timeout:
                 try:
                     self.report(self.group.describe_hang(busy, self.timeout))
                 finally:
