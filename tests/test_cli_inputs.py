@@ -612,3 +612,24 @@ def test_a_stopped_and_continued_run_is_not_taken_for_a_hung_env(tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == 130, stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads signal dispositions from /proc")
+def test_env_workers_die_at_sigterm_whatever_handler_the_main_process_has():
+    """Under ``python -m scripts.X`` SIGTERM raises KeyboardInterrupt in the main process; a worker must not inherit
+    that, or ParallelEnv.close() could not stop one stuck in C code."""
+    import torch_rl
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        env = torch_rl.ParallelEnv([FixedLengthEnv(), FixedLengthEnv()], num_workers=2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        env.reset(seed=0)  # the workers are in their loop
+        for process in env.processes:
+            with open(f"/proc/{process.pid}/status") as f:
+                caught = int(re.search(r"SigCgt:\s*([0-9a-f]+)", f.read()).group(1), 16)
+            assert not caught & (1 << (signal.SIGTERM - 1)), f"worker {process.pid} handles SIGTERM"
+    finally:
+        env.close()

@@ -180,6 +180,9 @@ def _pack(command, result, shared, start):
 def _worker(conn, group, inherited_conns=(), shared=None, timeout=None, worker_index=0):
     # Ctrl-C reaches the whole process group: the main process handles it (it saves, then closes the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM ends a worker at once, even one stuck in C code (close() sends it), whatever handler the main
+    # process had when it forked this one.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A forked worker inherits the main process's ends of the pipes; closing them makes conn.recv() see EOF
     # when the main process dies (even by SIGKILL), so that a worker never outlives it.
     for inherited in inherited_conns:

@@ -39,7 +39,8 @@ def handle_interrupts_as_program():
     import sys
 
     RUN_AS_PROGRAM["on"] = True
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # one that the parent ignores stays ignored
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     previous_hook = sys.excepthook
 
     def excepthook(kind, value, traceback):
