@@ -51,6 +51,13 @@ class SlowEnv(FixedLengthEnv):
         return super().step(action)
 
 
+class NaNRewardEnv(FixedLengthEnv):
+    """A NaN reward from the first step: training diverges in update 1, before any checkpoint."""
+
+    def __init__(self, render_mode=None):
+        super().__init__(length=5, reward=float("nan"))
+
+
 class NoRenderModeEnv(FixedLengthEnv):
     """A constructor without render_mode, which gym.make(id) accepts."""
 
@@ -84,6 +91,7 @@ TEST_ENVS = {
     HANGING: (HangingEnv, {"after": 40}),
     "TorchRLTest-NoRenderMode-v0": (NoRenderModeEnv, {}),
     "TorchRLTest-Slow-v0": (SlowEnv, {}),
+    "TorchRLTest-NaNRewardAtOnce-v0": (NaNRewardEnv, {}),
     "TorchRLTest-ShapeChanging-v0": (ShapeChangingEnv, {}),
     "TorchRLTest-StringObservation-v0": (StringObservationEnv, {}),
 }
@@ -409,6 +417,17 @@ def test_an_observation_that_does_not_fit_the_space_is_one_line(
         capsys.readouterr().err,
         rf"env 0 \({env_id}\) raised in step: .*{what}, where its observation space is Box.*no checkpoint",
     )
+
+
+def test_a_failure_before_the_first_checkpoint_does_not_claim_one(tmp_path, monkeypatch, capsys, restore_process_state):
+    from scripts import train
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*TRAIN, *TINY, "--env", f"{__name__}:TorchRLTest-NaNRewardAtOnce-v0"])
+    assert exit_info.value.code == 1
+    assert_one_line_error(capsys.readouterr().err, r"diverged at update 1: .*; no checkpoint was saved in .*m yet")
+    assert not (tmp_path / "m" / "status.pt").exists()
 
 
 def test_an_architecture_difference_never_reads_off_now_off():
