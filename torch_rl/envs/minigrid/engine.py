@@ -244,6 +244,11 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         r = lo + (u * (hi - lo)).long()
         return torch.minimum(r, hi - 1)
 
+    @property
+    def generator(self) -> torch.Generator:
+        """The env's torch generator (layouts, and a family's random moves)."""
+        return self._gen
+
     def grid_view(self, grids: torch.Tensor) -> torch.Tensor:
         """(m, Hp, Wp) view of flat padded grids."""
         return grids.view(-1, self.Hp, self.Wp)

@@ -1,0 +1,247 @@
+"""Every batched MiniGrid family against real Minigrid: state-by-state fidelity for every supported id, the
+bank's layouts, and Dynamic-Obstacles' random moves statistically.
+
+The fidelity test copies states of real Minigrid envs into rows of the batched env (sometimes moved on: the
+agent teleported to a free cell, an object put in its hands, the step counter near ``max_steps``), steps both
+with the same random actions (every action, also those outside a family's action space) and compares image,
+direction, mission, reward, terminated and truncated at every step, re-copying after every episode end.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+import numpy as np
+import pytest
+import torch
+from minigrid.core.constants import DIR_TO_VEC
+from minigrid.core.world_object import Ball, Key
+
+from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.minigrid.codes import ENCODINGS
+from torch_rl.envs.minigrid.registry import ENV_FAMILY, make_family
+
+NEW_IDS = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
+TINY_BANK = {"capacity": 64, "initial": 8, "chunk": 8}  # the fidelity tests copy their states in
+COLOURS = ["red", "green", "blue", "purple", "yellow", "grey"]
+ACTION_P = np.array([0.13, 0.13, 0.36, 0.12, 0.08, 0.14, 0.04])
+
+
+def _move_on(real, rng):
+    """Start some episodes elsewhere than reset leaves them, to reach goals, lava, doors and limits sooner."""
+    u = real
+    free = [cell for cell in _enclosed_cells(u) if u.grid.get(*cell) is None]
+    targets = []  # (cell, direction) pairs facing something a rule is about
+    if hasattr(u, "success_pos"):  # Memory: next to its success or failure cell
+        targets = [(p, d) for p in (u.success_pos, u.failure_pos) for d in range(4)]
+    for x, y in free:
+        for d, (dx, dy) in enumerate(DIR_TO_VEC):
+            front = u.grid.get(x + dx, y + dy)
+            if front is not None and front.type in ("door", "lava", "goal"):
+                targets.append(((x, y), d))
+    if targets and rng.random() < 0.4:
+        cell, u.agent_dir = targets[rng.integers(len(targets))]
+        u.agent_pos = tuple(cell)
+        if tuple(cell) in (getattr(u, "success_pos", None), getattr(u, "failure_pos", None)):
+            u.agent_pos = (cell[0], u.height // 2)  # the junction between them
+    elif rng.random() < 0.4:
+        u.agent_pos = free[rng.integers(len(free))]
+        u.agent_dir = int(rng.integers(4))
+    if rng.random() < 0.35:
+        colour = COLOURS[rng.integers(6)]
+        u.carrying = Key(colour) if rng.random() < 0.7 else Ball(colour)
+    if rng.random() < 0.3:
+        u.step_count = u.max_steps - int(rng.integers(1, 10))
+
+
+def _enclosed_cells(u):
+    """Cells reachable from the agent without crossing a wall (MultiRoom leaves cells outside its rooms empty)."""
+    seen, todo = set(), [tuple(int(v) for v in u.agent_pos)]
+    while todo:
+        x, y = todo.pop()
+        if (x, y) in seen or not (0 <= x < u.width and 0 <= y < u.height):
+            continue
+        cell = u.grid.get(x, y)
+        if cell is not None and cell.type == "wall":
+            continue
+        seen.add((x, y))
+        todo += [(x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)]
+    return sorted(seen)
+
+
+def _copy_episode(real, env, i, rng, seed):
+    real.reset(seed=seed)
+    _move_on(real, rng)
+    env.set_state_from_minigrid(i, real)
+
+
+def _forced_ball_moves(env, reals):
+    return torch.tensor(
+        [[(int(b.cur_pos[1]) + 6) * env.Wp + int(b.cur_pos[0]) + 6 for b in r.obstacles] for r in reals]
+    )
+
+
+def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int) -> dict[str, int]:
+    rng = np.random.default_rng(seed)
+    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, bank_options=TINY_BANK)
+    reals = [gym.make(env_id).unwrapped for _ in range(num_envs)]
+    for i, real in enumerate(reals):
+        _copy_episode(real, env, i, rng, seed * 1000 + i)
+    obs = env.get_obs()
+    for i, real in enumerate(reals):
+        np.testing.assert_array_equal(obs["image"][i].numpy(), real.gen_obs()["image"])
+    dynamic = hasattr(reals[0], "obstacles")
+    stats = dict(steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0)
+    episode_seed = seed * 1000 + num_envs
+    for t in range(num_steps):
+        actions = rng.choice(7, size=num_envs, p=ACTION_P)
+        results = []
+        for real, a in zip(reals, actions, strict=True):
+            carried, cells = real.carrying, [type(o) for o in real.grid.grid] if t % 5 == 0 else None
+            results.append(real.step(int(a)))
+            stats["pickups"] += carried is None and real.carrying is not None
+            if cells is not None:
+                stats["toggles"] += cells != [type(o) for o in real.grid.grid]
+        if dynamic:  # the balls follow the real envs' random moves here; their distribution is tested below
+            env.family.forced_moves = _forced_ball_moves(env, reals)
+        obs, rew, term, trunc, info = env.step(torch.as_tensor(actions))
+        for i, (real, (ro, rr, rte, rtr, _)) in enumerate(zip(reals, results, strict=True)):
+            ctx = f"{env_id} step {t} env {i} action {actions[i]}"
+            src = info["final_obs"] if (rte or rtr) else obs
+            np.testing.assert_array_equal(src["image"][i].numpy(), ro["image"], err_msg=ctx)
+            assert int(src["direction"][i]) == ro["direction"], ctx
+            assert src["mission"][i] == ro["mission"], ctx
+            assert rew[i].item() == np.float32(rr), ctx
+            assert (bool(term[i]), bool(trunc[i])) == (rte, rtr), ctx
+            stats["steps"] += 1
+            stats["rewards"] += rr > 0
+            stats["negative"] += rr < 0
+            if rte or rtr:
+                stats["ends"] += 1
+                episode_seed += 1
+                _copy_episode(real, env, i, rng, episode_seed)
+                np.testing.assert_array_equal(env.get_obs()["image"][i].numpy(), real.gen_obs()["image"], ctx)
+    env.close()
+    return stats
+
+
+@pytest.mark.parametrize("env_id", NEW_IDS)
+def test_fidelity_every_id(env_id):
+    stats = run_fidelity(env_id, num_envs=4, num_steps=120, seed=3)
+    assert stats["steps"] == 480 and stats["ends"] > 0, stats
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-LockedRoom-v0", "MiniGrid-MemoryS7-v0", "MiniGrid-LavaGapS5-v0"])
+def test_fidelity_longer_runs_reach_the_rules(env_id):
+    """Longer runs on small ids, asserting the interesting events really happened (not only truncations)."""
+    stats = run_fidelity(env_id, num_envs=8, num_steps=400, seed=5)
+    assert stats["ends"] > 10, stats
+    if "LockedRoom" in env_id:
+        assert stats["pickups"] > 0 and stats["toggles"] > 0, stats
+    else:
+        assert stats["rewards"] > 0, stats
+
+
+def test_fidelity_dynamic_obstacles_collisions():
+    stats = run_fidelity("MiniGrid-Dynamic-Obstacles-6x6-v0", num_envs=8, num_steps=200, seed=2)
+    assert stats["negative"] > 0 and stats["rewards"] > 0, stats
+
+
+@pytest.mark.parametrize("env_id", SUPPORTED_ENV_IDS)
+def test_family_constants_match_minigrid(env_id):
+    family = make_family(env_id)
+    real = gym.make(env_id).unwrapped
+    real.reset(seed=0)
+    assert (family.width, family.height) == (real.width, real.height)
+    assert family.max_steps == real.max_steps
+    assert family.see_through_walls == real.see_through_walls
+    assert family.num_actions == real.action_space.n
+    assert family.mission in (None, real.mission)
+
+
+def test_bank_layouts_are_minigrids_resets():
+    env_id = "MiniGrid-LockedRoom-v0"
+    env = BatchedMiniGridEnv(env_id, 4, seed=11, bank_options={"capacity": 40, "initial": 40, "chunk": 20})
+    bank = env.bank
+    assert bank.size == 40 and bank.seed == 11
+    real = gym.make(env_id).unwrapped
+    for i in (0, 7, 39):
+        real.reset(seed=11 + i)
+        codes = bank.grid[i].view(bank.height, bank.width).long()
+        np.testing.assert_array_equal(torch.tensor(ENCODINGS)[codes].transpose(0, 1).numpy(), real.grid.encode())
+        assert tuple(bank.agent[i].tolist()) == tuple(int(v) for v in real.agent_pos)
+        assert int(bank.dir[i]) == real.agent_dir
+        assert bank.missions[int(bank.mission[i])] == real.mission
+    # every reset draws one of the bank's layouts, and the draws are counted
+    obs, _ = env.reset(seed=0)
+    stats = env.layout_stats()
+    assert stats["source"] == "bank" and 1 <= stats["layouts_drawn"] <= 40 and stats["bank_distinct"] == 40
+    env.close()
+
+
+def test_bank_draws_repeatable_with_a_seed_and_grow_every():
+    opts = {"capacity": 48, "initial": 16, "chunk": 16, "grow_every": 2}
+
+    def rollout():
+        env = BatchedMiniGridEnv("MiniGrid-FourRooms-v0", 8, seed=4, bank_options=opts)
+        grids = [env.encode_grid().clone()]
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(6):
+            env.reset()
+            grids.append(env.encode_grid().clone())
+            env.step(torch.randint(0, 7, (8,), generator=gen))
+        sizes = env.bank.size
+        env.close()
+        return torch.stack(grids), sizes
+
+    g1, s1 = rollout()
+    g2, s2 = rollout()
+    assert torch.equal(g1, g2) and s1 == s2 == 48
+
+
+def test_bank_worker_error_is_reported(monkeypatch):
+    from torch_rl.envs.minigrid import bank
+
+    def broken(*args):
+        args[4].put(("error", "ValueError: no layout"))
+
+    monkeypatch.setattr(bank, "_generate", broken)
+    with pytest.raises(RuntimeError, match="no layout"):
+        bank.LayoutBank("MiniGrid-FourRooms-v0", capacity=8, initial=8, chunk=8, start_timeout=20)
+
+
+def _ball_positions(env_or_real, k):
+    return [tuple(int(v) for v in b.cur_pos) for b in env_or_real.obstacles][k]
+
+
+def test_dynamic_obstacles_moves_follow_minigrids_distribution():
+    env_id = "MiniGrid-Dynamic-Obstacles-8x8-v0"
+    real = gym.make(env_id).unwrapped
+    real.reset(seed=3)
+    ball = real.obstacles[0].cur_pos  # put the agent beside a ball: it must not move onto the agent's cell
+    beside = [(ball[0] + dx, ball[1] + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
+    real.agent_pos = next(c for c in beside if real.grid.get(*c) is None and c != tuple(ball))
+    N = 6000
+    env = BatchedMiniGridEnv(env_id, N, seed=0, bank_options=TINY_BANK)
+    env.set_state_from_minigrid(0, real)
+    for name in ("grid", "agent", "dir", "carry", "step_count", "task"):
+        getattr(env, name)[:] = getattr(env, name)[0]
+    env.step(torch.zeros(N, dtype=torch.int64))  # turn left: only the balls move
+    batched = env.task.numpy()
+    K = batched.shape[1]
+    # the same state stepped by Minigrid with N different random streams
+    moved = np.empty((2000, K), np.int64)
+    for n in range(2000):
+        r = copy.deepcopy(real)
+        r.np_random = np.random.default_rng(n)
+        r.step(0)
+        moved[n] = [(int(b.cur_pos[1]) + 6) * env.Wp + int(b.cur_pos[0]) + 6 for b in r.obstacles]
+    for k in range(K):
+        cells = np.union1d(batched[:, k], moved[:, k])
+        p = np.array([(batched[:, k] == c).mean() for c in cells])
+        q = np.array([(moved[:, k] == c).mean() for c in cells])
+        assert 0.5 * np.abs(p - q).sum() < 0.05, (k, cells, p, q)
+        assert len(cells) > 1  # the balls really move
+    env.close()
