@@ -245,3 +245,17 @@ def test_dynamic_obstacles_moves_follow_minigrids_distribution():
         assert 0.5 * np.abs(p - q).sum() < 0.05, (k, cells, p, q)
         assert len(cells) > 1  # the balls really move
     env.close()
+
+
+def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
+    from tests.test_scripts import run_script
+
+    env_id = "MiniGrid-Dynamic-Obstacles-5x5-v0"
+    run_script("train", "--algo", "ppo", "--env", env_id, "--model", "m", "--batched", "--procs", "8",
+               "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
+    out = run_script("evaluate", "--env", env_id, "--model", "m", "--batched", "--episodes", "8", storage=tmp_path)
+    assert "8 episodes" in out.stdout
+    bad = run_script("train", "--algo", "ppo", "--env", "MiniGrid-KeyCorridorS3R1-v0", "--model", "k", "--batched",
+                     storage=tmp_path, check=False)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "Dynamic" in bad.stderr and "Memory" in bad.stderr and bad.stderr.startswith("error: ")
