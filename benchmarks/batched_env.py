@@ -2,6 +2,7 @@
 
     python -m benchmarks.batched_env [--quick] [--device cpu|cuda] [--env ID ...]
                                      [--threads N] [--seconds S]
+    python -m benchmarks.batched_env --table [--batch B] [--device cpu|cuda] [--env ID ...]
 
 For every env id, measures steps/s (environment transitions per second, summed
 over the batch) of
@@ -10,7 +11,9 @@ over the batch) of
 * ``sync16``: ``gymnasium.vector.SyncVectorEnv`` of 16 Minigrid envs,
 * ``batched B``: :class:`torch_rl.envs.BatchedMiniGridEnv` at B = 16 ... 4096,
 
-then PPO training FPS on the batched DoorKey-5x5 (starter model, everything on
+(``--table``: one row per supported id instead: Minigrid's own steps/s, the batched env's at one batch size
+and its start-up time, i.e. until the layout bank holds its first layouts), then PPO training FPS on the
+batched DoorKey-5x5 (``--ppo-env`` for others) (starter model, everything on
 the device), and (unless --quick/--no-transfer) trains with ``scripts.train
 --batched`` until the mean return reaches 0.9 and evaluates that policy on
 Minigrid's own env. The last lines print the ratios and results.
@@ -26,7 +29,7 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 import torch
 
-from torch_rl.envs.batched_minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
 
 DEFAULT_ENVS = ("MiniGrid-DoorKey-8x8-v0", "MiniGrid-Empty-8x8-v0")
 BATCH_SIZES = (16, 64, 256, 1024, 4096)
@@ -140,6 +143,25 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float, env
     return summaries
 
 
+def id_table_section(env_ids, num_envs: int, device: str, duration: float) -> list[str]:
+    """One row per id: Minigrid's steps/s, batched steps/s at ``num_envs``, ratio, start-up seconds."""
+    print(f"\n== Random-action steps/s per id (device={device}, batched B={num_envs}) ==")
+    header = f"{'env':34s} {'minigrid':>10s} {'batched':>12s} {'ratio':>8s} {'start-up':>9s}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for env_id in env_ids:
+        short = env_id.replace("MiniGrid-", "")
+        base = measure_minigrid_steps(env_id, duration)
+        start = time.perf_counter()
+        BatchedMiniGridEnv(env_id, 1, device=device, seed=0).close()
+        startup = time.perf_counter() - start
+        sps = measure_env_steps(env_id, num_envs, device, duration)
+        ratios.append(sps / base)
+        print(f"{short:34s} {base:10,.0f} {sps:12,.0f} {sps / base:7.0f}x {startup:8.1f}s", flush=True)
+    return [f"per-id table: batched/minigrid from {min(ratios):.0f}x to {max(ratios):.0f}x at B={num_envs}"]
+
+
 def measure_ppo_fps(
     env_id: str,
     num_envs: int,
@@ -182,8 +204,7 @@ def measure_ppo_fps(
         return frames / elapsed, timer.seconds / elapsed
 
 
-def ppo_section(device: str, quick: bool) -> str:
-    env_id = "MiniGrid-DoorKey-5x5-v0"
+def ppo_section(device: str, quick: bool, env_id: str = "MiniGrid-DoorKey-5x5-v0") -> str:
     print(f"\n== PPO training on batched {env_id} (device={device}, default model) ==")
     # (envs, batch size, epochs, frames per env): the defaults, then larger batches, then one epoch per rollout
     configs = [(16, 256, 4, 128), (256, 256, 4, 128), (1024, 4096, 4, 128), (4096, 16384, 1, 32)]
@@ -208,7 +229,7 @@ def ppo_section(device: str, quick: bool) -> str:
             flush=True,
         )
         results.append(f"{fps:,.0f} FPS at B={num_envs}, {epochs} epoch(s)")
-    return "PPO training: " + " | ".join(results)
+    return f"PPO training on {env_id}: " + " | ".join(results)
 
 
 def transfer_section(device: str) -> str:
@@ -291,6 +312,13 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="time per measurement")
     parser.add_argument("--no-ppo", action="store_true", help="skip the PPO training FPS section")
     parser.add_argument(
+        "--table", action="store_true", help="one row per id (default: every supported id), no PPO or transfer"
+    )
+    parser.add_argument("--batch", type=int, default=None, help="batch size of --table (default: 1024, cuda 65536)")
+    parser.add_argument(
+        "--ppo-env", nargs="+", default=["MiniGrid-DoorKey-5x5-v0"], help="env ids of the PPO training FPS section"
+    )
+    parser.add_argument(
         "--no-transfer",
         action="store_true",
         help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)",
@@ -317,10 +345,15 @@ def main(argv=None) -> None:
     duration = args.seconds or (0.5 if args.quick else 2.0)
 
     env_threads = args.env_threads or None
+    if args.table:
+        batch = args.batch or (65536 if args.device == "cuda" else 1024)
+        for line in id_table_section(args.env or SUPPORTED_ENV_IDS, batch, args.device, args.seconds or 1.0):
+            print(line)
+        return
     summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration, env_threads)
     torch.set_num_threads(args.threads or 1)  # the learner: one thread is fastest for this small model on CPU
     if not args.no_ppo:
-        summaries.append(ppo_section(args.device, args.quick))
+        summaries += [ppo_section(args.device, args.quick, env_id) for env_id in args.ppo_env]
     if not (args.no_transfer or args.quick):
         summaries.append(transfer_section(args.device))
 

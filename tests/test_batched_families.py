@@ -83,15 +83,15 @@ def _forced_ball_moves(env, reals):
     )
 
 
-def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int) -> dict[str, int]:
+def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: str = "cpu") -> dict[str, int]:
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, bank_options=TINY_BANK)
+    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=TINY_BANK)
     reals = [gym.make(env_id).unwrapped for _ in range(num_envs)]
     for i, real in enumerate(reals):
         _copy_episode(real, env, i, rng, seed * 1000 + i)
     obs = env.get_obs()
     for i, real in enumerate(reals):
-        np.testing.assert_array_equal(obs["image"][i].numpy(), real.gen_obs()["image"])
+        np.testing.assert_array_equal(obs["image"][i].cpu().numpy(), real.gen_obs()["image"])
     dynamic = hasattr(reals[0], "obstacles")
     stats = dict(steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0)
     episode_seed = seed * 1000 + num_envs
@@ -110,7 +110,7 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int) -> dict[
         for i, (real, (ro, rr, rte, rtr, _)) in enumerate(zip(reals, results, strict=True)):
             ctx = f"{env_id} step {t} env {i} action {actions[i]}"
             src = info["final_obs"] if (rte or rtr) else obs
-            np.testing.assert_array_equal(src["image"][i].numpy(), ro["image"], err_msg=ctx)
+            np.testing.assert_array_equal(src["image"][i].cpu().numpy(), ro["image"], err_msg=ctx)
             assert int(src["direction"][i]) == ro["direction"], ctx
             assert src["mission"][i] == ro["mission"], ctx
             assert rew[i].item() == np.float32(rr), ctx
@@ -122,7 +122,7 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int) -> dict[
                 stats["ends"] += 1
                 episode_seed += 1
                 _copy_episode(real, env, i, rng, episode_seed)
-                np.testing.assert_array_equal(env.get_obs()["image"][i].numpy(), real.gen_obs()["image"], ctx)
+                np.testing.assert_array_equal(env.get_obs()["image"][i].cpu().numpy(), real.gen_obs()["image"], ctx)
     env.close()
     return stats
 
@@ -142,6 +142,15 @@ def test_fidelity_longer_runs_reach_the_rules(env_id):
         assert stats["pickups"] > 0 and stats["toggles"] > 0, stats
     else:
         assert stats["rewards"] > 0, stats
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-LockedRoom-v0", "MiniGrid-MemoryS9-v0", "MiniGrid-Dynamic-Obstacles-6x6-v0"]
+)
+def test_fidelity_on_cuda(env_id):
+    stats = run_fidelity(env_id, num_envs=8, num_steps=100, seed=7, device="cuda")
+    assert stats["ends"] > 0, stats
 
 
 def test_fidelity_dynamic_obstacles_collisions():
