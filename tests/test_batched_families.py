@@ -268,3 +268,122 @@ def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
                      storage=tmp_path, check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "Dynamic" in bad.stderr and "Memory" in bad.stderr and bad.stderr.startswith("error: ")
+
+
+# ---------------------------------------------------------------------------
+# native generators against Minigrid's distribution
+# ---------------------------------------------------------------------------
+def _tv(a, b):
+    values = np.union1d(a, b)
+    return 0.5 * sum(abs((a == v).mean() - (b == v).mean()) for v in values)
+
+
+def _minigrid_layouts(env_id, count):
+    real = gym.make(env_id).unwrapped
+    grids, pos, dirs = [], [], []
+    for seed in range(count):
+        real.reset(seed=seed)
+        grids.append(real.grid.encode())
+        pos.append(tuple(int(v) for v in real.agent_pos))
+        dirs.append(real.agent_dir)
+    return np.stack(grids), np.array(pos), np.array(dirs)
+
+
+def _batched_layouts(env_id, count):
+    env = BatchedMiniGridEnv(env_id, count, seed=0)
+    assert env.layout_stats() == {"source": "native"}
+    return env.encode_grid().numpy(), env.agent_pos.numpy(), env.dir.numpy()
+
+
+def test_distshift_layouts_are_minigrids():
+    for env_id in ("MiniGrid-DistShift1-v0", "MiniGrid-DistShift2-v0"):
+        grids, pos, dirs = _batched_layouts(env_id, 4)
+        real_grids, real_pos, real_dirs = _minigrid_layouts(env_id, 1)
+        assert (grids == real_grids[0]).all() and (pos == real_pos[0]).all() and (dirs == real_dirs[0]).all()
+
+
+def test_lavagap_layout_distribution():
+    env_id, n = "MiniGrid-LavaGapS7-v0", 7
+    grids, pos, dirs = _batched_layouts(env_id, 20000)
+    real_grids, real_pos, real_dirs = _minigrid_layouts(env_id, 1500)
+    assert (pos == [1, 1]).all() and (dirs == 0).all() and (real_pos == [1, 1]).all()
+
+    def gaps(g):
+        lava_cols = (g[..., 0] == 9).sum(2).argmax(1)  # the column holding the lava
+        column = g[np.arange(len(g)), lava_cols, :, 0]  # (N, H)
+        assert ((column[:, 1 : n - 1] == 9).sum(1) == n - 3).all()  # one gap in it
+        return lava_cols * 10 + np.argmax(column[:, 1 : n - 1] != 9, axis=1) + 1
+
+    assert (grids[:, n - 2, n - 2] == [8, 1, 0]).all()
+    assert _tv(gaps(grids), gaps(real_grids)) < 0.06
+
+
+def test_fourrooms_layout_distribution():
+    env_id = "MiniGrid-FourRooms-v0"
+    grids, pos, dirs = _batched_layouts(env_id, 20000)
+    real_grids, real_pos, real_dirs = _minigrid_layouts(env_id, 1500)
+
+    def features(g, p):
+        obj = g[..., 0]
+        goal = np.argwhere(obj == 8)
+        assert len(goal) == len(g)
+        assert ((obj[:, 1:18, 1:18] == 1).sum((1, 2)) == 259).all()  # 260 free cells, one of them the goal
+        return {
+            "gap_upper": np.argmax(obj[:, 9, 1:9] != 2, 1),
+            "gap_lower": np.argmax(obj[:, 9, 10:18] != 2, 1),
+            "gap_left": np.argmax(obj[:, 1:9, 9] != 2, 1),
+            "gap_right": np.argmax(obj[:, 10:18, 9] != 2, 1),
+            "agent_room": (p[:, 0] > 9) * 2 + (p[:, 1] > 9),
+            "agent_x": p[:, 0],
+            "agent_y": p[:, 1],
+            "goal_x": goal[:, 1],
+            "goal_y": goal[:, 2],
+        }
+
+    ours, theirs = features(grids, pos), features(real_grids, real_pos)
+    for name in ours:
+        assert _tv(ours[name], theirs[name]) < 0.08, name
+    assert _tv(dirs, real_dirs) < 0.06
+    goal = np.argwhere(grids[..., 0] == 8)[:, 1:]
+    assert (goal != pos).any(1).all()  # never on the agent's cell
+
+
+def _random_policy_episodes(env_id, episodes, seed=0):
+    """(lengths, returns) of ``episodes`` random-action episodes, batched and on Minigrid."""
+    B = 256
+    env = BatchedMiniGridEnv(env_id, B, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    steps, ret = torch.zeros(B), torch.zeros(B)
+    lengths, returns = [], []
+    while len(lengths) < episodes:
+        _, rew, term, trunc, _ = env.step(torch.randint(0, env.single_action_space.n, (B,), generator=gen))
+        steps += 1
+        ret += rew
+        done = term | trunc
+        lengths += steps[done].tolist()
+        returns += ret[done].tolist()
+        steps[done], ret[done] = 0, 0
+    real = gym.make(env_id).unwrapped
+    rng = np.random.default_rng(seed)
+    real_lengths, real_returns = [], []
+    for e in range(episodes // 4):
+        real.reset(seed=e)
+        length, total, done = 0, 0.0, False
+        while not done:
+            _, r, te, tr, _ = real.step(int(rng.integers(real.action_space.n)))
+            length, total, done = length + 1, total + r, te or tr
+        real_lengths.append(length)
+        real_returns.append(total)
+    return (np.array(lengths[:episodes]), np.array(returns[:episodes])), (
+        np.array(real_lengths),
+        np.array(real_returns),
+    )
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-FourRooms-v0", "MiniGrid-LavaGapS5-v0"])
+def test_random_policy_statistics_match_minigrid(env_id):
+    (lengths, returns), (real_lengths, real_returns) = _random_policy_episodes(env_id, 1000)
+    for ours, theirs in ((lengths, real_lengths), (returns, real_returns), (returns > 0, real_returns > 0)):
+        ours, theirs = ours.astype(float), theirs.astype(float)
+        error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
+        assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)

@@ -244,6 +244,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         r = lo + (u * (hi - lo)).long()
         return torch.minimum(r, hi - 1)
 
+    def choose_cells(self, mask: torch.Tensor) -> torch.Tensor:
+        """Per row of ``mask`` (m, n) bool, the index of a True entry drawn uniformly (each row needs one):
+        Minigrid's rejection sampling over a region (``place_obj``, ``place_agent``) in one draw."""
+        count = mask.sum(1)
+        k = self.randint(mask.shape[0], 0, count)
+        return ((mask.cumsum(1) == (k + 1).unsqueeze(1)) & mask).to(torch.uint8).argmax(1)
+
     @property
     def generator(self) -> torch.Generator:
         """The env's torch generator (layouts, and a family's random moves)."""
