@@ -194,7 +194,7 @@ def test_bank_draws_repeatable_with_a_seed_and_grow_every():
     opts = {"capacity": 48, "initial": 16, "chunk": 16, "grow_every": 2}
 
     def rollout():
-        env = BatchedMiniGridEnv("MiniGrid-FourRooms-v0", 8, seed=4, bank_options=opts)
+        env = BatchedMiniGridEnv("MiniGrid-MultiRoom-N2-S4-v0", 8, seed=4, bank_options=opts)
         grids = [env.encode_grid().clone()]
         gen = torch.Generator().manual_seed(0)
         for _ in range(6):
