@@ -387,3 +387,21 @@ def test_random_policy_statistics_match_minigrid(env_id):
         ours, theirs = ours.astype(float), theirs.astype(float)
         error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
         assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)
+
+
+def test_crossing_layout_distribution():
+    # S9N1 has few distinct layouts: compare their whole distribution
+    grids, pos, dirs = _batched_layouts("MiniGrid-LavaCrossingS9N1-v0", 10000)
+    real_grids, real_pos, _ = _minigrid_layouts("MiniGrid-LavaCrossingS9N1-v0", 2000)
+    assert (pos == [1, 1]).all() and (dirs == 0).all() and (real_pos == [1, 1]).all()
+
+    def signature(g):
+        return np.array([hash(x.tobytes()) for x in g[..., 0]])
+
+    assert _tv(signature(grids), signature(real_grids)) < 0.12
+    # more rivers: where the obstacles and openings are, cell by cell
+    for env_id in ("MiniGrid-SimpleCrossingS9N3-v0", "MiniGrid-LavaCrossingS11N5-v0"):
+        grids, _, _ = _batched_layouts(env_id, 10000)
+        real_grids, _, _ = _minigrid_layouts(env_id, 2000)
+        assert np.abs((grids[..., 0] == 1).mean(0) - (real_grids[..., 0] == 1).mean(0)).max() < 0.05, env_id
+        assert (grids[:, -2, -2] == [8, 1, 0]).all()
