@@ -405,3 +405,64 @@ def test_crossing_layout_distribution():
         real_grids, _, _ = _minigrid_layouts(env_id, 2000)
         assert np.abs((grids[..., 0] == 1).mean(0) - (real_grids[..., 0] == 1).mean(0)).max() < 0.05, env_id
         assert (grids[:, -2, -2] == [8, 1, 0]).all()
+
+
+def _layout_signatures(env_id, count, batched):
+    """One hashable signature per layout (grid, agent, direction, task positions), batched or Minigrid's."""
+    if batched:
+        env = BatchedMiniGridEnv(env_id, count, seed=0)
+        assert env.layout_stats() == {"source": "native"}
+        grids, pos, dirs = env.encode_grid().numpy(), env.agent_pos.numpy(), env.dir.numpy()
+        task = torch.stack([env.task % env.Wp - 6, env.task // env.Wp - 6], -1).numpy()
+    else:
+        family = make_family(env_id)
+        real = gym.make(env_id).unwrapped
+        grids, pos, dirs, task = [], [], [], []
+        for seed in range(count):
+            real.reset(seed=seed)
+            grids.append(real.grid.encode())
+            pos.append([int(v) for v in real.agent_pos])
+            dirs.append(real.agent_dir)
+            task.append(family.task_positions_from_minigrid(real))
+        grids, pos, dirs, task = map(np.array, (grids, pos, dirs, task))
+    sigs = [
+        hash((g.tobytes(), tuple(p), int(d), np.asarray(t).tobytes()))
+        for g, p, d, t in zip(grids, pos, dirs, task, strict=True)
+    ]
+    return np.array(sigs), grids, pos, task
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-MemoryS7-v0", "MiniGrid-MemoryS13Random-v0"])
+def test_memory_layout_distribution(env_id):
+    ours, grids, pos, task = _layout_signatures(env_id, 10000, batched=True)
+    theirs, real_grids, real_pos, real_task = _layout_signatures(env_id, 2000, batched=False)
+    if "S7" in env_id:  # 16 layouts: their whole distribution, and nothing Minigrid would not make
+        assert np.isin(ours, theirs).all() and _tv(ours, theirs) < 0.08
+    mid = grids.shape[2] // 2
+
+    def features(g, p, t):
+        return {
+            "hallway_end": t[:, 0, 0] - 1,
+            "agent_x": p[:, 0],
+            "success_above": t[:, 0, 1] < mid,
+            "cue": g[:, 1, mid - 1, 0],
+            "upper_object": g[np.arange(len(g)), t[:, 0, 0], mid - 2, 0],
+        }
+
+    real = features(real_grids, real_pos, real_task)
+    for name, values in features(grids, pos, task).items():
+        assert _tv(values, real[name]) < 0.06, name
+    # the success cell is beside the object matching the cue
+    upper = grids[np.arange(len(grids)), task[:, 0, 0], mid - 2, 0]
+    assert ((upper == grids[:, 1, mid - 1, 0]) == (task[:, 0, 1] < mid)).all()
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-Dynamic-Obstacles-6x6-v0", "MiniGrid-Dynamic-Obstacles-Random-5x5-v0"])
+def test_dynamic_obstacles_layout_distribution(env_id):
+    _, grids, pos, task = _layout_signatures(env_id, 10000, batched=True)
+    _, real_grids, real_pos, real_task = _layout_signatures(env_id, 2000, batched=False)
+    ball_freq = (grids[..., 0] == 6).mean(0)
+    assert np.abs(ball_freq - (real_grids[..., 0] == 6).mean(0)).max() < 0.05
+    assert _tv(pos[:, 0] * 100 + pos[:, 1], real_pos[:, 0] * 100 + real_pos[:, 1]) < 0.08
+    assert _tv(task[:, 0, 0] * 100 + task[:, 0, 1], real_task[:, 0, 0] * 100 + real_task[:, 0, 1]) < 0.1  # 1st ball
+    assert (grids[..., 0] == 6).sum((1, 2)).min() == task.shape[1]  # every ball on its own cell

@@ -6,7 +6,9 @@ cell drawn uniformly among the free cells (empty, not the agent's) of the 3x3 sq
 there is none (Minigrid draws up to 101 times and gives up: with a free cell that fails with probability at
 most (8/9)**101 < 1e-5, which the engine ignores); moving forward when the cell in front held anything but the
 goal before the balls moved gives reward -1 and ends the episode. The balls' positions are the task state;
-their moves are random (tested statistically), everything else exact. Layouts from the bank.
+their moves are random (tested statistically), everything else exact. Native tensor generator: the agent at
+its start (or, for the Random ids, on a uniform empty cell facing anywhere), then each ball in turn on a
+uniform empty cell that is not the agent's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from torch_rl.envs.minigrid import codes as C
-from torch_rl.envs.minigrid.family import Family
+from torch_rl.envs.minigrid.family import Family, Layouts
 
 _LEFT, _FORWARD = 0, 2
 _BALL = C.C_BALL0 + C.COLOR_IDX["blue"]
@@ -23,6 +25,7 @@ _BALL = C.C_BALL0 + C.COLOR_IDX["blue"]
 class DynamicObstaclesFamily(Family):
     num_actions = 3
     see_through_walls = True
+    native = True
 
     def __init__(
         self,
@@ -36,8 +39,28 @@ class DynamicObstaclesFamily(Family):
         self.max_steps = 4 * size**2 if max_steps is None else max_steps
         self.mission = "get to the green goal square"
         self.num_task_positions = int(n_obstacles) if n_obstacles <= size / 2 + 1 else int(size / 2)
+        self.start_pos, self.start_dir = agent_start_pos, agent_start_dir
         # Tests set this to a (B, K) tensor of the balls' next positions to follow a real env's random moves.
         self.forced_moves: torch.Tensor | None = None
+
+    def generate(self, env, m: int) -> Layouts:
+        n = self.width
+        grid = env.blank_grids(m)
+        grid[:, env.flat(n - 2, n - 2)] = C.C_GOAL
+        if self.start_pos is None:  # place_agent()
+            agent = env.choose_cells(grid == C.C_EMPTY)
+            d = env.randint(m, 0, 4)
+        else:
+            agent = env.flat(*self.start_pos).expand(m).clone()
+            d = torch.full((m,), self.start_dir, dtype=torch.int64, device=env.device)
+        balls = []
+        for _ in range(self.num_task_positions):
+            free = grid == C.C_EMPTY
+            free.scatter_(1, agent.view(m, 1), False)
+            ball = env.choose_cells(free)
+            grid.scatter_(1, ball.view(m, 1), _BALL)
+            balls.append(ball)
+        return Layouts(grid, agent, d, torch.stack(balls, 1))
 
     def task_positions_from_minigrid(self, env) -> list[tuple[int, int]]:
         return [tuple(int(v) for v in ball.cur_pos) for ball in env.obstacles]
