@@ -232,73 +232,55 @@ def ppo_section(device: str, quick: bool, env_id: str = "MiniGrid-DoorKey-5x5-v0
     return f"PPO training on {env_id}: " + " | ".join(results)
 
 
-def transfer_section(device: str) -> str:
-    """Trains with scripts.train --batched until the mean return reaches 0.9, evaluates on real Minigrid."""
+# one id per family for --transfer-env all (the issue's list), with a frame budget for each
+TRANSFER_IDS = {
+    "MiniGrid-DoorKey-5x5-v0": 400_000,
+    "MiniGrid-LavaGapS7-v0": 1_000_000,
+    "MiniGrid-FourRooms-v0": 5_000_000,
+    "MiniGrid-MultiRoom-N2-S4-v0": 1_000_000,
+    "MiniGrid-Dynamic-Obstacles-6x6-v0": 1_000_000,
+    "MiniGrid-MemoryS7-v0": 2_000_000,
+    "MiniGrid-DistShift1-v0": 1_000_000,
+    "MiniGrid-LavaCrossingS9N1-v0": 2_000_000,
+}
+
+
+def transfer_section(device: str, env_id: str = "MiniGrid-DoorKey-5x5-v0", frames: int = 400_000) -> str:
+    """Trains with scripts.train --batched until the mean return reaches 0.9 (or ``frames``), then evaluates the
+    policy with scripts.evaluate on the batched env and on real Minigrid: the two should agree within noise."""
     import json
     import os
     import subprocess
     import sys
     import tempfile
 
-    env_id = "MiniGrid-DoorKey-5x5-v0"
-    print(f"\n== Transfer: train on batched {env_id}, evaluate on Minigrid's own env ==", flush=True)
+    print(f"\n== Transfer: train on batched {env_id}, evaluate batched and on Minigrid's own env ==", flush=True)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as storage:
         env = dict(os.environ, TORCH_RL_STORAGE=storage)
         start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.train",
-                "--algo",
-                "ppo",
-                "--env",
-                env_id,
-                "--model",
-                "b",
-                "--batched",
-                "--device",
-                device,
-                "--frames",
-                "400000",
-                "--stop-at-return",
-                "0.9",
-                "--save-interval",
-                "0",
-                "--quiet",
-            ],
-            cwd=repo,
-            env=env,
-            check=True,
-        )
+        train = [sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b"]
+        train += ["--batched", "--device", device, "--frames", str(frames), "--stop-at-return", "0.9"]
+        if "Memory" in env_id:
+            train += ["--recurrence", "16"]
+        subprocess.run([*train, "--save-interval", "0", "--quiet"], cwd=repo, env=env, check=True)
         wall = time.perf_counter() - start
         with open(os.path.join(storage, "b", "log.csv")) as f:
-            frames = f.read().strip().splitlines()[-1].split(",")[1]
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.evaluate",
-                "--env",
-                env_id,
-                "--model",
-                "b",
-                "--episodes",
-                "200",
-                "--json",
-                "-",
-            ],
-            cwd=repo,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        result = json.loads(out)
+            trained = f.read().strip().splitlines()[-1].split(",")[1]
+        results = {}
+        for where in ("batched", "minigrid"):
+            evaluate = [sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", "b"]
+            evaluate += ["--episodes", "200", "--json", "-"] + (["--batched"] if where == "batched" else [])
+            out = subprocess.run(evaluate, cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+            results[where] = json.loads(out)
+
+    def summary(r):
+        error = r["return_std"] / r["episodes"] ** 0.5
+        return f"{r['return_mean']:.3f} ± {error:.3f} (success {r['success_rate']:.0%})"
+
     line = (
-        f"transfer: trained {int(frames):,} frames on the batched env ({wall:.0f} s), real Minigrid return "
-        f"{result['return_mean']:.3f} over {result['episodes']} episodes, success {result['success_rate']:.0%}"
+        f"transfer {env_id}: trained {int(trained):,} frames batched ({wall:.0f} s); return over 200 episodes: "
+        f"batched {summary(results['batched'])}, real Minigrid {summary(results['minigrid'])}"
     )
     print(line)
     return line
@@ -322,6 +304,12 @@ def main(argv=None) -> None:
         "--no-transfer",
         action="store_true",
         help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)",
+    )
+    parser.add_argument(
+        "--transfer-env",
+        nargs="+",
+        default=["MiniGrid-DoorKey-5x5-v0"],
+        help="ids of the transfer section ('all': one per family, with a frame budget each)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's default)"
@@ -355,7 +343,8 @@ def main(argv=None) -> None:
     if not args.no_ppo:
         summaries += [ppo_section(args.device, args.quick, env_id) for env_id in args.ppo_env]
     if not (args.no_transfer or args.quick):
-        summaries.append(transfer_section(args.device))
+        transfer = TRANSFER_IDS if args.transfer_env == ["all"] else {i: 400_000 for i in args.transfer_env}
+        summaries += [transfer_section(args.device, env_id, frames) for env_id, frames in transfer.items()]
 
     print()
     for line in summaries:

@@ -259,7 +259,7 @@ def test_dynamic_obstacles_moves_follow_minigrids_distribution():
 def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
     from tests.test_scripts import run_script
 
-    env_id = "MiniGrid-Dynamic-Obstacles-5x5-v0"
+    env_id = "MiniGrid-MultiRoom-N2-S4-v0"
     run_script("train", "--algo", "ppo", "--env", env_id, "--model", "m", "--batched", "--procs", "8",
                "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
     out = run_script("evaluate", "--env", env_id, "--model", "m", "--batched", "--episodes", "8", storage=tmp_path)
