@@ -189,7 +189,6 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self._t_move = torch.as_tensor(mv, device=dev)
         self._t_goal = torch.as_tensor(gl, device=dev)
         self._t_lava = torch.as_tensor(lv, device=dev)
-        self._has_lava = True
         left = [(d + 3) % 4 for d in range(4)]
         right = [(d + 1) % 4 for d in range(4)]
         dir_t = np.array([left, right] + [list(range(4))] * 5, np.int64).reshape(-1)
