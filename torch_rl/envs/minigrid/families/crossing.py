@@ -31,8 +31,9 @@ class CrossingFamily(Family):
 
     def generate(self, env, m: int) -> Layouts:
         n, N, dev = self.width, self.num_crossings, env.device
-        rivers = torch.arange(2, n - 2, 2, device=dev)  # candidate positions, for columns and for rows alike
-        K = rivers.numel()
+        positions = list(range(2, n - 2, 2))  # candidate rivers, for columns and for rows alike
+        rivers = torch.tensor(positions, device=dev)
+        K = len(positions)
         gen = env.generator
         # a uniform N-subset of the 2K candidates (columns first, then rows)
         keys = torch.rand(m, 2 * K, generator=gen, device=dev)
@@ -42,8 +43,8 @@ class CrossingFamily(Family):
         grid = env.blank_grids(m)
         g = env.grid_view(grid)
         inner = slice(7, 7 + n - 2)  # grid cells 1 .. n-2 in padded coordinates (PAD = 6)
-        for k in range(K):
-            p = 6 + int(rivers[k])
+        for k, position in enumerate(positions):
+            p = 6 + position
             g[:, p, inner] = torch.where(rows[:, k : k + 1], self.obstacle, g[:, p, inner])
             g[:, inner, p] = torch.where(columns[:, k : k + 1], self.obstacle, g[:, inner, p])
 

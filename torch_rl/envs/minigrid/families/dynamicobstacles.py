@@ -42,6 +42,7 @@ class DynamicObstaclesFamily(Family):
         self.start_pos, self.start_dir = agent_start_pos, agent_start_dir
         # Tests set this to a (B, K) tensor of the balls' next positions to follow a real env's random moves.
         self.forced_moves: torch.Tensor | None = None
+        self._window_offsets: torch.Tensor | None = None
 
     def generate(self, env, m: int) -> Layouts:
         n = self.width
@@ -68,13 +69,19 @@ class DynamicObstaclesFamily(Family):
     def map_actions(self, env, actions: torch.Tensor) -> torch.Tensor:
         return torch.where(actions >= self.num_actions, _LEFT, actions)
 
+    def _window(self, env) -> torch.Tensor:
+        """Flat offsets of the 3x3 square around a cell (made once: no host-to-device copy per step; each env
+        has its own family object)."""
+        if self._window_offsets is None:
+            offsets = [dx + dy * env.Wp for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            self._window_offsets = torch.tensor(offsets, dtype=torch.int64, device=env.device)
+        return self._window_offsets
+
     def before_step(self, env, actions):
         grid = env.grid
         front_code = torch.gather(grid, 1, env.front().unsqueeze(1)).squeeze(1)
         not_clear = (front_code != C.C_EMPTY) & (front_code != C.C_GOAL)
-        window = torch.tensor(
-            [dx + dy * env.Wp for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=torch.int64, device=env.device
-        )
+        window = self._window(env)
         for k in range(self.num_task_positions):
             old = env.task[:, k]
             if self.forced_moves is not None:
