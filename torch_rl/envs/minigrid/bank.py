@@ -22,6 +22,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import queue as queue_module
+import signal
 import time
 from typing import Any
 
@@ -44,6 +45,10 @@ def _code_table() -> np.ndarray:
 
 def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, nice: int) -> None:
     """Worker process: Minigrid layouts of ``env_id``, ``chunk`` at a time, into the queue ``out``."""
+    # A forked worker inherits the trainer's signal handlers: Ctrl-C in the terminal is the trainer's to handle
+    # (it ends the worker through the env's close), and SIGTERM just ends the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         os.nice(nice)
     except OSError:
