@@ -22,6 +22,7 @@ from minigrid.core.world_object import Ball, Key
 from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
 from torch_rl.envs.minigrid.codes import ENCODINGS
 from torch_rl.envs.minigrid.registry import ENV_FAMILY, make_family
+from torch_rl.envs.minigrid.view import PAD
 
 NEW_IDS = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
 TINY_BANK = {"capacity": 64, "initial": 8, "chunk": 8}  # the fidelity tests copy their states in
@@ -79,7 +80,7 @@ def _copy_episode(real, env, i, rng, seed):
 
 def _forced_ball_moves(env, reals):
     return torch.tensor(
-        [[(int(b.cur_pos[1]) + 6) * env.Wp + int(b.cur_pos[0]) + 6 for b in r.obstacles] for r in reals]
+        [[(int(b.cur_pos[1]) + PAD) * env.Wp + int(b.cur_pos[0]) + PAD for b in r.obstacles] for r in reals]
     )
 
 
@@ -246,7 +247,7 @@ def test_dynamic_obstacles_moves_follow_minigrids_distribution():
         r = copy.deepcopy(real)
         r.np_random = np.random.default_rng(n)
         r.step(0)
-        moved[n] = [(int(b.cur_pos[1]) + 6) * env.Wp + int(b.cur_pos[0]) + 6 for b in r.obstacles]
+        moved[n] = [(int(b.cur_pos[1]) + PAD) * env.Wp + int(b.cur_pos[0]) + PAD for b in r.obstacles]
     for k in range(K):
         cells = np.union1d(batched[:, k], moved[:, k])
         p = np.array([(batched[:, k] == c).mean() for c in cells])
@@ -413,7 +414,7 @@ def _layout_signatures(env_id, count, batched):
         env = BatchedMiniGridEnv(env_id, count, seed=0)
         assert env.layout_stats() == {"source": "native"}
         grids, pos, dirs = env.encode_grid().numpy(), env.agent_pos.numpy(), env.dir.numpy()
-        task = torch.stack([env.task % env.Wp - 6, env.task // env.Wp - 6], -1).numpy()
+        task = torch.stack([env.task % env.Wp - PAD, env.task // env.Wp - PAD], -1).numpy()
     else:
         family = make_family(env_id)
         real = gym.make(env_id).unwrapped

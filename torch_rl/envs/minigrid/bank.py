@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from torch_rl.envs.minigrid import codes as C
-from torch_rl.envs.minigrid.engine import PAD
 from torch_rl.envs.minigrid.family import Layouts
+from torch_rl.envs.minigrid.view import PAD
 
 
 def _code_table() -> np.ndarray:

@@ -36,8 +36,7 @@ __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
 
 A_LEFT, A_RIGHT, A_FORWARD, A_PICKUP, A_DROP, A_TOGGLE, A_DONE = range(7)
 N_ACTIONS = 7
-VIEW = 7
-PAD = VIEW - 1  # enough for any agent position inside the grid
+VIEW, PAD = view.VIEW, view.PAD
 
 
 def _transition_tables():

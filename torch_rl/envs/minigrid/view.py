@@ -21,6 +21,8 @@ import numpy as np
 
 # Minigrid's DIR_TO_VEC: 0 right, 1 down, 2 left, 3 up (y grows downward)
 DIR_TO_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
+VIEW = 7  # Minigrid's default agent_view_size, the one every registered id uses
+PAD = VIEW - 1  # wall cells the engine pads each grid side with: any view from inside the grid stays inside
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import torch
 
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid.family import Family, Layouts
+from torch_rl.envs.minigrid.view import PAD
 
 
 class CrossingFamily(Family):
@@ -42,9 +43,9 @@ class CrossingFamily(Family):
         columns, rows = chosen[:, :K], chosen[:, K:]
         grid = env.blank_grids(m)
         g = env.grid_view(grid)
-        inner = slice(7, 7 + n - 2)  # grid cells 1 .. n-2 in padded coordinates (PAD = 6)
+        inner = slice(PAD + 1, PAD + n - 1)  # grid cells 1 .. n-2 in padded coordinates
         for k, position in enumerate(positions):
-            p = 6 + position
+            p = PAD + position
             g[:, p, inner] = torch.where(rows[:, k : k + 1], self.obstacle, g[:, p, inner])
             g[:, inner, p] = torch.where(columns[:, k : k + 1], self.obstacle, g[:, inner, p])
 

@@ -12,6 +12,7 @@ import torch
 
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid.family import Family, Layouts
+from torch_rl.envs.minigrid.view import PAD
 
 _PICKUP, _TOGGLE = 3, 5
 _KEY, _BALL = C.C_KEY0 + C.COLOR_IDX["green"], C.C_BALL0 + C.COLOR_IDX["green"]
@@ -46,8 +47,7 @@ class MemoryFamily(Family):
             | (x == e + 2)
         )
         grid = env.blank_grids(m)
-        P = 6  # the engine's padding
-        env.grid_view(grid)[:, P : P + H, P : P + W].masked_fill_(walls, C.C_WALL)
+        env.grid_view(grid)[:, PAD : PAD + H, PAD : PAD + W].masked_fill_(walls, C.C_WALL)
         agent = env.flat(env.randint(m, 1, end + 1), mid)
         cue_is_key = env.randint(m, 0, 2) == 0  # _rand_elem([Key, Ball])
         upper_is_ball = env.randint(m, 0, 2) == 0  # _rand_elem([[Ball, Key], [Key, Ball]])
