@@ -10,6 +10,7 @@ direction, mission, reward, terminated and truncated at every step, re-copying a
 from __future__ import annotations
 
 import copy
+import time
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
@@ -467,3 +468,21 @@ def test_dynamic_obstacles_layout_distribution(env_id):
     assert _tv(pos[:, 0] * 100 + pos[:, 1], real_pos[:, 0] * 100 + real_pos[:, 1]) < 0.08
     assert _tv(task[:, 0, 0] * 100 + task[:, 0, 1], real_task[:, 0, 0] * 100 + real_task[:, 0, 1]) < 0.1  # 1st ball
     assert (grids[..., 0] == 6).sum((1, 2)).min() == task.shape[1]  # every ball on its own cell
+
+
+def test_bank_keeps_growing_while_the_env_runs_and_close_ends_its_worker():
+    env = BatchedMiniGridEnv(
+        "MiniGrid-MultiRoom-N2-S4-v0", 4, seed=0, bank_options={"capacity": 96, "initial": 16, "chunk": 16}
+    )
+    first = env.layout_stats()["bank_size"]
+    deadline = time.perf_counter() + 30
+    while env.layout_stats()["bank_size"] < 96 and time.perf_counter() < deadline:
+        time.sleep(0.05)
+        env.reset()  # resets take in what the worker has sent
+    assert first < 96 and env.layout_stats()["bank_size"] == 96
+    env.close()
+    busy = BatchedMiniGridEnv("MiniGrid-LockedRoom-v0", 2, bank_options={"capacity": 10**6, "initial": 8, "chunk": 8})
+    worker = busy.bank._process
+    assert worker.is_alive()  # still generating
+    busy.close()
+    assert not worker.is_alive()
