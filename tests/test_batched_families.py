@@ -481,7 +481,7 @@ def test_bank_keeps_growing_while_the_env_runs_and_close_ends_its_worker():
         env.reset()  # resets take in what the worker has sent
     assert first < 96 and env.layout_stats()["bank_size"] == 96
     env.close()
-    busy = BatchedMiniGridEnv("MiniGrid-LockedRoom-v0", 2, bank_options={"capacity": 10**6, "initial": 8, "chunk": 8})
+    busy = BatchedMiniGridEnv("MiniGrid-LockedRoom-v0", 2, bank_options={"capacity": 10**5, "initial": 8, "chunk": 8})
     worker = busy.bank._process
     assert worker.is_alive()  # still generating
     busy.close()
