@@ -119,7 +119,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--batched",
         action="store_true",
-        help="step the env as batched torch tensors on --device (MiniGrid Empty/DoorKey ids only; "
+        help="step the env as batched torch tensors on --device (the MiniGrid ids listed in the README; "
         "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs",
     )
     p.add_argument(
