@@ -431,7 +431,7 @@ def test_a_failure_before_the_first_checkpoint_does_not_claim_one(tmp_path, monk
 
 
 def test_an_architecture_difference_never_reads_off_now_off():
-    from scripts.train import describe_difference
+    from utils.resume import describe_difference
 
     assert describe_difference("use_memory", True, False) == "memory (--recurrence > 1) was on, now off"
     assert describe_difference("use_memory", None, False) == "memory (--recurrence > 1) was not recorded, now off"
