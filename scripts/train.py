@@ -106,7 +106,7 @@ def parse_args(argv=None):
         choices=("auto", *IMAGE_ENCODINGS),
         default="auto",
         help="MiniGrid images as raw cell codes or one-hot per code (20 channels, so that a key and a "
-        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; ~8%% slower). auto: "
+        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; slower, see the README). auto: "
         "onehot with memory (--recurrence > 1), else raw; a resumed model keeps its own",
     )
     g = p.add_argument_group("algorithm")
