@@ -5,6 +5,7 @@ Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank step
 gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
 
+import functools
 import sys
 
 import gymnasium as gym
@@ -224,7 +225,7 @@ def main(argv=None):
     )
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     restore_model(acmodel, preprocess_obss, checkpoint, args)
-    on_env_timeout = lambda message: env_hung(message, model_dir, args.env_timeout)  # noqa: E731
+    on_env_timeout = functools.partial(env_hung, model_dir=model_dir, env_timeout=args.env_timeout)
     algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize, on_env_timeout)
     trainer = Trainer(algo, preprocess_obss, checkpoint, args, model_dir, rank, world_size)
     trainer.start(f"device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}")
