@@ -42,7 +42,7 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
     """One environment, reset with ``seed`` so that it is ready to step.
 
     ``fast_obs``: MiniGrid envs compute their observations with torch_rl.envs.fast_obs (identical observations,
-    ~5x faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
+    faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
     """
     check_env_id(env_id)
     try:
