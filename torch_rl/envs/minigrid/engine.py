@@ -9,7 +9,10 @@ Step: Minigrid's ``MiniGridEnv.step`` for every object is one lookup in tables i
 ``(action, code in front, carried code)``: moving into what can be overlapped (empty, goal, lava, floor, open
 door), the goal (reward ``1 - 0.9 * t / T``), lava (ends with reward 0), pickup of keys, balls and boxes, drop
 onto an empty cell, toggling doors (locked ones with the key of their colour) and boxes, truncation at
-``max_steps``. A family (``families/``) adds only what its Minigrid class overrides.
+``max_steps``. A family whose boxes hold objects (``Family.box_contents``) also has ``contents``, a per-cell
+code of what each box holds, and ``carry_contents``: toggling a box puts its contents in its place, picking a
+box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does.
+A family (``families/``) adds only what its Minigrid class overrides.
 
 Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
 reproduced with per-row lookup tables indexed by (visible and see-through bits of the row below, see-through
@@ -159,6 +162,10 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.step_count = torch.zeros(B, dtype=torch.int64, device=dev)
         self.task = torch.zeros(B, fam.num_task_positions, dtype=torch.int64, device=dev)
         self.mission_id = torch.zeros(B, dtype=torch.int64, device=dev)
+        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing)
+        self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
+        self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
+        self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
         self._all = torch.arange(B, device=dev)
         with self._threads():
             self._reset_rows(self._all)
@@ -280,6 +287,26 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self.task[rows] = lay.task
         if lay.mission is not None:
             self.mission_id[rows] = lay.mission
+        if self.contents is not None:
+            self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
+            self.carry_contents[rows] = C.C_EMPTY
+
+    @property
+    def task_codes(self) -> torch.Tensor:
+        """(B, ``Family.num_mission_codes``) codes named by each env's mission (``Family.mission_codes``)."""
+        n = len(self.missions)
+        if self._mission_codes.shape[0] != n:  # the mission list grew (the bank interns new missions)
+            rows = [self.family.mission_codes(m) for m in self.missions]
+            self._mission_codes = torch.tensor(rows, dtype=torch.int64, device=self.device).view(
+                n, self.family.num_mission_codes
+            )
+        if self.mission is not None:
+            return self._mission_codes[0].expand(self.num_envs, -1)
+        return self._mission_codes.index_select(0, self.mission_id)
+
+    def front_code(self) -> torch.Tensor:
+        """(B,) int64 code of the cell in front of each agent."""
+        return torch.gather(self.grid, 1, self.front().unsqueeze(1)).view(-1).long()
 
     def layout_stats(self) -> dict[str, Any]:
         """Where the layouts come from and, for the bank, its size and how many distinct layouts were drawn."""
@@ -377,7 +404,10 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         front = self.front()
         fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
         ti = (a * N + fcode).mul_(N).add_(self.carry)
-        self.grid.scatter_(1, front.unsqueeze(1), self._t_front.index_select(0, ti).unsqueeze(1))
+        new_front = self._t_front.index_select(0, ti)
+        if self.contents is not None:
+            new_front = self._step_box_contents(a, front, fcode, new_front)
+        self.grid.scatter_(1, front.unsqueeze(1), new_front.unsqueeze(1))
         self.carry = self._t_carry.index_select(0, ti)
         self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
         goal = self._t_goal.index_select(0, ti)
@@ -400,6 +430,19 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
             missions = self._mission_list()
         return self._make_obs(image, self.dir.clone(), missions), reward, terminated, truncated, info
+
+    def _step_box_contents(self, a, front, fcode, new_front) -> torch.Tensor:
+        """Box contents through one step (before ``carry`` changes); returns the front cells' new codes."""
+        box_in_front = (fcode >= C.C_BOX0) & (fcode < C.C_BOX0 + C.N_COLORS)
+        inside = torch.gather(self.contents, 1, front.unsqueeze(1)).view(-1).long()
+        opened = (a == A_TOGGLE) & box_in_front  # Box.toggle: the box is replaced by what it holds
+        picked = (a == A_PICKUP) & box_in_front & (self.carry == C.C_EMPTY)
+        dropped = (a == A_DROP) & (fcode == C.C_EMPTY) & (self.carry >= C.C_BOX0) & (self.carry < C.C_BOX0 + C.N_COLORS)
+        empty = torch.full_like(inside, C.C_EMPTY)
+        new_inside = torch.where(opened | picked, empty, torch.where(dropped, self.carry_contents, inside))
+        self.contents.scatter_(1, front.unsqueeze(1), new_inside.to(torch.uint8).unsqueeze(1))
+        self.carry_contents = torch.where(picked, inside, torch.where(dropped, empty, self.carry_contents))
+        return torch.where(opened, inside.to(new_front.dtype), new_front)
 
     def success_reward(self) -> torch.Tensor:
         """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``."""
@@ -435,12 +478,20 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if u.max_steps != self.max_steps:
             raise ValueError(f"max_steps {u.max_steps} != {self.max_steps}")
         g = np.full((self.Hp, self.Wp), C.C_WALL, np.uint8)
+        inside = np.full((self.Hp, self.Wp), C.C_EMPTY, np.uint8)
         for y in range(H):
             for x in range(W):
                 g[y + PAD, x + PAD] = C.code_of_object(u.grid.get(x, y))
+                inside[y + PAD, x + PAD] = C.contents_code_of_object(u.grid.get(x, y))
         carry = C.code_of_object(u.carrying)
         if u.carrying is not None and not C.can_pickup(carry):
             raise ValueError(f"cannot carry a {u.carrying.type}")
+        carry_inside = C.contents_code_of_object(u.carrying)
+        if self.contents is None and ((inside != C.C_EMPTY).any() or carry_inside != C.C_EMPTY):
+            raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+        if self.contents is not None:
+            self.contents[i] = torch.as_tensor(inside.reshape(-1), device=self.device)
+        self.carry_contents[i] = carry_inside
         self.grid[i] = torch.as_tensor(g.reshape(-1), device=self.device)
         ax, ay = int(u.agent_pos[0]), int(u.agent_pos[1])
         self.agent[i] = (ay + PAD) * self.Wp + ax + PAD
