@@ -33,6 +33,7 @@ from gymnasium.vector.utils import batch_space
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid import view
 from torch_rl.envs.minigrid.family import Family
+from torch_rl.envs.minigrid.missions import MAX_MISSION_WORDS, MISSION_WORDS, mission_tokens
 from torch_rl.envs.minigrid.registry import SUPPORTED_ENV_IDS, make_family
 
 __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
@@ -85,7 +86,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``).
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
-    identical to Minigrid's ``gen_obs``. Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
+    identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``MAX_MISSION_WORDS``), the missions
+    as token ids of the fixed vocabulary in :mod:`.missions` (0-padded), for text models.
+    Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
     on ``device``. Actions may be a torch tensor (any device), numpy array or sequence of ints in ``0..6``.
 
     Autoreset is built in (``AutoresetMode.SAME_STEP``): an env whose episode ends in a step returns the first
@@ -134,6 +137,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 "image": spaces.Box(0, 255, (VIEW, VIEW, 3), np.uint8),
                 "direction": spaces.Discrete(4),
                 "mission": real.observation_space["mission"],
+                "mission_tokens": spaces.Box(0, len(MISSION_WORDS), (MAX_MISSION_WORDS,), np.int64),
             }
         )
         self.single_action_space = spaces.Discrete(fam.num_actions)
@@ -166,6 +170,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
         self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
         self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
+        self._mission_tokens = torch.zeros(0, MAX_MISSION_WORDS, dtype=torch.int64, device=dev)
         self._all = torch.arange(B, device=dev)
         with self._threads():
             self._reset_rows(self._all)
@@ -291,18 +296,32 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
             self.carry_contents[rows] = C.C_EMPTY
 
+    def _refresh_mission_tables(self) -> None:
+        """Per mission of the list: its tokens and the codes it names (made once per new mission: the bank
+        interns missions as they arrive)."""
+        n, done = len(self.missions), self._mission_tokens.shape[0]
+        if done == n:
+            return
+        new = self.missions[done:]
+        codes = [self.family.mission_codes(m) for m in new]
+        codes = torch.tensor(codes, dtype=torch.int64, device=self.device).view(len(new), -1)
+        self._mission_codes = torch.cat([self._mission_codes, codes])
+        self._mission_tokens = torch.cat([self._mission_tokens, mission_tokens(new, self.device)])
+
+    def _mission_rows(self) -> torch.Tensor:
+        """(B,) each env's index in the mission list (0 for a family's one mission)."""
+        return self.mission_id if self.mission is None else torch.zeros_like(self.mission_id)
+
     @property
     def task_codes(self) -> torch.Tensor:
         """(B, ``Family.num_mission_codes``) codes named by each env's mission (``Family.mission_codes``)."""
-        n = len(self.missions)
-        if self._mission_codes.shape[0] != n:  # the mission list grew (the bank interns new missions)
-            rows = [self.family.mission_codes(m) for m in self.missions]
-            self._mission_codes = torch.tensor(rows, dtype=torch.int64, device=self.device).view(
-                n, self.family.num_mission_codes
-            )
-        if self.mission is not None:
-            return self._mission_codes[0].expand(self.num_envs, -1)
-        return self._mission_codes.index_select(0, self.mission_id)
+        self._refresh_mission_tables()
+        return self._mission_codes.index_select(0, self._mission_rows())
+
+    def mission_token_ids(self) -> torch.Tensor:
+        """(B, ``MAX_MISSION_WORDS``) int64 each env's mission as token ids (:mod:`.missions`), 0-padded."""
+        self._refresh_mission_tables()
+        return self._mission_tokens.index_select(0, self._mission_rows())
 
     def front_code(self) -> torch.Tensor:
         """(B,) int64 code of the cell in front of each agent."""
@@ -345,7 +364,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return [missions[i] for i in self.mission_id.tolist()]
 
     def _make_obs(self, image: torch.Tensor, d: torch.Tensor, missions: list[str]) -> dict[str, Any]:
-        return {"image": image, "direction": d, "mission": missions}
+        return {"image": image, "direction": d, "mission": missions, "mission_tokens": self.mission_token_ids()}
 
     def get_obs(self) -> dict[str, Any]:
         """Current observation batch (no state change)."""
