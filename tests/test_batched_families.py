@@ -284,6 +284,24 @@ def test_bank_layouts_are_minigrids_resets():
     env.close()
 
 
+def test_bank_box_contents_are_minigrids():
+    env_id = "MiniGrid-ObstructedMaze-2Dlh-v0"
+    env = BatchedMiniGridEnv(env_id, 2, seed=5, bank_options={"capacity": 16, "initial": 16, "chunk": 16})
+    bank, real = env.bank, gym.make(env_id).unwrapped
+    assert bank.contents is not None
+    for i in (0, 9, 15):
+        real.reset(seed=5 + i)
+        inside = bank.contents[i].view(bank.height, bank.width)
+        full = 0
+        for y in range(bank.height):
+            for x in range(bank.width):
+                held = getattr(real.grid.get(x, y), "contains", None)
+                full += held is not None
+                assert ENCODINGS[int(inside[y, x])] == (tuple(held.encode()) if held else ENCODINGS[1])
+        assert full == 2  # the keys of the side room's two locked doors, each in a box
+    env.close()
+
+
 def test_bank_draws_repeatable_with_a_seed_and_grow_every():
     opts = {"capacity": 48, "initial": 16, "chunk": 16, "grow_every": 2}
 
@@ -474,7 +492,9 @@ def _random_policy_episodes(env_id, episodes, seed=0):
     )
 
 
-@pytest.mark.parametrize("env_id", ["MiniGrid-FourRooms-v0", "MiniGrid-LavaGapS5-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-FourRooms-v0", "MiniGrid-LavaGapS5-v0", "MiniGrid-Fetch-5x5-N2-v0", "MiniGrid-GoToDoor-5x5-v0"]
+)
 def test_random_policy_statistics_match_minigrid(env_id):
     (lengths, returns), (real_lengths, real_returns) = _random_policy_episodes(env_id, 1000)
     for ours, theirs in ((lengths, real_lengths), (returns, real_returns), (returns > 0, real_returns > 0)):
