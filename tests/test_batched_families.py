@@ -240,7 +240,14 @@ def test_fidelity_longer_runs_reach_the_rules(env_id):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 @pytest.mark.parametrize(
-    "env_id", ["MiniGrid-LockedRoom-v0", "MiniGrid-MemoryS9-v0", "MiniGrid-Dynamic-Obstacles-6x6-v0"]
+    "env_id",
+    [
+        "MiniGrid-LockedRoom-v0",
+        "MiniGrid-MemoryS9-v0",
+        "MiniGrid-Dynamic-Obstacles-6x6-v0",
+        "MiniGrid-ObstructedMaze-1Dlh-v0",
+        "MiniGrid-PutNear-6x6-N2-v0",
+    ],
 )
 def test_fidelity_on_cuda(env_id):
     stats = run_fidelity(env_id, num_envs=8, num_steps=100, seed=7, device="cuda")
