@@ -66,3 +66,17 @@ def test_preprocessor_tokens_match_the_strings_through_the_saved_vocabulary():
     again.load_state_dict(resumed.state_dict())
     assert torch.equal(ids, again(strings).text)
     env.close()
+
+
+def test_train_batched_text_then_evaluate_on_the_real_env(tmp_path):
+    import torch as th
+
+    from tests.test_scripts import run_script
+
+    env_id = "MiniGrid-GoToDoor-5x5-v0"
+    run_script("train", "--algo", "ppo", "--env", env_id, "--model", "t", "--batched", "--text", "--procs", "8",
+               "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
+    vocab = th.load(tmp_path / "t" / "status.pt", weights_only=True)["vocab"]
+    assert [vocab[w] for w in MISSION_WORDS] == list(range(1, len(MISSION_WORDS) + 1))  # a fresh model's vocabulary
+    out = run_script("evaluate", "--env", env_id, "--model", "t", "--episodes", "8", storage=tmp_path)
+    assert "8 episodes" in out.stdout
