@@ -107,10 +107,6 @@ def toggled(front: int, carry: int) -> int:
     return door_code(color, DOOR_CLOSED if state == DOOR_OPEN else DOOR_OPEN)
 
 
-def is_box(code: int) -> bool:
-    return _colour_range(C_BOX0, code)
-
-
 def code_of_object(obj) -> int:
     """The code of a Minigrid ``WorldObj`` (or None: empty); ValueError for what the engine cannot represent.
     A box's code is its colour's, whatever it holds (see :func:`contents_code_of_object`)."""
