@@ -10,7 +10,10 @@ direction, mission, reward, terminated and truncated at every step, re-copying a
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
@@ -24,6 +27,8 @@ from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
 from torch_rl.envs.minigrid.codes import ENCODINGS
 from torch_rl.envs.minigrid.registry import ENV_FAMILY, make_family
 from torch_rl.envs.minigrid.view import PAD
+
+REPO = Path(__file__).resolve().parent.parent
 
 NEW_IDS = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
 # part 2: the object and mission families (their episodes also start facing objects, carrying full boxes, ...)
@@ -605,3 +610,34 @@ def test_bank_keeps_growing_while_the_env_runs_and_close_ends_its_worker():
     assert worker.is_alive()  # still generating
     busy.close()
     assert not worker.is_alive()
+
+
+def test_the_bank_worker_ends_when_its_trainer_is_killed():
+    """kill -9 of the trainer skips every clean-up: the orphaned worker must notice and stop by itself."""
+    code = (
+        "import sys, time\n"
+        "from torch_rl.envs.minigrid.bank import LayoutBank\n"
+        "bank = LayoutBank('MiniGrid-MultiRoom-N2-S4-v0', seed=0, initial=8, chunk=8)\n"
+        "print(bank._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    trainer = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(trainer.stdout.readline())
+        assert _alive(worker)
+        trainer.kill()
+        trainer.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the layout worker outlived its killed trainer"
+    finally:
+        trainer.kill()
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -49,6 +49,7 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
     # (it ends the worker through the env's close), and SIGTERM just ends the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
     try:
         os.nice(nice)
     except OSError:
@@ -64,6 +65,9 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
         lut = _code_table()
         K = family.num_task_positions
         for start in range(0, capacity, chunk):
+            if os.getppid() != parent:  # the trainer was killed (e.g. kill -9): an orphan must not go on for hours
+                out.cancel_join_thread()  # nobody reads the queue any more: exit without flushing it
+                return
             n = min(chunk, capacity - start)
             grids = np.empty((n, family.height, family.width), np.uint8)
             agent = np.empty((n, 2), np.int64)
