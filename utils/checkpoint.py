@@ -26,11 +26,18 @@ DURATION = "duration"
 MODEL = "model_state"
 OPTIMIZER = "optimizer_state"
 REWARD_SCALER = "reward_scaler"
+LR_SCHEDULER = "lr_scheduler"
+EXPLORATION_BONUS = "exploration_bonus"
 OBS_NORMALIZER = "obs_normalizer"
 VOCAB = "vocab"
 CONFIG = "config"
 # The parts of BaseAlgo.state_dict() and of the preprocessor's state_dict(), and their keys in status.pt.
-ALGO_KEYS = {"optimizer": OPTIMIZER, "reward_scaler": REWARD_SCALER}
+ALGO_KEYS = {
+    "optimizer": OPTIMIZER,
+    "reward_scaler": REWARD_SCALER,
+    "lr_scheduler": LR_SCHEDULER,
+    "exploration_bonus": EXPLORATION_BONUS,
+}
 PREPROCESSOR_KEYS = {"vocab": VOCAB, "obs_normalizer": OBS_NORMALIZER}
 
 # The config keys that fix the model's architecture (the model is rebuilt from them), and "args": all the flags.
@@ -149,6 +156,8 @@ def from_dict(status, path="status.pt") -> Checkpoint:
             algo_state={
                 "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
                 "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_FORM),
+                "lr_scheduler": _check(status, LR_SCHEDULER, _is_scheduler_state, _SCHEDULER_FORM),
+                "exploration_bonus": _check(status, EXPLORATION_BONUS, _is_plain_state, _PLAIN_FORM),
             },
             preprocessor_state={
                 "vocab": _check(status, VOCAB, _is_vocab, "is not a dict of words to token ids"),
@@ -164,6 +173,8 @@ def from_dict(status, path="status.pt") -> Checkpoint:
 
 
 _OPTIMIZER_FORM = "is malformed (a torch optimizer's state_dict: 'state' a dict, 'param_groups' a list of dicts)"
+_SCHEDULER_FORM = "is malformed (a torch LR scheduler's state_dict: 'last_epoch' a whole number, 'base_lrs' numbers)"
+_PLAIN_FORM = "is malformed (a dict of named tensors, numbers and dicts or lists of them)"
 _STATS_FORM = "is malformed (a dict of 'mean' and 'var', float tensors of one shape, and 'count', a number > 0)"
 
 
@@ -233,6 +244,28 @@ def _is_optimizer_state(value):
         )
         and all(isinstance(s, dict) for s in value["state"].values())
     )
+
+
+def _is_scheduler_state(value):
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("last_epoch"), int)
+        and not isinstance(value["last_epoch"], bool)
+        and value["last_epoch"] >= 0
+        and isinstance(value.get("base_lrs"), list)
+        and all(_is_number(lr) and math.isfinite(lr) and lr >= 0 for lr in value["base_lrs"])
+    )
+
+
+def _is_plain_state(value, depth=0):
+    """A state_dict of tensors, numbers, strings and None, in dicts (str or int keys) and lists, nested a little."""
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _is_plain_state(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain_state(v, depth + 1) for v in value)
+    return value is None or isinstance(value, (torch.Tensor, int, float, bool, str))
 
 
 def _is_running_stats(value):
