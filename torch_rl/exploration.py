@@ -45,10 +45,19 @@ class ExplorationBonus(nn.Module):
 class RNDBonus(ExplorationBonus):
     """Random network distillation. Inputs are normalised by running statistics (clipped to ±5), and the
     bonus is divided by the running std of the bonuses seen, so that its scale does not drift as the
-    predictor learns."""
+    predictor learns.
 
-    def __init__(self, input_size: int, hidden_size: int = 128, output_size: int = 64, lr: float = 1e-4):
+    ``centered``: subtract the batch's mean error, so that the bonus says which observations of a rollout are
+    newer than the others and sums to 0 over it. The normalised error alone stays near its mean/std ratio however
+    well the predictor has learnt, a reward for merely staying alive that teaches the agent to avoid a goal that
+    ends the episode (see tests/test_exploration_learning.py). make_exploration_bonus centres it.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int = 128, output_size: int = 64, lr: float = 1e-4, centered: bool = False
+    ):
         super().__init__()
+        self.centered = centered
 
         def mlp():
             return nn.Sequential(
@@ -78,6 +87,8 @@ class RNDBonus(ExplorationBonus):
         with torch.no_grad():
             errors = self._errors(self._inputs(obs))
         self.bonus_stats.update(errors)
+        if self.centered:
+            errors = errors - errors.mean()
         return errors / (self.bonus_stats.var.sqrt().to(errors) + 1e-8)
 
     def update(self, obs, epochs: int = 1, batch_size: int = 256):
@@ -185,9 +196,9 @@ def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed
     """The bonus named ``kind`` (one of EXPLORATION_BONUSES) for model inputs like ``example_obs`` (a batch)."""
     input_size = observation_features(example_obs).shape[1]
     if kind == "rnd":
-        return RNDBonus(input_size)
+        return RNDBonus(input_size, centered=True)
     if kind == "count":
         return CountBonus(input_size, seed)
     if kind == "both":
-        return SumOfBonuses({"rnd": RNDBonus(input_size), "count": CountBonus(input_size, seed)})
+        return SumOfBonuses({"rnd": RNDBonus(input_size, centered=True), "count": CountBonus(input_size, seed)})
     raise ValueError(f"unknown exploration bonus {kind!r}: one of {', '.join(EXPLORATION_BONUSES)}")

@@ -157,7 +157,7 @@ def from_dict(status, path="status.pt") -> Checkpoint:
                 "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
                 "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_FORM),
                 "lr_scheduler": _check(status, LR_SCHEDULER, _is_scheduler_state, _SCHEDULER_FORM),
-                "exploration_bonus": _check(status, EXPLORATION_BONUS, _is_plain_state, _PLAIN_FORM),
+                "exploration_bonus": _check(status, EXPLORATION_BONUS, _is_state_dict, _PLAIN_FORM),
             },
             preprocessor_state={
                 "vocab": _check(status, VOCAB, _is_vocab, "is not a dict of words to token ids"),
@@ -255,6 +255,10 @@ def _is_scheduler_state(value):
         and isinstance(value.get("base_lrs"), list)
         and all(_is_number(lr) and math.isfinite(lr) and lr >= 0 for lr in value["base_lrs"])
     )
+
+
+def _is_state_dict(value):
+    return isinstance(value, dict) and _is_plain_state(value)
 
 
 def _is_plain_state(value, depth=0):

@@ -97,6 +97,10 @@ class BaseAlgo(ABC):
     ):
         if num_frames_per_proc < 1:
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule == "linear" and (total_frames is None or total_frames < 1):
+            raise ValueError(f"a linear lr_schedule needs total_frames >= 1, got {total_frames}")
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
         self.recurrence = recurrence if self.recurrent else 1
         # A model that runs whole sequences at once (see RecurrentACModel.forward_sequence) trains faster.
@@ -125,10 +129,6 @@ class BaseAlgo(ABC):
         self.num_frames = self.num_frames_per_proc * self.num_procs
         self.action_space = self.env.single_action_space
         self.reward_scaler = RewardScaler(self.num_procs, discount, self.device) if normalize_rewards else None
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-        if lr_schedule == "linear" and (total_frames is None or total_frames < 1):
-            raise ValueError(f"a linear lr_schedule needs total_frames >= 1, got {total_frames}")
         self.lr_schedule = lr_schedule
         self.total_frames = total_frames
         self.lr_scheduler = None  # made by _schedule_lr once the subclass has made its optimizer
