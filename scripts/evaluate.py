@@ -19,11 +19,10 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 import torch_rl
-from torch_rl.vec_env import VectorEnvBatch, actions_for_env
+from torch_rl.vec_env import VectorEnvBatch
 from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_batched_env, make_envs
@@ -38,6 +37,7 @@ from utils.errors import (
     cli,
     integer,
 )
+from utils.evaluation import episode_statistics, run_episodes
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
@@ -86,53 +86,6 @@ def validate(args):
     check_env_id(args.env)
 
 
-def run_episodes(env_batch, agent, episodes, action_space):
-    """Runs ``episodes`` episodes on ``env_batch`` (a torch_rl EnvBatch) with ``agent``.
-
-    Env i counts its first ``quota[i]`` episodes (the episodes split evenly over the envs) and the loop stops
-    when every env has its share, so that short episodes are not over-represented.
-    Returns (returns, lengths, frames stepped), returns and lengths env by env.
-    """
-    n = env_batch.num_envs
-    quotas = [episodes // n + (1 if i < episodes % n else 0) for i in range(n)]
-    returns = [[] for _ in range(n)]
-    lengths = [[] for _ in range(n)]
-    episode_return = np.zeros(n, dtype=np.float64)
-    episode_length = np.zeros(n, dtype=np.int64)
-    obss = env_batch.reset()
-    frames_stepped = 0
-    while any(len(returns[i]) < quotas[i] for i in range(n)):
-        actions = agent.get_actions(obss)
-        obss, rewards, terminated, truncated, _ = env_batch.step(actions_for_env(actions, action_space))
-        rewards, terminated, truncated = (to_numpy(x) for x in (rewards, terminated, truncated))
-        frames_stepped += n
-        episode_return += np.asarray(rewards, dtype=np.float64)
-        episode_length += 1
-        dones = np.logical_or(terminated, truncated)
-        agent.analyze_feedbacks(dones)
-        for i in np.flatnonzero(dones):
-            if len(returns[i]) < quotas[i]:
-                returns[i].append(float(episode_return[i]))
-                lengths[i].append(int(episode_length[i]))
-            episode_return[i] = 0.0
-            episode_length[i] = 0
-    return [r for env in returns for r in env], [f for env in lengths for f in env], frames_stepped
-
-
-def to_numpy(x):
-    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def stats(values):
-    values = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
-
-
 def summarize(args, procs, returns, lengths, duration):
     frames = int(sum(lengths))
     result = {
@@ -146,10 +99,7 @@ def summarize(args, procs, returns, lengths, duration):
         "fps": frames / max(duration, 1e-9),
         "duration": duration,
     }
-    for prefix, values in (("return", returns), ("num_frames", lengths)):
-        for stat, value in stats(values).items():
-            result[f"{prefix}_{stat}"] = int(value) if prefix == "num_frames" and stat in ("min", "max") else value
-    result["success_rate"] = float(np.mean(np.asarray(returns) > 0))
+    result |= episode_statistics(returns, lengths)
     result["returns"] = list(returns)
     result["num_frames"] = list(lengths)
     return result
