@@ -9,10 +9,12 @@ Each env runs a fixed share of the episodes (env i: episodes // procs, plus one 
 episodes % procs envs), so that the sample is not biased towards short episodes, as "the first N episodes to
 finish" would be.
 
+--best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
+
 --json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
-model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min, return_max,
-num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per episode),
-num_frames (per episode).
+model, best, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
+return_max, num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per
+episode), num_frames (per episode).
 """
 
 import json
@@ -50,6 +52,12 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument(
         "--episodes", type=integer(1, MAX_EPISODES), default=100, help="number of episodes to evaluate (default: 100)"
+    )
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
+        "instead of the last one",
     )
     p.add_argument(
         "--argmax",
@@ -91,6 +99,7 @@ def summarize(args, procs, returns, lengths, duration):
     result = {
         "env": args.env,
         "model": args.model,
+        "best": args.best,
         "argmax": args.argmax,
         "seed": args.seed,
         "procs": procs,
@@ -108,7 +117,7 @@ def summarize(args, procs, returns, lengths, duration):
 def format_result(r):
     return "\n".join(
         [
-            f"{r['env']}, model {r['model']}: {r['episodes']} episodes, "
+            f"{r['env']}, model {r['model']}{' (best checkpoint)' if r['best'] else ''}: {r['episodes']} episodes, "
             f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
             f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
             f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
@@ -126,7 +135,9 @@ def main(argv=None):
     validate(args)
     torch.set_num_threads(1)
     model_dir = get_model_dir(args.model)
-    checkpoint = checkpoints.load(model_dir)  # a missing or broken model fails here, before any env is made
+    checkpoint = checkpoints.load(
+        model_dir, best=args.best
+    )  # a missing or broken model fails here, before any env is made
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)

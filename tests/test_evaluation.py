@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from model import ACModel
+from tests.test_checkpoint import copy_old_model, one_line_error
 from torch_rl.vec_env import VectorEnvBatch
 from utils.evaluation import Evaluator, make_eval_env_batch
 from utils.format import get_obss_preprocessor
@@ -69,3 +70,39 @@ def test_the_same_backend_is_the_batched_env_when_training_is_batched_and_real_i
     finally:
         same.close()
         real.close()
+
+
+# ------------------------------------------------------------------------------------------------------- --best
+@pytest.fixture
+def storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    threads = torch.get_num_threads()
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("script", ["evaluate", "visualize"])
+def test_best_reads_status_best_and_says_so_when_there_is_none(script, storage, capsys):
+    from scripts.evaluate import main as evaluate
+    from scripts.visualize import main as visualize
+
+    main = {"evaluate": evaluate, "visualize": visualize}[script]
+    model_dir = copy_old_model("doorkey_a2c", storage)
+    argv = ["--env", DOORKEY, "--model", "doorkey_a2c", "--episodes", "1", "--best"]
+    argv += ["--procs", "1", "--workers", "0"] if script == "evaluate" else ["--gif", str(storage / "x.gif")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    line = one_line_error(capsys, exit_info)
+    assert "no best checkpoint" in line and "--eval-interval" in line
+    # a best checkpoint that differs from the last one: a malformed copy, so that the error shows which was read
+    status = torch.load(model_dir / "status.pt", weights_only=True)
+    status["update"] = "damaged"
+    torch.save(status, model_dir / "status_best.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert "status_best.pt" in one_line_error(capsys, exit_info)
+    status["update"] = 3
+    torch.save(status, model_dir / "status_best.pt")
+    result = main(argv)
+    if script == "evaluate":
+        assert result["best"] is True and result["episodes"] == 1

@@ -44,6 +44,7 @@ PREPROCESSOR_KEYS = {"vocab": VOCAB, "obs_normalizer": OBS_NORMALIZER}
 ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
 ARCHITECTURE_DEFAULTS = {"env": "?", "algo": "?", "use_memory": False, "use_text": False, "image_encoding": "raw"}
 ARGS = "args"
+BEST_STATUS_FILE = "status_best.pt"
 ALGOS = ("a2c", "ppo")
 
 
@@ -79,21 +80,36 @@ def make_config(args: dict) -> dict:
     return {key: args[key] for key in ARCHITECTURE_KEYS} | {ARGS: dict(args)}
 
 
-def exists(model_dir) -> bool:
-    return os.path.lexists(status_path(model_dir))
+def best_status_path(model_dir) -> str:
+    """status_best.pt: the checkpoint of the best evaluation so far (scripts.train --eval-interval), beside the
+    last one; it holds the same keys."""
+    return os.path.join(model_dir, BEST_STATUS_FILE)
 
 
-def save(checkpoint: Checkpoint, model_dir) -> None:
-    """Writes status.pt atomically (utils.storage.atomic_write): a crash at any moment leaves a loadable
-    checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
-    atomic_write(status_path(model_dir), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+def _path(model_dir, best):
+    return best_status_path(model_dir) if best else status_path(model_dir)
 
 
-def load(model_dir, map_location="cpu") -> Checkpoint:
-    """The checkpoint in ``model_dir``, checked field by field; a UsageError (one line) if it is missing, cannot
-    be read safely, or a field is malformed."""
-    path = status_path(model_dir)
-    if not exists(model_dir):
+def exists(model_dir, best: bool = False) -> bool:
+    return os.path.lexists(_path(model_dir, best))
+
+
+def save(checkpoint: Checkpoint, model_dir, best: bool = False) -> None:
+    """Writes status.pt (``best``: status_best.pt) atomically (utils.storage.atomic_write): a crash at any moment
+    leaves a loadable checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
+    atomic_write(_path(model_dir, best), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+
+
+def load(model_dir, map_location="cpu", best: bool = False) -> Checkpoint:
+    """The checkpoint in ``model_dir`` (``best``: its best one, status_best.pt), checked field by field; a
+    UsageError (one line) if it is missing, cannot be read safely, or a field is malformed."""
+    path = _path(model_dir, best)
+    if best and not exists(model_dir, best) and exists(model_dir):
+        raise UsageError(
+            f"the model in {model_dir} has no best checkpoint ({BEST_STATUS_FILE}): it is kept when training "
+            "evaluates (python -m scripts.train --eval-interval N); drop --best to use the last one"
+        )
+    if not exists(model_dir, best):
         raise UsageError(
             f"no trained model in {model_dir}: train one first with "
             f"python -m scripts.train --model {os.path.basename(model_dir)} --env ..."

@@ -31,6 +31,7 @@ TEMP_FILE_PATTERNS = (".tmp-*.tmp", ".write-test-*")
 # Everything scripts.train writes into a model folder; a folder holding only these is a model not yet saved.
 MODEL_FILE_PATTERNS = (
     STATUS_FILE,
+    "status_best.pt",  # the best evaluation's checkpoint (utils.checkpoint.BEST_STATUS_FILE)
     CONFIG_FILE,
     TEXT_LOG_FILE,
     CSV_LOG_FILE,
