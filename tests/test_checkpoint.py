@@ -268,6 +268,7 @@ MALFORMED = {
     "lr_scheduler base_lrs not numbers": (_set("lr_scheduler", {"last_epoch": 2, "base_lrs": ["x"]}), ["lr_scheduler"]),
     "exploration_bonus not plain data": (_set("exploration_bonus", {"predictor": {3.5: 1}}), ["exploration_bonus"]),
     "exploration_bonus not a dict": (_set("exploration_bonus", "rnd"), ["exploration_bonus", "malformed"]),
+    "best_eval_return not a number": (_set("best_eval_return", "0.9"), ["best_eval_return", "'0.9'"]),
 }
 
 

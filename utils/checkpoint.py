@@ -30,6 +30,7 @@ LR_SCHEDULER = "lr_scheduler"
 EXPLORATION_BONUS = "exploration_bonus"
 OBS_NORMALIZER = "obs_normalizer"
 VOCAB = "vocab"
+BEST_EVAL_RETURN = "best_eval_return"  # the best mean return of an evaluation during training, status_best.pt's
 CONFIG = "config"
 # The parts of BaseAlgo.state_dict() and of the preprocessor's state_dict(), and their keys in status.pt.
 ALGO_KEYS = {
@@ -56,6 +57,7 @@ class Checkpoint:
     num_frames: int = 0
     update: int = 0
     duration: float = 0.0
+    best_eval_return: float | None = None
     model_state: dict | None = None
     algo_state: dict = field(default_factory=dict)
     preprocessor_state: dict = field(default_factory=dict)
@@ -69,6 +71,8 @@ class Checkpoint:
 
     def to_dict(self) -> dict:
         status = {NUM_FRAMES: self.num_frames, UPDATE: self.update, DURATION: self.duration, MODEL: self.model_state}
+        if self.best_eval_return is not None:
+            status[BEST_EVAL_RETURN] = self.best_eval_return
         status |= {ALGO_KEYS[k]: v for k, v in self.algo_state.items() if v is not None}
         status |= {PREPROCESSOR_KEYS[k]: v for k, v in self.preprocessor_state.items() if v is not None}
         status[CONFIG] = self.config
@@ -168,6 +172,7 @@ def from_dict(status, path="status.pt") -> Checkpoint:
             num_frames=_counter(status, NUM_FRAMES),
             update=_counter(status, UPDATE),
             duration=_duration(status),
+            best_eval_return=_optional_number(status, BEST_EVAL_RETURN),
             model_state=_check(status, MODEL, _is_tensor_dict, "is not a dict of named tensors", required=True),
             algo_state={
                 "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
@@ -214,6 +219,13 @@ def _duration(status):
     if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise _Malformed(f"its {DURATION} is not a number of seconds >= 0 (got {_describe(value)})")
     return float(value)
+
+
+def _optional_number(status, key):
+    value = status.get(key)
+    if value is not None and (not _is_number(value) or not math.isfinite(value)):
+        raise _Malformed(f"its {key} is not a finite number (got {_describe(value)})")
+    return None if value is None else float(value)
 
 
 def _config(status):
