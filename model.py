@@ -107,8 +107,8 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
 
     def forward_sequence(self, obs, memory, mask):
         """T steps of N sequences at once (see ``torch_rl.RecurrentACModel``): the conv net, text GRU and heads
-        run once on all T*N rows; only the LSTM cell steps through time (a PPO update 1.5-4x faster, see
-        benchmarks/recurrent.py)."""
+        run once on all T*N rows; only the LSTM cell steps through time (benchmarks/recurrent.py measures what
+        that saves)."""
         x = self._embed(obs)
         n = memory.shape[0]
         h, c = memory[:, : self.semi_memory_size], memory[:, self.semi_memory_size :]
@@ -141,5 +141,7 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
                 Normal(mean, self.log_std.exp() * self.action_scale, validate_args=False), 1, validate_args=False
             )
         else:
-            dist = Categorical(logits=logits, validate_args=False)  # skips per-call checks: ~10% of a step
+            dist = Categorical(
+                logits=logits, validate_args=False
+            )  # per-call argument checks cost a visible share of a step
         return dist, value

@@ -2,6 +2,7 @@
 
     python -m benchmarks.batched_env [--quick] [--device cpu|cuda] [--env ID ...]
                                      [--threads N] [--seconds S]
+    python -m benchmarks.batched_env --table [--batch B] [--device cpu|cuda] [--env ID ...]
 
 For every env id, measures steps/s (environment transitions per second, summed
 over the batch) of
@@ -10,7 +11,9 @@ over the batch) of
 * ``sync16``: ``gymnasium.vector.SyncVectorEnv`` of 16 Minigrid envs,
 * ``batched B``: :class:`torch_rl.envs.BatchedMiniGridEnv` at B = 16 ... 4096,
 
-then PPO training FPS on the batched DoorKey-5x5 (starter model, everything on
+(``--table``: one row per supported id instead: Minigrid's own steps/s, the batched env's at one batch size
+and its start-up time, i.e. until the layout bank holds its first layouts), then PPO training FPS on the
+batched DoorKey-5x5 (``--ppo-env`` for others) (starter model, everything on
 the device), and (unless --quick/--no-transfer) trains with ``scripts.train
 --batched`` until the mean return reaches 0.9 and evaluates that policy on
 Minigrid's own env. The last lines print the ratios and results.
@@ -26,7 +29,7 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 import torch
 
-from torch_rl.envs.batched_minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
 
 DEFAULT_ENVS = ("MiniGrid-DoorKey-8x8-v0", "MiniGrid-Empty-8x8-v0")
 BATCH_SIZES = (16, 64, 256, 1024, 4096)
@@ -140,6 +143,25 @@ def env_stepping_section(env_ids, batch_sizes, device: str, duration: float, env
     return summaries
 
 
+def id_table_section(env_ids, num_envs: int, device: str, duration: float) -> list[str]:
+    """One row per id: Minigrid's steps/s, batched steps/s at ``num_envs``, ratio, start-up seconds."""
+    print(f"\n== Random-action steps/s per id (device={device}, batched B={num_envs}) ==")
+    header = f"{'env':34s} {'minigrid':>10s} {'batched':>12s} {'ratio':>8s} {'start-up':>9s}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for env_id in env_ids:
+        short = env_id.replace("MiniGrid-", "")
+        base = measure_minigrid_steps(env_id, duration)
+        start = time.perf_counter()
+        BatchedMiniGridEnv(env_id, 1, device=device, seed=0).close()
+        startup = time.perf_counter() - start
+        sps = measure_env_steps(env_id, num_envs, device, duration)
+        ratios.append(sps / base)
+        print(f"{short:34s} {base:10,.0f} {sps:12,.0f} {sps / base:7.0f}x {startup:8.1f}s", flush=True)
+    return [f"per-id table: batched/minigrid from {min(ratios):.0f}x to {max(ratios):.0f}x at B={num_envs}"]
+
+
 def measure_ppo_fps(
     env_id: str,
     num_envs: int,
@@ -182,8 +204,7 @@ def measure_ppo_fps(
         return frames / elapsed, timer.seconds / elapsed
 
 
-def ppo_section(device: str, quick: bool) -> str:
-    env_id = "MiniGrid-DoorKey-5x5-v0"
+def ppo_section(device: str, quick: bool, env_id: str = "MiniGrid-DoorKey-5x5-v0") -> str:
     print(f"\n== PPO training on batched {env_id} (device={device}, default model) ==")
     # (envs, batch size, epochs, frames per env): the defaults, then larger batches, then one epoch per rollout
     configs = [(16, 256, 4, 128), (256, 256, 4, 128), (1024, 4096, 4, 128), (4096, 16384, 1, 32)]
@@ -208,76 +229,58 @@ def ppo_section(device: str, quick: bool) -> str:
             flush=True,
         )
         results.append(f"{fps:,.0f} FPS at B={num_envs}, {epochs} epoch(s)")
-    return "PPO training: " + " | ".join(results)
+    return f"PPO training on {env_id}: " + " | ".join(results)
 
 
-def transfer_section(device: str) -> str:
-    """Trains with scripts.train --batched until the mean return reaches 0.9, evaluates on real Minigrid."""
+# one id per family for --transfer-env all (the issue's list), with a frame budget for each
+TRANSFER_IDS = {
+    "MiniGrid-DoorKey-5x5-v0": 400_000,
+    "MiniGrid-LavaGapS7-v0": 1_000_000,
+    "MiniGrid-FourRooms-v0": 5_000_000,
+    "MiniGrid-MultiRoom-N2-S4-v0": 1_000_000,
+    "MiniGrid-Dynamic-Obstacles-6x6-v0": 1_000_000,
+    "MiniGrid-MemoryS7-v0": 2_000_000,
+    "MiniGrid-DistShift1-v0": 1_000_000,
+    "MiniGrid-LavaCrossingS9N1-v0": 2_000_000,
+}
+
+
+def transfer_section(device: str, env_id: str = "MiniGrid-DoorKey-5x5-v0", frames: int = 400_000) -> str:
+    """Trains with scripts.train --batched until the mean return reaches 0.9 (or ``frames``), then evaluates the
+    policy with scripts.evaluate on the batched env and on real Minigrid: the two should agree within noise."""
     import json
     import os
     import subprocess
     import sys
     import tempfile
 
-    env_id = "MiniGrid-DoorKey-5x5-v0"
-    print(f"\n== Transfer: train on batched {env_id}, evaluate on Minigrid's own env ==", flush=True)
+    print(f"\n== Transfer: train on batched {env_id}, evaluate batched and on Minigrid's own env ==", flush=True)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with tempfile.TemporaryDirectory() as storage:
         env = dict(os.environ, TORCH_RL_STORAGE=storage)
         start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.train",
-                "--algo",
-                "ppo",
-                "--env",
-                env_id,
-                "--model",
-                "b",
-                "--batched",
-                "--device",
-                device,
-                "--frames",
-                "400000",
-                "--stop-at-return",
-                "0.9",
-                "--save-interval",
-                "0",
-                "--quiet",
-            ],
-            cwd=repo,
-            env=env,
-            check=True,
-        )
+        train = [sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b"]
+        train += ["--batched", "--device", device, "--frames", str(frames), "--stop-at-return", "0.9"]
+        if "Memory" in env_id:
+            train += ["--recurrence", "16"]
+        subprocess.run([*train, "--save-interval", "0", "--quiet"], cwd=repo, env=env, check=True)
         wall = time.perf_counter() - start
         with open(os.path.join(storage, "b", "log.csv")) as f:
-            frames = f.read().strip().splitlines()[-1].split(",")[1]
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.evaluate",
-                "--env",
-                env_id,
-                "--model",
-                "b",
-                "--episodes",
-                "200",
-                "--json",
-                "-",
-            ],
-            cwd=repo,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        result = json.loads(out)
+            trained = f.read().strip().splitlines()[-1].split(",")[1]
+        results = {}
+        for where in ("batched", "minigrid"):
+            evaluate = [sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", "b"]
+            evaluate += ["--episodes", "200", "--json", "-"] + (["--batched"] if where == "batched" else [])
+            out = subprocess.run(evaluate, cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
+            results[where] = json.loads(out)
+
+    def summary(r):
+        error = r["return_std"] / r["episodes"] ** 0.5
+        return f"{r['return_mean']:.3f} ± {error:.3f} (success {r['success_rate']:.0%})"
+
     line = (
-        f"transfer: trained {int(frames):,} frames on the batched env ({wall:.0f} s), real Minigrid return "
-        f"{result['return_mean']:.3f} over {result['episodes']} episodes, success {result['success_rate']:.0%}"
+        f"transfer {env_id}: trained {int(trained):,} frames batched ({wall:.0f} s); return over 200 episodes: "
+        f"batched {summary(results['batched'])}, real Minigrid {summary(results['minigrid'])}"
     )
     print(line)
     return line
@@ -291,9 +294,22 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="time per measurement")
     parser.add_argument("--no-ppo", action="store_true", help="skip the PPO training FPS section")
     parser.add_argument(
+        "--table", action="store_true", help="one row per id (default: every supported id), no PPO or transfer"
+    )
+    parser.add_argument("--batch", type=int, default=None, help="batch size of --table (default: 1024, cuda 65536)")
+    parser.add_argument(
+        "--ppo-env", nargs="+", default=["MiniGrid-DoorKey-5x5-v0"], help="env ids of the PPO training FPS section"
+    )
+    parser.add_argument(
         "--no-transfer",
         action="store_true",
         help="skip training on the batched env and evaluating on Minigrid (default: on unless --quick)",
+    )
+    parser.add_argument(
+        "--transfer-env",
+        nargs="+",
+        default=["MiniGrid-DoorKey-5x5-v0"],
+        help="ids of the transfer section ('all': one per family, with a frame budget each)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's default)"
@@ -317,12 +333,18 @@ def main(argv=None) -> None:
     duration = args.seconds or (0.5 if args.quick else 2.0)
 
     env_threads = args.env_threads or None
+    if args.table:
+        batch = args.batch or (65536 if args.device == "cuda" else 1024)
+        for line in id_table_section(args.env or SUPPORTED_ENV_IDS, batch, args.device, args.seconds or 1.0):
+            print(line)
+        return
     summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration, env_threads)
     torch.set_num_threads(args.threads or 1)  # the learner: one thread is fastest for this small model on CPU
     if not args.no_ppo:
-        summaries.append(ppo_section(args.device, args.quick))
+        summaries += [ppo_section(args.device, args.quick, env_id) for env_id in args.ppo_env]
     if not (args.no_transfer or args.quick):
-        summaries.append(transfer_section(args.device))
+        transfer = TRANSFER_IDS if args.transfer_env == ["all"] else {i: 400_000 for i in args.transfer_env}
+        summaries += [transfer_section(args.device, env_id, frames) for env_id, frames in transfer.items()]
 
     print()
     for line in summaries:

@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--batched",
         action="store_true",
-        help="evaluate on torch_rl's BatchedMiniGridEnv (MiniGrid Empty/DoorKey ids) instead of Minigrid",
+        help="evaluate on torch_rl's BatchedMiniGridEnv (the MiniGrid ids listed in the README) instead of Minigrid",
     )
     p.add_argument(
         "--workers",

@@ -6,7 +6,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 import torch_rl
-from tests.envs import ActionCheckingEnv, FixedLengthEnv
+from tests.envs import ActionCheckingEnv, FixedLengthEnv, NaNRewardEnv
 from tests.models import GaussianModel, MLPModel, RecurrentMLPModel
 
 ALGOS = {"a2c": torch_rl.A2CAlgo, "ppo": torch_rl.PPOAlgo}
@@ -249,3 +249,51 @@ def test_dict_observations_become_a_dictlist_by_default():
         exps, _ = algo.collect_experiences()
         assert set(exps.obs.keys()) == {"x"} and exps.obs.x.shape == (8, 4)
         algo.update_parameters()
+
+
+# -------------------------------------------------------------------------------- numerical faults (library)
+class NaNValueModel(MLPModel):
+    def forward(self, obs):
+        dist, value = super().forward(obs)
+        return dist, value * float("nan")
+
+
+class NaNLogitsModel(MLPModel):
+    def forward(self, obs):
+        dist, value = super().forward(obs)
+        return torch.distributions.Categorical(logits=dist.logits * float("nan")), value
+
+
+def _algo(name, envs, model):
+    if name == "ppo":
+        return torch_rl.PPOAlgo(envs, model, num_frames_per_proc=8, batch_size=8, epochs=2, num_workers=0, seed=0)
+    return torch_rl.A2CAlgo(envs, model, num_frames_per_proc=8, num_workers=0, seed=0)
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+@pytest.mark.parametrize("fault", ["NaN reward", "NaN value"])
+def test_a_non_finite_loss_raises_before_the_optimizer_step(algo_name, fault):
+    torch.manual_seed(0)
+    if fault == "NaN reward":
+        envs, model = [NaNRewardEnv(), FixedLengthEnv()], MLPModel(1, 2)
+    else:
+        envs, model = [FixedLengthEnv(), FixedLengthEnv()], NaNValueModel(1, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    with _algo(algo_name, envs, model) as algo:
+        with pytest.raises(FloatingPointError, match="not finite"):
+            algo.update_parameters()
+        assert algo.optimizer.state_dict()["state"] == {}, "the optimizer took a step"
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert torch.equal(old, new.detach())
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+def test_a_model_with_nan_outputs_stops_before_any_update(algo_name):
+    torch.manual_seed(0)
+    model = NaNLogitsModel(1, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    with _algo(algo_name, [FixedLengthEnv(), FixedLengthEnv()], model) as algo:
+        with pytest.raises((FloatingPointError, ValueError)):
+            algo.update_parameters()
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert torch.equal(old, new.detach())

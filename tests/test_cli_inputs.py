@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -29,75 +28,8 @@ EVALUATE = ["--env", "CartPole-v1", "--model", "m"]
 VISUALIZE = ["--env", "CartPole-v1", "--model", "m", "--gif", "out.gif"]
 
 
-class HangingEnv(FixedLengthEnv):
-    """Steps normally ``after`` times, then hangs in step (sleeps far longer than any test waits)."""
-
-    def __init__(self, after=40, render_mode=None):
-        super().__init__(length=10)
-        self.after, self.count = after, 0
-
-    def step(self, action):
-        self.count += 1
-        if self.count > self.after:
-            time.sleep(3600)
-        return super().step(action)
-
-
-class SlowEnv(FixedLengthEnv):
-    """Each step takes 50 ms, so that a signal almost surely finds the process inside one."""
-
-    def step(self, action):
-        time.sleep(0.05)
-        return super().step(action)
-
-
-class NaNRewardEnv(FixedLengthEnv):
-    """A NaN reward from the first step: training diverges in update 1, before any checkpoint."""
-
-    def __init__(self, render_mode=None):
-        super().__init__(length=5, reward=float("nan"))
-
-
-class NoRenderModeEnv(FixedLengthEnv):
-    """A constructor without render_mode, which gym.make(id) accepts."""
-
-    def __init__(self):
-        super().__init__(length=5)
-
-
-class ShapeChangingEnv(FixedLengthEnv):
-    """Observations of shape (1,), then (3,) at the 7th step."""
-
-    def __init__(self, render_mode=None):
-        super().__init__(length=5)
-        self.count = 0
-
-    def step(self, action):
-        self.count += 1
-        obs, *rest = super().step(action)
-        return (np.zeros(3, np.float32) if self.count == 7 else obs), *rest
-
-
-class StringObservationEnv(FixedLengthEnv):
-    """A string where its Box space says (1,)."""
-
-    def step(self, action):
-        _, *rest = super().step(action)
-        return "a string", *rest
-
-
 HANGING = "TorchRLTest-Hanging-v0"
-TEST_ENVS = {
-    HANGING: (HangingEnv, {"after": 40}),
-    "TorchRLTest-NoRenderMode-v0": (NoRenderModeEnv, {}),
-    "TorchRLTest-Slow-v0": (SlowEnv, {}),
-    "TorchRLTest-NaNRewardAtOnce-v0": (NaNRewardEnv, {}),
-    "TorchRLTest-ShapeChanging-v0": (ShapeChangingEnv, {}),
-    "TorchRLTest-StringObservation-v0": (StringObservationEnv, {}),
-}
-for _id, (_class, _kwargs) in TEST_ENVS.items():
-    if _id not in gym.registry:
-        gym.register(_id, entry_point=f"{__name__}:{_class.__name__}", kwargs=_kwargs)
+TEST_ENVS = "tests.conftest"  # the module that registers the TorchRLTest-* ids
 
 
 def number_error(flag, value, bounds):
@@ -393,7 +325,7 @@ def test_an_env_whose_constructor_takes_no_render_mode_trains(tmp_path, monkeypa
     from scripts import train
 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
-    train.main([*TRAIN, *TINY, "--env", f"{__name__}:TorchRLTest-NoRenderMode-v0", "--frames", "32"])
+    train.main([*TRAIN, *TINY, "--env", f"{TEST_ENVS}:TorchRLTest-NoRenderMode-v0", "--frames", "32"])
     assert torch.load(tmp_path / "m" / "status.pt", weights_only=False)["num_frames"] == 32
 
 
@@ -411,7 +343,7 @@ def test_an_observation_that_does_not_fit_the_space_is_one_line(
 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        train.main([*TRAIN, *TINY, "--env", f"{__name__}:{env_id}", "--frames", "64"])
+        train.main([*TRAIN, *TINY, "--env", f"{TEST_ENVS}:{env_id}", "--frames", "64"])
     assert exit_info.value.code == 1
     assert_one_line_error(  # (gymnasium's own warnings go to pytest's warning capture here)
         capsys.readouterr().err,
@@ -424,14 +356,14 @@ def test_a_failure_before_the_first_checkpoint_does_not_claim_one(tmp_path, monk
 
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        train.main([*TRAIN, *TINY, "--env", f"{__name__}:TorchRLTest-NaNRewardAtOnce-v0"])
+        train.main([*TRAIN, *TINY, "--env", f"{TEST_ENVS}:TorchRLTest-NaNRewardAtOnce-v0"])
     assert exit_info.value.code == 1
     assert_one_line_error(capsys.readouterr().err, r"diverged at update 1: .*; no checkpoint was saved in .*m yet")
     assert not (tmp_path / "m" / "status.pt").exists()
 
 
 def test_an_architecture_difference_never_reads_off_now_off():
-    from scripts.train import describe_difference
+    from utils.resume import describe_difference
 
     assert describe_difference("use_memory", True, False) == "memory (--recurrence > 1) was on, now off"
     assert describe_difference("use_memory", None, False) == "memory (--recurrence > 1) was not recorded, now off"
@@ -506,7 +438,7 @@ def test_a_hanging_env_stops_training_with_one_line_naming_it_and_keeps_the_chec
             "--algo",
             "ppo",
             "--env",
-            f"{__name__}:{HANGING}",
+            f"{TEST_ENVS}:{HANGING}",
             "--model",
             "m",
             "--frames",
@@ -606,7 +538,7 @@ def test_a_second_sigterm_does_not_cut_the_save_short(tmp_path):
 
 def test_a_stopped_and_continued_run_is_not_taken_for_a_hung_env(tmp_path):
     """Ctrl-Z (SIGSTOP) in an env step for longer than --env-timeout, then fg (SIGCONT): training goes on."""
-    slow = ["--env", f"{__name__}:TorchRLTest-Slow-v0", "--frames", "100000000", "--env-timeout", "1"]
+    slow = ["--env", f"{TEST_ENVS}:TorchRLTest-Slow-v0", "--frames", "100000000", "--env-timeout", "1"]
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.train", *TRAIN, *TINY, *slow],
         cwd=REPO,

@@ -31,7 +31,7 @@ def _train_rank(rank, world_size, port, out_dir):
     torch.save(model.state_dict(), os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
-    os._exit(0)  # skip C++ teardown, which now and then aborts after gloo use (see scripts.train.exit_now)
+    os._exit(0)  # skip C++ teardown, which now and then aborts after gloo use (see utils.training.exit_now)
 
 
 def _free_port():

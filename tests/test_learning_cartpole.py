@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 import torch_rl
@@ -24,6 +25,7 @@ def evaluate(model, episodes=10, seed=1000):
     return float(np.mean(returns))
 
 
+@pytest.mark.slow
 def test_ppo_learns_cartpole_above_195_within_40k_frames():
     torch.manual_seed(0)
     model = MLPModel(4, 2)

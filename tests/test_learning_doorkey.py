@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from scripts import evaluate, train
 
 
+@pytest.mark.slow
 def test_ppo_solves_doorkey_5x5_within_80k_frames(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
     train.main(

@@ -5,6 +5,7 @@ without memory the success rate cannot beat 0.5. With an LSTM trained through 8 
 """
 
 import numpy as np
+import pytest
 import torch
 
 import torch_rl
@@ -48,11 +49,13 @@ def test_the_cue_corridor_needs_memory():
     assert key_runs[0] != ball_runs[0] and key_runs[1] == ball_runs[1]  # only the first observation differs
 
 
+@pytest.mark.slow
 def test_recurrent_ppo_remembers_the_cue():
     means, frames = _train(use_memory=True, max_frames=250_000, stop_at=0.95)
     assert np.mean(means[-3:]) >= 0.95, f"success {np.mean(means[-3:]):.2f} after {frames} frames"
 
 
+@pytest.mark.slow
 def test_without_memory_the_cue_corridor_stays_at_chance():
     means, _ = _train(use_memory=False, max_frames=60_000)
     assert max(np.mean(means[i - 2 : i + 1]) for i in range(2, len(means))) < 0.7

@@ -4,10 +4,17 @@ The workers send observations through shared memory and numbers as lists (torch_
 pin that this transport changes nothing, including its fallback for observations that do not match their space.
 """
 
+import multiprocessing as mp
+import os
+import signal
+import time
+
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import torch_rl
+from tests.envs import FixedLengthEnv, RaisingEnv, SecondShapeEnv, SleepingEnv
 from utils.env import make_envs
 
 
@@ -87,3 +94,69 @@ def test_observations_that_do_not_match_their_space_still_arrive_through_the_pip
         lambda: [MismatchedObsEnv() for _ in range(3)], 3, 3, 12, lambda t: np.full(3, t % 2)
     )
     assert ended == 6
+
+
+# ---------------------------------------------------------------------------------- worker faults (library)
+def _assert_workers_gone(env):
+    for process in env.processes:
+        process.join(timeout=5)
+        assert not process.is_alive()
+    assert not set(env.processes) & set(mp.active_children())
+
+
+def test_an_env_raising_in_a_worker_is_an_env_worker_error_naming_the_env():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000), RaisingEnv(after=3)], num_workers=2)
+    try:
+        env.reset(seed=0)
+        for _ in range(3):
+            env.step(np.zeros(2, np.int64))
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"env 1 .*boom from RaisingEnv"):
+            env.step(np.zeros(2, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_any_exception_in_a_worker_is_an_env_worker_error():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(), SecondShapeEnv()], num_workers=1)
+    try:
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"envs 0\.\.1 failed in reset: ValueError"):
+            env.reset(seed=0)
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_a_killed_worker_is_an_env_worker_error_not_a_hang():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000) for _ in range(4)], num_workers=2)
+    try:
+        env.reset(seed=0)
+        os.kill(env.processes[1].pid, signal.SIGKILL)
+        env.processes[1].join(timeout=5)
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 \(envs 2\.\.3\) died"):
+            env.step(np.zeros(4, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_a_stuck_worker_times_out_and_is_stopped():
+    env = torch_rl.ParallelEnv([FixedLengthEnv(), SleepingEnv()], num_workers=2, timeout=1.0)
+    try:
+        env.reset(seed=0)
+        start = time.time()
+        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 .*did not answer"):
+            env.step(np.zeros(2, np.int64))
+        assert time.time() - start < 5
+        _assert_workers_gone(env)
+    finally:
+        env.close()
+
+
+def test_negative_num_workers_is_refused():
+    with pytest.raises(ValueError, match="num_workers"):
+        torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=-1)

@@ -1,11 +1,11 @@
 """Reliability: bad input gets one clear line, crashes lose no model, training never hangs.
 
-Budgets are tiny (2 envs, 16 frames per env and update). The train subprocesses find the test envs below by
-the ``module:id`` form of an env id (``--env tests.test_reliability:TorchRLTest-Raising-v0``).
+Budgets are tiny (2 envs, 16 frames per env and update). The train subprocesses find the test envs (tests/envs.py,
+registered by tests/conftest.py) by the ``module:id`` form of an env id
+(``--env tests.conftest:TorchRLTest-Raising-v0``).
 """
 
 import csv
-import multiprocessing as mp
 import os
 import random
 import signal
@@ -14,75 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 
 import torch_rl
-from tests.envs import FixedLengthEnv, RaisingEnv
-from tests.models import MLPModel
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--procs", "2", "--frames-per-proc", "16", "--batch-size", "16", "--epochs", "1"]
 FRAMES_PER_UPDATE = 2 * 16
-
-
-class RaisingStepEnv(RaisingEnv):
-    def __init__(self, after=5, render_mode=None):
-        super().__init__(after)
-
-
-class FaultAfterEnv(FixedLengthEnv):
-    """Behaves for ``after`` steps (counted over episodes), then every step goes through ``fault``."""
-
-    def __init__(self, after=0, render_mode=None):
-        super().__init__(length=10)
-        self.after, self.count = after, 0
-
-    def step(self, action):
-        self.count += 1
-        result = super().step(action)
-        return self.fault(*result) if self.count > self.after else result
-
-
-class NaNRewardEnv(FaultAfterEnv):
-    """Reward 1, then NaN."""
-
-    def fault(self, obs, reward, terminated, truncated, info):
-        return obs, float("nan"), terminated, truncated, info
-
-
-class NaNObservationEnv(FaultAfterEnv):
-    """Observations [t], then [NaN]."""
-
-    def fault(self, obs, reward, terminated, truncated, info):
-        return np.array([np.nan], np.float32), reward, terminated, truncated, info
-
-
-class SecondShapeEnv(FixedLengthEnv):
-    """Observations of shape (2,) where its space says (1,): it cannot be stacked with a FixedLengthEnv's."""
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        return np.zeros(2, np.float32), {}
-
-
-class SleepingEnv(FixedLengthEnv):
-    def step(self, action):
-        time.sleep(60)
-        return super().step(action)
-
-
-# Each train run below that trains 2 updates (64 frames) saves them, then meets the fault in update 3.
-TEST_ENVS = {
-    "TorchRLTest-Raising-v0": (f"{__name__}:RaisingStepEnv", {"after": 40}),
-    "TorchRLTest-NaNReward-v0": (f"{__name__}:NaNRewardEnv", {"after": 40}),
-    "TorchRLTest-NaNObservation-v0": (f"{__name__}:NaNObservationEnv", {"after": 40}),
-}
-for _id, (_entry_point, _kwargs) in TEST_ENVS.items():
-    if _id not in gym.registry:
-        gym.register(_id, entry_point=_entry_point, kwargs=_kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
@@ -550,7 +489,7 @@ def test_a_fault_while_training_is_one_line_and_keeps_the_last_good_checkpoint(t
         "--algo",
         "ppo",
         "--env",
-        f"{__name__}:{env_id}",
+        f"tests.conftest:{env_id}",
         "--model",
         "m",
         "--frames",
@@ -595,117 +534,3 @@ def test_train_never_saves_non_finite_parameters(tmp_path, monkeypatch, capsys, 
     status = load_status(tmp_path / "m")
     assert status["update"] == 2
     assert all(torch.isfinite(v).all() for v in status["model_state"].values())
-
-
-# ---------------------------------------------------------------------------------- worker faults (library)
-def _assert_workers_gone(env):
-    for process in env.processes:
-        process.join(timeout=5)
-        assert not process.is_alive()
-    assert not set(env.processes) & set(mp.active_children())
-
-
-def test_an_env_raising_in_a_worker_is_an_env_worker_error_naming_the_env():
-    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000), RaisingEnv(after=3)], num_workers=2)
-    try:
-        env.reset(seed=0)
-        for _ in range(3):
-            env.step(np.zeros(2, np.int64))
-        start = time.time()
-        with pytest.raises(torch_rl.EnvWorkerError, match=r"env 1 .*boom from RaisingEnv"):
-            env.step(np.zeros(2, np.int64))
-        assert time.time() - start < 5
-        _assert_workers_gone(env)
-    finally:
-        env.close()
-
-
-def test_any_exception_in_a_worker_is_an_env_worker_error():
-    env = torch_rl.ParallelEnv([FixedLengthEnv(), SecondShapeEnv()], num_workers=1)
-    try:
-        with pytest.raises(torch_rl.EnvWorkerError, match=r"envs 0\.\.1 failed in reset: ValueError"):
-            env.reset(seed=0)
-        _assert_workers_gone(env)
-    finally:
-        env.close()
-
-
-def test_a_killed_worker_is_an_env_worker_error_not_a_hang():
-    env = torch_rl.ParallelEnv([FixedLengthEnv(length=1000) for _ in range(4)], num_workers=2)
-    try:
-        env.reset(seed=0)
-        os.kill(env.processes[1].pid, signal.SIGKILL)
-        env.processes[1].join(timeout=5)
-        start = time.time()
-        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 \(envs 2\.\.3\) died"):
-            env.step(np.zeros(4, np.int64))
-        assert time.time() - start < 5
-        _assert_workers_gone(env)
-    finally:
-        env.close()
-
-
-def test_a_stuck_worker_times_out_and_is_stopped():
-    env = torch_rl.ParallelEnv([FixedLengthEnv(), SleepingEnv()], num_workers=2, timeout=1.0)
-    try:
-        env.reset(seed=0)
-        start = time.time()
-        with pytest.raises(torch_rl.EnvWorkerError, match=r"worker 1 .*did not answer"):
-            env.step(np.zeros(2, np.int64))
-        assert time.time() - start < 5
-        _assert_workers_gone(env)
-    finally:
-        env.close()
-
-
-def test_negative_num_workers_is_refused():
-    with pytest.raises(ValueError, match="num_workers"):
-        torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=-1)
-
-
-# -------------------------------------------------------------------------------- numerical faults (library)
-class NaNValueModel(MLPModel):
-    def forward(self, obs):
-        dist, value = super().forward(obs)
-        return dist, value * float("nan")
-
-
-class NaNLogitsModel(MLPModel):
-    def forward(self, obs):
-        dist, value = super().forward(obs)
-        return torch.distributions.Categorical(logits=dist.logits * float("nan")), value
-
-
-def _algo(name, envs, model):
-    if name == "ppo":
-        return torch_rl.PPOAlgo(envs, model, num_frames_per_proc=8, batch_size=8, epochs=2, num_workers=0, seed=0)
-    return torch_rl.A2CAlgo(envs, model, num_frames_per_proc=8, num_workers=0, seed=0)
-
-
-@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
-@pytest.mark.parametrize("fault", ["NaN reward", "NaN value"])
-def test_a_non_finite_loss_raises_before_the_optimizer_step(algo_name, fault):
-    torch.manual_seed(0)
-    if fault == "NaN reward":
-        envs, model = [NaNRewardEnv(), FixedLengthEnv()], MLPModel(1, 2)
-    else:
-        envs, model = [FixedLengthEnv(), FixedLengthEnv()], NaNValueModel(1, 2)
-    before = [p.detach().clone() for p in model.parameters()]
-    with _algo(algo_name, envs, model) as algo:
-        with pytest.raises(FloatingPointError, match="not finite"):
-            algo.update_parameters()
-        assert algo.optimizer.state_dict()["state"] == {}, "the optimizer took a step"
-    for old, new in zip(before, model.parameters(), strict=True):
-        assert torch.equal(old, new.detach())
-
-
-@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
-def test_a_model_with_nan_outputs_stops_before_any_update(algo_name):
-    torch.manual_seed(0)
-    model = NaNLogitsModel(1, 2)
-    before = [p.detach().clone() for p in model.parameters()]
-    with _algo(algo_name, [FixedLengthEnv(), FixedLengthEnv()], model) as algo:
-        with pytest.raises((FloatingPointError, ValueError)):
-            algo.update_parameters()
-    for old, new in zip(before, model.parameters(), strict=True):
-        assert torch.equal(old, new.detach())

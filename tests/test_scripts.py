@@ -117,7 +117,7 @@ def copy_model(storage, name, tmp_path):
 
 
 def test_train_writes_the_documented_csv_header_and_a_checkpoint(doorkey):
-    from scripts.train import CSV_FIELDS
+    from utils.logs import CSV_FIELDS
 
     header, rows = read_csv(doorkey / "dk" / "log.csv")
     assert header == CSV_FIELDS

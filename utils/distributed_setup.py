@@ -5,6 +5,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from utils.errors import UsageError
+
 
 def init_distributed(device_arg):
     """Joins the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl with one GPU per rank.
@@ -60,3 +62,18 @@ def shutdown_distributed():
             dist.barrier()
         finally:
             dist.destroy_process_group()
+
+
+def decided_by_rank0(decide, rank, world_size):
+    """``decide()``'s result on every rank, computed by rank 0 alone (e.g. reading a checkpoint: storage need not
+    be shared between machines); a UsageError it raises is raised on every rank, so that all stop together."""
+    if rank == 0:
+        try:
+            outcome = ("ok", decide())
+        except UsageError as error:
+            outcome = ("error", str(error))
+    if world_size > 1:
+        outcome = broadcast_object(outcome if rank == 0 else None, rank)
+    if outcome[0] == "error":
+        raise UsageError(outcome[1])
+    return outcome[1]

@@ -42,7 +42,7 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
     """One environment, reset with ``seed`` so that it is ready to step.
 
     ``fast_obs``: MiniGrid envs compute their observations with torch_rl.envs.fast_obs (identical observations,
-    ~5x faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
+    faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
     """
     check_env_id(env_id)
     try:
@@ -108,7 +108,14 @@ def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
 def make_batched_env(env_id, num_envs, device="cpu", seed=None):
     """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``."""
     from torch_rl.envs import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+    from torch_rl.envs.minigrid.registry import family_names
 
     if env_id not in SUPPORTED_ENV_IDS:
-        raise UsageError(f"--batched supports {', '.join(SUPPORTED_ENV_IDS)}, not {env_id}; drop --batched")
-    return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)
+        raise UsageError(
+            f"--batched does not support {env_id}; it supports the MiniGrid families {', '.join(family_names())} "
+            f"({len(SUPPORTED_ENV_IDS)} ids, listed in the README); drop --batched"
+        )
+    try:
+        return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)
+    except RuntimeError as error:  # the layout bank's worker failed or timed out
+        raise EnvWorkerError(f"creating the batched environment {env_id} failed: {one_line(error)}") from error

@@ -28,6 +28,32 @@ def interrupts_deferred():
             raise KeyboardInterrupt(f"signal {signal.Signals(arrived[0]).name} during a deferred block")
 
 
+@contextlib.contextmanager
+def interrupts_stop_training():
+    """Runs the block with the first Ctrl-C or SIGTERM (e.g. from a scheduler) raising KeyboardInterrupt, as Ctrl-C
+    does, and the ones after it ignored: they must not cut short the save that follows. The handlers of before
+    come back at the end (training may run in-process: tests, notebooks)."""
+    previous = {signum: signal.getsignal(signum) for signum in HELD_SIGNALS}
+    for signum in HELD_SIGNALS:
+        signal.signal(signum, _stop_once)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_once(signum, _frame):
+    ignore_interrupts()
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def ignore_interrupts():
+    """From now on Ctrl-C and SIGTERM are ignored (until a handler is set again)."""
+    for signum in HELD_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 RUN_AS_PROGRAM = {"on": False}  # set by handle_interrupts_as_program(); read by utils.errors.cli
 
 
@@ -57,5 +83,4 @@ def ignore_interrupts_while_exiting():
     """After main() of a program: a late Ctrl-C or SIGTERM must not turn a finished (or saved) run's exit into a
     traceback or -15 while the interpreter shuts down."""
     if RUN_AS_PROGRAM["on"]:
-        for signum in HELD_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
+        ignore_interrupts()

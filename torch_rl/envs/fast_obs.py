@@ -49,7 +49,8 @@ Algorithm (per observation)
    of Minigrid's two sweeps only depends on the row's incoming visibility
    bits and its transparency bits, and only writes row ``j`` and row
    ``j - 1``; the row transition is simulated with Minigrid's loop once and
-   memoised. Invisible cells encode to zeros (``Grid.encode`` skips them).
+   memoised (the geometry and this row rule are :mod:`torch_rl.envs.minigrid.view`'s,
+   shared with the batched engine). Invisible cells encode to zeros (``Grid.encode`` skips them).
    ``see_through_walls=True`` makes everything visible, as in Minigrid.
 4. The agent cell shows ``carrying.encode()`` if ``carrying`` is truthy, else
    ``empty`` (after visibility, as in ``gen_obs_grid``).
@@ -74,6 +75,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from torch_rl.envs.minigrid.view import row_transition, view_offsets
 
 __all__ = ["FastMiniGridObs", "make_fast", "fast_gen_obs", "restore_gen_obs", "is_minigrid_env"]
 
@@ -111,10 +114,6 @@ try:  # Minigrid is optional for the rest of torch_rl
     _HAVE_MINIGRID = True
 except ImportError:  # pragma: no cover
     _HAVE_MINIGRID = False
-
-# Direction vectors used by Minigrid (DIR_TO_VEC): 0 right, 1 down, 2 left, 3 up.
-_DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
-
 
 if _HAVE_MINIGRID:
     # Classes whose encode()/see_behind() are the base WorldObj ones: the encoding
@@ -178,52 +177,16 @@ _VIS_MEMO: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
 _OFFSETS: dict[int, tuple] = {}
 _GEOM: dict[tuple[int, int, int], tuple] = {}
 _ROWBITS: dict[int, np.ndarray] = {}
-
-
-def _row_transition(V: int, m0: int, t: int) -> tuple[int, int]:
-    """Simulate one row of ``Grid.process_vis`` on bit masks.
-
-    ``m0``: incoming visibility bits of the row (bit i = column i), ``t``:
-    transparency bits. Returns (final visibility bits of the row, bits set in
-    the row above).
-    """
-    m = [(m0 >> i) & 1 for i in range(V)]
-    tr = [(t >> i) & 1 for i in range(V)]
-    up = [0] * V
-    for i in range(0, V - 1):
-        if not m[i] or not tr[i]:
-            continue
-        m[i + 1] = 1
-        up[i + 1] = 1
-        up[i] = 1
-    for i in reversed(range(1, V)):
-        if not m[i] or not tr[i]:
-            continue
-        m[i - 1] = 1
-        up[i - 1] = 1
-        up[i] = 1
-    return sum(b << i for i, b in enumerate(m)), sum(b << i for i, b in enumerate(up))
+_row_transition = row_transition  # the shared process_vis row rule (a module name, so tests can break it)
 
 
 def _offsets(V: int):
-    """Per direction: (dx, dy) world offsets of view cells in image-flat order (i * V + j)."""
+    """Per direction: (dx, dy) world offsets of view cells in image-flat order (i * V + j), from the shared view."""
     r = _OFFSETS.get(V)
     if r is None:
-        out = []
-        for d in range(4):
-            fx, fy = _DIR_VEC[d]
-            rx, ry = -fy, fx  # right-hand side (y grows downward)
-            dx = np.empty((V, V), dtype=np.int64)
-            dy = np.empty((V, V), dtype=np.int64)
-            for i in range(V):
-                for j in range(V):
-                    f = V - 1 - j
-                    lat = i - V // 2
-                    dx[i, j] = f * fx + lat * rx
-                    dy[i, j] = f * fy + lat * ry
-            out.append((dx.ravel(), dy.ravel()))
+        out = tuple((dx.ravel(), dy.ravel()) for dx, dy in view_offsets(V))
         pow2 = np.int64(1) << np.arange(V, dtype=np.int64)
-        r = _OFFSETS[V] = (tuple(out), pow2, np.arange(V, dtype=np.int64)[:, None])
+        r = _OFFSETS[V] = (out, pow2, np.arange(V, dtype=np.int64)[:, None])
     return r
 
 

@@ -1,0 +1,480 @@
+"""The batched MiniGrid engine: B Minigrid envs of one id stepped as torch tensors (CPU or CUDA).
+
+State: every cell of every grid is a code (:mod:`.codes`), stored flat, ``uint8``, padded by ``PAD`` wall
+cells on every side (Minigrid reports cells outside the grid as grey walls, so the padding is exact and the
+view can be gathered without bounds checks); the agent's position (a flat index), direction, carried code and
+step count; the family's task positions.
+
+Step: Minigrid's ``MiniGridEnv.step`` for every object is one lookup in tables indexed by
+``(action, code in front, carried code)``: moving into what can be overlapped (empty, goal, lava, floor, open
+door), the goal (reward ``1 - 0.9 * t / T``), lava (ends with reward 0), pickup of keys, balls and boxes, drop
+onto an empty cell, toggling doors (locked ones with the key of their colour) and boxes, truncation at
+``max_steps``. A family (``families/``) adds only what its Minigrid class overrides.
+
+Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
+reproduced with per-row lookup tables indexed by (visible and see-through bits of the row below, see-through
+bits of the row); cells are encoded three at a time through one table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+
+from torch_rl.envs.minigrid import codes as C
+from torch_rl.envs.minigrid import view
+from torch_rl.envs.minigrid.family import Family
+from torch_rl.envs.minigrid.registry import SUPPORTED_ENV_IDS, make_family
+
+__all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
+
+A_LEFT, A_RIGHT, A_FORWARD, A_PICKUP, A_DROP, A_TOGGLE, A_DONE = range(7)
+N_ACTIONS = 7
+VIEW, PAD = view.VIEW, view.PAD
+
+
+def _transition_tables():
+    """Minigrid's step as tables indexed by ``(action * N_CODES + front) * N_CODES + carried``."""
+    N = C.N_CODES
+    n = N_ACTIONS * N * N
+    new_front = np.zeros(n, np.uint8)
+    new_carry = np.zeros(n, np.int64)
+    move = np.zeros(n, bool)
+    goal = np.zeros(n, bool)
+    lava = np.zeros(n, bool)
+    for a in range(N_ACTIONS):
+        for f in range(N):
+            for c in range(N):
+                i = (a * N + f) * N + c
+                nf, nc = f, c
+                if a == A_PICKUP and C.can_pickup(f) and c == C.C_EMPTY:
+                    nf, nc = C.C_EMPTY, f
+                elif a == A_DROP and f == C.C_EMPTY and c != C.C_EMPTY:
+                    nf, nc = c, C.C_EMPTY
+                elif a == A_TOGGLE:
+                    nf = C.toggled(f, c)
+                new_front[i], new_carry[i] = nf, nc
+                move[i] = a == A_FORWARD and C.can_overlap(f)
+                goal[i] = a == A_FORWARD and f == C.C_GOAL
+                lava[i] = a == A_FORWARD and f == C.C_LAVA
+    return new_front, new_carry, move, goal, lava
+
+
+class BatchedMiniGridEnv(gym.vector.VectorEnv):
+    """``num_envs`` copies of a Minigrid env as torch tensors.
+
+    Args:
+        env_id: one of :data:`SUPPORTED_ENV_IDS` (registered Minigrid 3.x ids).
+        num_envs: batch size ``B``.
+        device: torch device for all state and returned tensors.
+        seed: optional seed of the layouts (same as ``reset(seed=)``); see the README on what a seed repeats.
+        num_threads: torch intra-op threads used inside ``reset``/``step`` on CPU (the previous setting is
+            restored on return). The default 1 is usually fastest for these small ops and, above all, avoids
+            the OpenMP collapse (10-100x slower ops) that multi-threaded torch suffers when the CPU cores are
+            shared with other busy processes. ``None`` leaves torch's setting alone. Ignored on CUDA.
+        bank_options: keyword arguments of :class:`~torch_rl.envs.minigrid.bank.LayoutBank` for families whose
+            layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``).
+
+    Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
+    identical to Minigrid's ``gen_obs``. Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
+    on ``device``. Actions may be a torch tensor (any device), numpy array or sequence of ints in ``0..6``.
+
+    Autoreset is built in (``AutoresetMode.SAME_STEP``): an env whose episode ends in a step returns the first
+    observation of its next episode; when any env ended, ``info["final_obs"]`` holds the observation batch
+    before the reset (all B rows, valid where ``info["_final_obs"]``, a bool tensor, is True). Without any
+    episode end, ``info`` is ``{}``.
+
+    For tests, :meth:`set_state_from_minigrid` copies the state of a real Minigrid env into one row,
+    :meth:`get_obs` returns the current observation batch and :meth:`encode_grid` the full grids in Minigrid's
+    ``Grid.encode`` layout. :meth:`layout_stats` tells how many distinct layouts the resets drew.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+    # torch_rl's algorithms hand sampled actions over as tensors on the device (no host round-trip per step)
+    accepts_torch_actions = True
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        num_threads: int | None = 1,
+        bank_options: dict[str, Any] | None = None,
+    ):
+        if num_envs < 1:
+            raise ValueError("num_envs must be >= 1")
+        self.family: Family = make_family(env_id)
+        self.env_id = env_id
+        fam = self.family
+        self.width, self.height = fam.width, fam.height
+        self.size = self.width  # the square families' size (Empty, DoorKey, ...)
+        self.max_steps = fam.max_steps
+        self.see_through_walls = fam.see_through_walls
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.num_threads = num_threads if self.device.type == "cpu" else None
+        self.mission = fam.mission  # None: per episode
+        self.missions: list[str] = [fam.mission] if fam.mission is not None else []
+
+        import minigrid  # noqa: F401  (registers the ids)
+
+        real = gym.make(env_id).unwrapped  # the observation space's mission space, exactly Minigrid's
+        self.single_observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 255, (VIEW, VIEW, 3), np.uint8),
+                "direction": spaces.Discrete(4),
+                "mission": real.observation_space["mission"],
+            }
+        )
+        self.single_action_space = spaces.Discrete(fam.num_actions)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+        self._build_constants()
+        self._gen = torch.Generator(device=self.device)
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        else:
+            self._gen.seed()
+
+        self.bank = None
+        if not fam.native:
+            from torch_rl.envs.minigrid.bank import LayoutBank
+
+            bank_seed = int(seed) if seed is not None else None
+            self.bank = LayoutBank(env_id, self.device, seed=bank_seed, **(bank_options or {}))
+
+        B, dev = self.num_envs, self.device
+        self.grid = self.blank_grids(B)  # (B, Hp*Wp) uint8
+        self.agent = torch.zeros(B, dtype=torch.int64, device=dev)  # flat index
+        self.dir = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.carry = torch.zeros(B, dtype=torch.int64, device=dev)  # code, C_EMPTY = nothing
+        self.step_count = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.task = torch.zeros(B, fam.num_task_positions, dtype=torch.int64, device=dev)
+        self.mission_id = torch.zeros(B, dtype=torch.int64, device=dev)
+        self._all = torch.arange(B, device=dev)
+        with self._threads():
+            self._reset_rows(self._all)
+
+    # ------------------------------------------------------------------
+    # constants
+    # ------------------------------------------------------------------
+    def _build_constants(self):
+        dev = self.device
+        W, H, P = self.width, self.height, PAD
+        self.Wp = Wp = W + 2 * P
+        self.Hp = Hp = H + 2 * P
+        blank = np.full((Hp, Wp), C.C_WALL, np.uint8)
+        blank[P + 1 : P + H - 1, P + 1 : P + W - 1] = C.C_EMPTY
+        self._blank = torch.as_tensor(blank.reshape(-1), device=dev)
+
+        self._delta = torch.tensor([dx + dy * Wp for dx, dy in view.DIR_TO_VEC], device=dev)
+        # Internally view cells are ordered row-major, k = j * V + i (view row j = V - 1 is the agent's).
+        V = VIEW
+        off = np.stack([(dx + dy * Wp).T.reshape(-1) for dx, dy in view.view_offsets(V)])
+        self._view_off = torch.as_tensor(off, device=dev)
+        self._agent_j = (V - 1) * V + V // 2
+
+        nf, nc, mv, gl, lv = _transition_tables()
+        self._t_front = torch.as_tensor(nf, device=dev)
+        self._t_carry = torch.as_tensor(nc, device=dev)
+        self._t_move = torch.as_tensor(mv, device=dev)
+        self._t_goal = torch.as_tensor(gl, device=dev)
+        self._t_lava = torch.as_tensor(lv, device=dev)
+        left = [(d + 3) % 4 for d in range(4)]
+        right = [(d + 1) % 4 for d in range(4)]
+        dir_t = np.array([left, right] + [list(range(4))] * 5, np.int64).reshape(-1)
+        self._t_dir = torch.as_tensor(dir_t, device=dev)  # [a * 4 + d]
+
+        # see-through bits per view row: see (m,49) float @ bits (49,7) -> t[:, j], bit i
+        bits = np.zeros((V * V, V), np.float32)
+        for j in range(V):
+            for i in range(V):
+                bits[j * V + i, j] = 1 << i
+        self._bits = torch.as_tensor(bits, device=dev)
+        self._vis_first = torch.as_tensor(view.agent_row_table(V), device=dev)
+        self._vis_next = torch.as_tensor(view.next_row_table(V), device=dev)
+        rowmask = (np.arange(1 << V)[:, None] >> np.arange(V)[None, :]) & 1  # [bits, i]
+        self._rowmask = torch.as_tensor(rowmask.astype(np.float32), device=dev)
+        # Encoding: image bytes are in Minigrid order (i, j, channel); cells are encoded three at a time:
+        # triple t covers image cells i*7+j = 3t..3t+2 and its table index is sum code * N**(2-p), computed
+        # (exactly) as a float matmul that also undoes the row-major cell order. Cells 49, 50 are padding.
+        N = C.N_CODES
+        n_tri = (V * V + 2) // 3
+        w = np.zeros((V * V, n_tri), np.float32)
+        for j in range(V):
+            for i in range(V):
+                k = i * V + j
+                w[j * V + i, k // 3] = float(N ** (2 - k % 3))
+        self._tri_w = torch.as_tensor(w, device=dev)
+        enc = np.array(C.ENCODINGS, np.uint8)
+        a, b, c = np.meshgrid(np.arange(N), np.arange(N), np.arange(N), indexing="ij")
+        tri = np.concatenate([enc[a.ravel()], enc[b.ravel()], enc[c.ravel()]], 1)  # (N**3, 9)
+        self._tri = torch.as_tensor(tri, device=dev)
+        self._n_tri = n_tri
+
+        sc = np.arange(self.max_steps + 1, dtype=np.float64)
+        self._reward_tab = torch.as_tensor((1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
+
+    # ------------------------------------------------------------------
+    # helpers for families' layout generators
+    # ------------------------------------------------------------------
+    def blank_grids(self, m: int) -> torch.Tensor:
+        """(m, Hp * Wp) uint8 grids: walls around (and outside) an empty room."""
+        return self._blank.unsqueeze(0).expand(m, -1).clone()
+
+    def flat(self, x: torch.Tensor | int, y: torch.Tensor | int) -> torch.Tensor:
+        """Padded flat index of grid cell (x, y)."""
+        return torch.as_tensor((y + PAD) * self.Wp + (x + PAD), device=self.device)
+
+    def randint(self, n: int, low, high) -> torch.Tensor:
+        """Uniform ints in [low, high) (low/high scalars or int64 tensors), from the env's generator."""
+        u = torch.rand(n, generator=self._gen, device=self.device, dtype=torch.float64)
+        lo = torch.as_tensor(low, device=self.device)
+        hi = torch.as_tensor(high, device=self.device)
+        r = lo + (u * (hi - lo)).long()
+        return torch.minimum(r, hi - 1)
+
+    def choose_cells(self, mask: torch.Tensor) -> torch.Tensor:
+        """Per row of ``mask`` (m, n) bool, the index of a True entry drawn uniformly (each row needs one):
+        Minigrid's rejection sampling over a region (``place_obj``, ``place_agent``) in one draw."""
+        count = mask.sum(1)
+        k = self.randint(mask.shape[0], 0, count)
+        return ((mask.cumsum(1) == (k + 1).unsqueeze(1)) & mask).to(torch.uint8).argmax(1)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The env's torch generator (layouts, and a family's random moves)."""
+        return self._gen
+
+    def grid_view(self, grids: torch.Tensor) -> torch.Tensor:
+        """(m, Hp, Wp) view of flat padded grids."""
+        return grids.view(-1, self.Hp, self.Wp)
+
+    # ------------------------------------------------------------------
+    # layouts
+    # ------------------------------------------------------------------
+    def _reset_rows(self, rows: torch.Tensor) -> None:
+        """Fresh episodes for the env indices ``rows`` (int64 tensor)."""
+        m = rows.numel()
+        if m == 0:
+            return
+        if self.family.native:
+            lay = self.family.generate(self, m)
+        else:
+            lay = self.bank.draw(self, m, self._gen)
+            self.missions = self.bank.missions
+        self.grid[rows] = lay.grid
+        self.agent[rows] = lay.agent
+        self.dir[rows] = lay.dir
+        self.carry[rows] = C.C_EMPTY
+        self.step_count[rows] = 0
+        if lay.task is not None:
+            self.task[rows] = lay.task
+        if lay.mission is not None:
+            self.mission_id[rows] = lay.mission
+
+    def layout_stats(self) -> dict[str, Any]:
+        """Where the layouts come from and, for the bank, its size and how many distinct layouts were drawn."""
+        if self.bank is None:
+            return {"source": "native"}
+        return {"source": "bank", **self.bank.stats()}
+
+    # ------------------------------------------------------------------
+    # observations
+    # ------------------------------------------------------------------
+    def _image(self, grid, agent, d, carry) -> torch.Tensor:
+        """Minigrid ``gen_obs()["image"]`` for a batch of states, uint8 (m,7,7,3)."""
+        m = agent.shape[0]
+        V = VIEW
+        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))  # (m, 49), row-major
+        codes = torch.gather(grid, 1, idx).float()  # (m, 49) codes
+        if not self.see_through_walls:
+            see = torch.sub(C.C_OPAQUE0, codes).clamp_(0, 1)  # 1 = see behind
+            t = torch.mm(see, self._bits).long()  # (m, 7): t[:, j]
+            vis = torch.empty_like(t)
+            v = self._vis_first.index_select(0, t[:, V - 1])
+            vis[:, V - 1] = v
+            for j in range(V - 2, -1, -1):
+                v = self._vis_next.index_select(0, ((v & t[:, j + 1]) << V) | t[:, j])
+                vis[:, j] = v
+            codes = codes.mul_(self._rowmask.index_select(0, vis.view(-1)).view(m, V * V))
+        codes[:, self._agent_j] = carry  # carried / empty
+        tri = torch.mm(codes, self._tri_w).long()  # (m, 17)
+        img = self._tri.index_select(0, tri.view(-1)).view(m, 9 * self._n_tri)
+        return img[:, : V * V * 3].contiguous().view(m, V, V, 3)
+
+    def _mission_list(self) -> list[str]:
+        if self.mission is not None:
+            return [self.mission] * self.num_envs
+        missions = self.missions
+        return [missions[i] for i in self.mission_id.tolist()]
+
+    def _make_obs(self, image: torch.Tensor, d: torch.Tensor, missions: list[str]) -> dict[str, Any]:
+        return {"image": image, "direction": d, "mission": missions}
+
+    def get_obs(self) -> dict[str, Any]:
+        """Current observation batch (no state change)."""
+        image = self._image(self.grid, self.agent, self.dir, self.carry)
+        return self._make_obs(image, self.dir.clone(), self._mission_list())
+
+    # ------------------------------------------------------------------
+    # Gymnasium API
+    # ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run the body with ``self.num_threads`` torch intra-op threads."""
+        prev = torch.get_num_threads()
+        if self.num_threads is None or prev == self.num_threads:
+            yield
+            return
+        torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(prev)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        with self._threads():
+            return self._reset(seed)
+
+    def step(self, actions):
+        with self._threads():
+            return self._step(actions)
+
+    def _reset(self, seed):
+        if seed is not None:
+            if isinstance(seed, (list, tuple)):
+                seed = seed[0]
+            self._gen.manual_seed(int(seed))
+        self._reset_rows(self._all)
+        return self.get_obs(), {}
+
+    def front(self) -> torch.Tensor:
+        """(B,) padded flat index of the cell in front of each agent."""
+        return self.agent + self._delta.index_select(0, self.dir)
+
+    def _step(self, actions):
+        if isinstance(actions, torch.Tensor):
+            a = actions.to(self.device, torch.int64).view(-1)
+        else:
+            a = torch.as_tensor(np.asarray(actions), dtype=torch.int64, device=self.device).view(-1)
+        if a.shape[0] != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {a.shape[0]}")
+        fam = self.family
+        a = fam.map_actions(self, a)
+        context = fam.before_step(self, a)
+
+        N = C.N_CODES
+        self.step_count += 1
+        front = self.front()
+        fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
+        ti = (a * N + fcode).mul_(N).add_(self.carry)
+        self.grid.scatter_(1, front.unsqueeze(1), self._t_front.index_select(0, ti).unsqueeze(1))
+        self.carry = self._t_carry.index_select(0, ti)
+        self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
+        goal = self._t_goal.index_select(0, ti)
+        terminated = goal | self._t_lava.index_select(0, ti)
+        self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
+        reward = torch.where(goal, self.success_reward(), 0.0)
+        reward, terminated = fam.after_step(self, a, context, reward, terminated)
+        truncated = self.step_count >= self.max_steps
+
+        image = self._image(self.grid, self.agent, self.dir, self.carry)
+        missions = self._mission_list()
+        done = terminated | truncated
+        info: dict[str, Any] = {}
+        rows = done.nonzero().squeeze(1)
+        if rows.numel() > 0:
+            info["final_obs"] = self._make_obs(image, self.dir.clone(), missions)
+            info["_final_obs"] = done
+            self._reset_rows(rows)
+            image = image.clone()
+            image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
+            missions = self._mission_list()
+        return self._make_obs(image, self.dir.clone(), missions), reward, terminated, truncated, info
+
+    def success_reward(self) -> torch.Tensor:
+        """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``."""
+        return self._reward_tab.index_select(0, self.step_count.clamp(max=self.max_steps))
+
+    def close(self, **kwargs):
+        if self.bank is not None:
+            self.bank.close()
+        self.closed = True
+
+    def __del__(self):
+        bank = getattr(self, "bank", None)
+        if bank is not None:
+            bank.close()
+
+    # ------------------------------------------------------------------
+    # interop with real Minigrid envs (fidelity tests)
+    # ------------------------------------------------------------------
+    def set_state_from_minigrid(self, i: int, env) -> None:
+        """Load the state of a real Minigrid env of the same id into row ``i``.
+
+        ``env`` is a Minigrid env (wrapped or not); its ``grid``, ``agent_pos``, ``agent_dir``, ``carrying``,
+        ``step_count``, ``mission`` and the family's task state are copied. Objects the engine cannot represent
+        (a box with contents) raise ValueError. After this call, ``get_obs()`` row ``i`` equals ``env``'s
+        ``gen_obs()`` and stepping row ``i`` follows ``env.step`` exactly.
+        """
+        u = env.unwrapped
+        W, H = self.width, self.height
+        if u.grid.width != W or u.grid.height != H:
+            raise ValueError(f"grid is {u.grid.width}x{u.grid.height}, env is {W}x{H}")
+        if bool(getattr(u, "see_through_walls", self.see_through_walls)) != self.see_through_walls:
+            raise ValueError("see_through_walls of the Minigrid env differs from this env's")
+        if u.max_steps != self.max_steps:
+            raise ValueError(f"max_steps {u.max_steps} != {self.max_steps}")
+        g = np.full((self.Hp, self.Wp), C.C_WALL, np.uint8)
+        for y in range(H):
+            for x in range(W):
+                g[y + PAD, x + PAD] = C.code_of_object(u.grid.get(x, y))
+        carry = C.code_of_object(u.carrying)
+        if u.carrying is not None and not C.can_pickup(carry):
+            raise ValueError(f"cannot carry a {u.carrying.type}")
+        self.grid[i] = torch.as_tensor(g.reshape(-1), device=self.device)
+        ax, ay = int(u.agent_pos[0]), int(u.agent_pos[1])
+        self.agent[i] = (ay + PAD) * self.Wp + ax + PAD
+        self.dir[i] = int(u.agent_dir)
+        self.carry[i] = carry
+        self.step_count[i] = int(u.step_count)
+        positions = self.family.task_positions_from_minigrid(u)
+        for k, (x, y) in enumerate(positions):
+            self.task[i, k] = (int(y) + PAD) * self.Wp + int(x) + PAD
+        if self.mission is None:
+            self.mission_id[i] = self.intern_mission(u.mission)
+        elif u.mission != self.mission:
+            raise ValueError(f"mission {u.mission!r} != {self.mission!r}")
+
+    def intern_mission(self, mission: str) -> int:
+        """Index of ``mission`` in the mission list (added if new)."""
+        if self.bank is not None:
+            return self.bank.intern_mission(mission)
+        if mission not in self.missions:
+            self.missions.append(mission)
+        return self.missions.index(mission)
+
+    def encode_grid(self) -> torch.Tensor:
+        """Full grids as uint8 ``(B, W, H, 3)``, like Minigrid's ``Grid.encode()``."""
+        P = PAD
+        g = self.grid_view(self.grid)[:, P : P + self.height, P : P + self.width].long()
+        enc = torch.tensor(C.ENCODINGS, dtype=torch.uint8, device=self.device)
+        return enc[g].transpose(1, 2).contiguous()
+
+    @property
+    def agent_pos(self) -> torch.Tensor:
+        """(B, 2) int64 agent (x, y) positions."""
+        y, x = self.agent // self.Wp - PAD, self.agent % self.Wp - PAD
+        return torch.stack([x, y], 1)
+
+    def __repr__(self):
+        return f"BatchedMiniGridEnv({self.env_id}, num_envs={self.num_envs}, device={self.device})"

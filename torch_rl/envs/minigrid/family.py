@@ -1,0 +1,78 @@
+"""What a Minigrid family tells the batched engine: its sizes, limits, mission, layout source and, only where
+Minigrid's family overrides ``step``, its own rule.
+
+A family is one small file under ``families/`` holding a :class:`Family` subclass; the engine
+(:mod:`torch_rl.envs.minigrid.engine`) never names a family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from torch_rl.envs.minigrid.engine import BatchedMiniGridEnv
+
+
+@dataclass
+class Layouts:
+    """``m`` fresh episodes' start states, on the engine's device.
+
+    ``grid``: (m, Hp * Wp) uint8 codes, padded by the engine's wall border (see ``engine.blank_grids``);
+    ``agent``: (m,) padded flat agent index; ``dir``: (m,) directions; ``task``: (m, K) padded flat positions of
+    the family's task state (K = ``Family.num_task_positions``); ``mission``: (m,) indices into the engine's
+    mission list, or None for the family's one mission.
+    """
+
+    grid: torch.Tensor
+    agent: torch.Tensor
+    dir: torch.Tensor
+    task: torch.Tensor | None = None
+    mission: torch.Tensor | None = None
+
+
+class Family:
+    """Base class: Minigrid's default rules with layouts from the bank.
+
+    Subclasses set ``width``, ``height``, ``max_steps``, ``see_through_walls`` and ``mission`` (None when the
+    mission changes per episode: then each layout carries its own) in ``__init__`` from the id's registered
+    kwargs, exactly as the Minigrid class computes them. Override :meth:`generate` for a native tensor generator,
+    and the step hooks only where Minigrid's family overrides ``step``.
+    """
+
+    width: int
+    height: int
+    max_steps: int
+    see_through_walls: bool = False
+    mission: str | None = None
+    num_actions: int = 7  # size of Minigrid's action space for the family
+    num_task_positions: int = 0  # per-episode positions the family's rule needs (Memory's success/failure cells)
+    native: bool = False  # True when generate() makes the layouts (no bank)
+
+    def generate(self, env: BatchedMiniGridEnv, m: int) -> Layouts:
+        raise NotImplementedError
+
+    def task_positions_from_minigrid(self, env: Any) -> list[tuple[int, int]]:
+        """The (x, y) task positions of a real Minigrid env (unwrapped) of this family."""
+        return []
+
+    def map_actions(self, env: BatchedMiniGridEnv, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as Minigrid's generic step will see them (a family may remap some)."""
+        return actions
+
+    def before_step(self, env: BatchedMiniGridEnv, actions: torch.Tensor) -> Any:
+        """Runs before the generic step (after step_count is read, before it is incremented); returns a context."""
+        return None
+
+    def after_step(
+        self,
+        env: BatchedMiniGridEnv,
+        actions: torch.Tensor,
+        context: Any,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The family's reward/termination rule on top of the generic step's."""
+        return reward, terminated

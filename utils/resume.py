@@ -1,0 +1,79 @@
+"""Resuming a model: its checkpoint checked against the flags of this run, and saved states loaded into what these
+flags build, with a usage error (exit 2) naming what does not fit."""
+
+from utils import checkpoint as checkpoints
+from utils.checkpoint import ARCHITECTURE_KEYS
+from utils.errors import UsageError, one_line
+from utils.storage import check_model_folder, check_writable_dir
+
+
+def open_checkpoint(args, model_dir):
+    """The checkpoint to train from, and the image encoding it resolves; a UsageError, with nothing created, if the
+    folder is not a model's, the flags do not fit the model, or the folder cannot be written."""
+    check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
+    checkpoint = load_or_new_checkpoint(args, model_dir)
+    check_writable_dir(model_dir)  # creates nothing: a failure later leaves no new folder behind
+    return checkpoint, args.image_encoding
+
+
+def load_or_new_checkpoint(args, model_dir):
+    """The model's checkpoint, or a new one; resolves ``--image-encoding auto`` (a resumed model keeps its own)."""
+    if not checkpoints.exists(model_dir):
+        if args.image_encoding == "auto":
+            args.image_encoding = "onehot" if args.use_memory else "raw"
+        return checkpoints.Checkpoint()
+    checkpoint = checkpoints.load(model_dir)
+    saved = checkpoint.architecture()
+    if args.image_encoding == "auto":
+        args.image_encoding = saved["image_encoding"]
+    differences = [
+        describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS if saved[k] != getattr(args, k)
+    ]
+    if differences:
+        raise UsageError(
+            f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
+            f"pass the same flags to resume it, or choose a new --model"
+        )
+    return checkpoint
+
+
+def describe_difference(key, saved, now):
+    switch = {"use_memory": "memory (--recurrence > 1)", "use_text": "--text"}.get(key)
+    if switch is not None:
+        return f"{switch} was {on_off(saved)}, now {on_off(now)}"
+    return f"--{key.replace('_', '-')} was {saved!r}, now {now!r}"
+
+
+def on_off(value):
+    """A saved switch in words; what is neither True nor False (a checkpoint without it, or a damaged one) is said
+    as it is, so that a difference never reads "off, now off"."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    return "not recorded" if value is None else repr(value)
+
+
+def load_state(module, state, what, args):
+    """Loads a saved state dict, with a usage error naming the checkpoint's field if it does not fit."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise UsageError(
+            f"the saved {what} of the model {args.model} do not fit the model these flags build "
+            f"({one_line(error)[:300]}); pass the flags it was trained with, or choose a new --model"
+        ) from None
+
+
+def restore_model(acmodel, preprocess_obss, checkpoint, args):
+    """Loads the saved parameters and preprocessor state (observation normaliser, vocabulary), if any."""
+    for part, key in checkpoints.PREPROCESSOR_KEYS.items():
+        load_state(preprocess_obss, {part: checkpoint.preprocessor_state.get(part)}, key, args)
+    if checkpoint.model_state is not None:
+        load_state(acmodel, checkpoint.model_state, "parameters", args)
+
+
+def restore_algo(algo, checkpoint, args):
+    """Loads what the algorithm saved (optimizer, reward scaler); the learning rate and epsilon are this run's."""
+    for part, key in checkpoints.ALGO_KEYS.items():
+        load_state(algo, {part: checkpoint.algo_state.get(part)}, key, args)
+    for group in algo.optimizer.param_groups:  # the saved state carries the old run's settings: flags win
+        group["lr"], group["eps"] = args.lr, args.optim_eps
