@@ -394,6 +394,20 @@ class BaseAlgo(ABC):
 
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, remaining_fraction)
 
+    def set_lr(self, lr: float, updates_done: int | None = None) -> None:
+        """Sets the learning rate: with a schedule, its starting rate, the current one following from the schedule's
+        position (``updates_done``, if given: for a schedule resumed without a saved position)."""
+        if self.lr_scheduler is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            return
+        scheduler = self.lr_scheduler
+        if updates_done is not None:
+            scheduler.last_epoch = updates_done
+        scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group, schedule in zip(self.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+            group["lr"] = lr * schedule(scheduler.last_epoch)
+
     def summarize(self, logs: dict, batch_stats: list[dict], exps: DictList) -> dict:
         """Adds the means of the mini-batch statistics to ``logs``, and steps the learning-rate schedule (the
         logged ``lr`` is the one this update used)."""
