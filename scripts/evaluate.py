@@ -12,7 +12,7 @@ finish" would be.
 --best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
 
 --json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
-model, best, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
+model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
 return_max, num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per
 episode), num_frames (per episode).
 """
@@ -99,7 +99,6 @@ def summarize(args, procs, returns, lengths, duration):
     result = {
         "env": args.env,
         "model": args.model,
-        "best": args.best,
         "argmax": args.argmax,
         "seed": args.seed,
         "procs": procs,
@@ -114,10 +113,10 @@ def summarize(args, procs, returns, lengths, duration):
     return result
 
 
-def format_result(r):
+def format_result(r, best=False):
     return "\n".join(
         [
-            f"{r['env']}, model {r['model']}{' (best checkpoint)' if r['best'] else ''}: {r['episodes']} episodes, "
+            f"{r['env']}, model {r['model']}{' (best checkpoint)' if best else ''}: {r['episodes']} episodes, "
             f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
             f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
             f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
@@ -169,7 +168,7 @@ def main(argv=None):
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result
-    print(format_result(result))
+    print(format_result(result, args.best))
     if args.json is not None:
         try:
             with open(args.json, "w") as f:
