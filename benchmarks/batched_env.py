@@ -260,7 +260,7 @@ def transfer_section(device: str, env_id: str = "MiniGrid-DoorKey-5x5-v0", frame
         env = dict(os.environ, TORCH_RL_STORAGE=storage)
         start = time.perf_counter()
         train = [sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b"]
-        train += ["--batched", "--device", device, "--frames", str(frames), "--stop-at-return", "0.9"]
+        train += ["--batched", "--device", device, "--frames", str(frames), "--stop-at-return", "0.9", "--no-recipe"]
         if "Memory" in env_id:
             train += ["--recurrence", "16"]
         subprocess.run([*train, "--save-interval", "0", "--quiet"], cwd=repo, env=env, check=True)
