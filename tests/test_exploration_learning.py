@@ -10,6 +10,7 @@ from tests.models import MLPModel
 from torch_rl.exploration import RNDBonus, make_exploration_bonus
 
 LENGTH = 30  # states of the chain
+pytestmark = pytest.mark.slow
 
 
 class Chain(gym.Env):
