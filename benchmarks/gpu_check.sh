@@ -63,7 +63,7 @@ step cuda_tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_batched_
 step train_cuda 150 train_cuda
 step batched 200 python3 -m benchmarks.batched_env --device $DEVICE --seconds 1 \
     --ppo-env MiniGrid-DoorKey-8x8-v0 MiniGrid-FourRooms-v0 MiniGrid-MultiRoom-N4-S5-v0
-step batched_ids 300 python3 -m benchmarks.batched_env --device $DEVICE --table --batch 65536 --seconds 0.5
+step batched_ids 480 python3 -m benchmarks.batched_env --device $DEVICE --table --batch 65536 --seconds 0.5
 step throughput 240 throughput
 step profile 120 profile
 step suite 150 python3 -m pytest -q -p no:cacheprovider -n 12 -rf

@@ -10,7 +10,10 @@ direction, mission, reward, terminated and truncated at every step, re-copying a
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
@@ -18,31 +21,48 @@ import numpy as np
 import pytest
 import torch
 from minigrid.core.constants import DIR_TO_VEC
-from minigrid.core.world_object import Ball, Key
+from minigrid.core.world_object import Ball, Box, Key
 
 from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
 from torch_rl.envs.minigrid.codes import ENCODINGS
 from torch_rl.envs.minigrid.registry import ENV_FAMILY, make_family
 from torch_rl.envs.minigrid.view import PAD
 
+REPO = Path(__file__).resolve().parent.parent
+
 NEW_IDS = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
+# part 2: the object and mission families (their episodes also start facing objects, carrying full boxes, ...)
+OBJECT_FAMILIES = (
+    "KeyCorridor", "Unlock", "UnlockPickup", "BlockedUnlockPickup", "ObstructedMaze1D", "ObstructedMaze",
+    "ObstructedMazeV1", "Fetch", "GoToObject", "GoToDoor", "PutNear", "RedBlueDoors", "Playground",
+)  # fmt: skip
 TINY_BANK = {"capacity": 64, "initial": 8, "chunk": 8}  # the fidelity tests copy their states in
 COLOURS = ["red", "green", "blue", "purple", "yellow", "grey"]
 ACTION_P = np.array([0.13, 0.13, 0.36, 0.12, 0.08, 0.14, 0.04])
 
 
-def _move_on(real, rng):
-    """Start some episodes elsewhere than reset leaves them, to reach goals, lava, doors and limits sooner."""
+def _move_on(real, rng, objects=False):
+    """Start some episodes elsewhere than reset leaves them, to reach goals, lava, doors and limits sooner
+    (``objects``: also facing keys, balls and boxes, beside GoTo's target, carrying PutNear's object next to
+    its target, carrying a box that holds a key)."""
     u = real
     free = [cell for cell in _enclosed_cells(u) if u.grid.get(*cell) is None]
     targets = []  # (cell, direction) pairs facing something a rule is about
     if hasattr(u, "success_pos"):  # Memory: next to its success or failure cell
         targets = [(p, d) for p in (u.success_pos, u.failure_pos) for d in range(4)]
+    facing = ("door", "lava", "goal") + (("key", "ball", "box") if objects else ())
+    near = None
+    if objects and hasattr(u, "target_pos"):  # GoTo*, PutNear: beside (GoTo) or around (PutNear) the target
+        tx, ty = u.target_pos
+        near = {(tx + dx, ty + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+    goal_object = getattr(u, "obj", None) if objects else None  # the object to pick up (KeyCorridor, ...)
     for x, y in free:
         for d, (dx, dy) in enumerate(DIR_TO_VEC):
             front = u.grid.get(x + dx, y + dy)
-            if front is not None and front.type in ("door", "lava", "goal"):
+            if front is not None and front.type in facing:
                 targets.append(((x, y), d))
+            if near is not None and (x + dx, y + dy) in near and (front is None or hasattr(u, "move_type")):
+                targets += [((x, y), d)] * 3
     if targets and rng.random() < 0.4:
         cell, u.agent_dir = targets[rng.integers(len(targets))]
         u.agent_pos = tuple(cell)
@@ -51,22 +71,34 @@ def _move_on(real, rng):
     elif rng.random() < 0.4:
         u.agent_pos = free[rng.integers(len(free))]
         u.agent_dir = int(rng.integers(4))
-    if rng.random() < 0.35:
+    if objects and hasattr(u, "move_type") and rng.random() < 0.5:  # PutNear: the object to move, in hand
+        u.carrying = {"key": Key, "ball": Ball, "box": Box}[u.move_type](u.moveColor)
+    elif objects and hasattr(u, "box_color") and rng.random() < 0.3:  # ObstructedMaze: a box holding a key
+        u.carrying = Box(u.box_color)
+        u.carrying.contains = Key(COLOURS[rng.integers(6)])
+    elif rng.random() < 0.35:
         colour = COLOURS[rng.integers(6)]
         u.carrying = Key(colour) if rng.random() < 0.7 else Ball(colour)
+    if goal_object is not None and rng.random() < 0.3:  # empty-handed, facing the object to pick up
+        cell = tuple(int(v) for v in goal_object.cur_pos)
+        spots = [((x, y), d) for x, y in free for d, (dx, dy) in enumerate(DIR_TO_VEC) if (x + dx, y + dy) == cell]
+        if spots:
+            (u.agent_pos, u.agent_dir), u.carrying = spots[rng.integers(len(spots))], None
     if rng.random() < 0.3:
         u.step_count = u.max_steps - int(rng.integers(1, 10))
 
 
 def _enclosed_cells(u):
-    """Cells reachable from the agent without crossing a wall (MultiRoom leaves cells outside its rooms empty)."""
+    """Cells reachable from the agent without crossing a wall or the grid's border (MultiRoom leaves cells outside
+    its rooms empty; GoToDoor's room may be smaller than the grid, with doors in its walls to the outside)."""
+    blocking = ("wall", "door") if type(u).__name__ == "GoToDoorEnv" else ("wall",)
     seen, todo = set(), [tuple(int(v) for v in u.agent_pos)]
     while todo:
         x, y = todo.pop()
-        if (x, y) in seen or not (0 <= x < u.width and 0 <= y < u.height):
+        if (x, y) in seen or not (0 < x < u.width - 1 and 0 < y < u.height - 1):
             continue
         cell = u.grid.get(x, y)
-        if cell is not None and cell.type == "wall":
+        if cell is not None and cell.type in blocking:
             continue
         seen.add((x, y))
         todo += [(x + 1, y), (x - 1, y), (x, y + 1), (x, y - 1)]
@@ -75,7 +107,7 @@ def _enclosed_cells(u):
 
 def _copy_episode(real, env, i, rng, seed):
     real.reset(seed=seed)
-    _move_on(real, rng)
+    _move_on(real, rng, objects=ENV_FAMILY[env.env_id] in OBJECT_FAMILIES)
     env.set_state_from_minigrid(i, real)
 
 
@@ -95,13 +127,15 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: 
     for i, real in enumerate(reals):
         np.testing.assert_array_equal(obs["image"][i].cpu().numpy(), real.gen_obs()["image"])
     dynamic = hasattr(reals[0], "obstacles")
-    stats = dict(steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0)
+    stats = dict(steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0, failures=0, boxes_opened=0)
     episode_seed = seed * 1000 + num_envs
     for t in range(num_steps):
         actions = rng.choice(7, size=num_envs, p=ACTION_P)
         results = []
         for real, a in zip(reals, actions, strict=True):
             carried, cells = real.carrying, [type(o) for o in real.grid.grid] if t % 5 == 0 else None
+            front = real.grid.get(*real.front_pos)
+            stats["boxes_opened"] += a == 5 and front is not None and getattr(front, "contains", None) is not None
             results.append(real.step(int(a)))
             stats["pickups"] += carried is None and real.carrying is not None
             if cells is not None:
@@ -120,6 +154,7 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: 
             stats["steps"] += 1
             stats["rewards"] += rr > 0
             stats["negative"] += rr < 0
+            stats["failures"] += rte and rr == 0
             if rte or rtr:
                 stats["ends"] += 1
                 episode_seed += 1
@@ -131,8 +166,70 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: 
 
 @pytest.mark.parametrize("env_id", NEW_IDS)
 def test_fidelity_every_id(env_id):
+    if ENV_FAMILY[env_id] in OBJECT_FAMILIES:  # more, shorter episodes: their episodes end more rarely
+        stats = run_fidelity(env_id, num_envs=8, num_steps=80, seed=3)
+        assert stats["steps"] == 640 and stats["ends"] > 0, stats
+        return
     stats = run_fidelity(env_id, num_envs=4, num_steps=120, seed=3)
     assert stats["steps"] == 480 and stats["ends"] > 0, stats
+
+
+# one id per object family: its success rule, its failure rule where it has one, boxes opened where they hold keys
+RULE_EVENTS = {
+    "MiniGrid-KeyCorridorS4R3-v0": ("rewards",),  # S3: the ball is reachable only from its doorway
+    "MiniGrid-Unlock-v0": ("rewards",),
+    "MiniGrid-UnlockPickup-v0": ("rewards", "toggles"),
+    "MiniGrid-BlockedUnlockPickup-v0": ("rewards",),
+    "MiniGrid-ObstructedMaze-1Dlh-v0": ("rewards", "boxes_opened"),
+    "MiniGrid-ObstructedMaze-2Dlhb-v0": ("rewards", "boxes_opened"),
+    "MiniGrid-ObstructedMaze-1Q-v1": ("rewards", "boxes_opened"),
+    "MiniGrid-Fetch-5x5-N2-v0": ("rewards", "failures"),
+    "MiniGrid-GoToObject-6x6-N2-v0": ("rewards", "failures"),
+    "MiniGrid-GoToDoor-5x5-v0": ("rewards", "failures"),
+    "MiniGrid-PutNear-6x6-N2-v0": ("rewards", "failures"),
+    "MiniGrid-RedBlueDoors-6x6-v0": ("rewards", "failures"),
+    "MiniGrid-Playground-v0": ("pickups", "toggles"),
+}
+
+
+@pytest.mark.parametrize("env_id", RULE_EVENTS)
+def test_fidelity_object_families_reach_their_rules(env_id):
+    """Longer runs, asserting each family's success and failure rules really fired (identically in both)."""
+    stats = run_fidelity(env_id, num_envs=8, num_steps=300, seed=5)
+    for event in RULE_EVENTS[env_id]:
+        assert stats[event] > 0, (event, stats)
+
+
+def test_box_contents_follow_minigrid():
+    """A box holding a key, picked up, carried, dropped elsewhere and opened: grid, contents and hands as
+    Minigrid's at every step (also the cells out of view)."""
+    env_id = "MiniGrid-ObstructedMaze-1Dlh-v0"
+    real = gym.make(env_id).unwrapped
+    real.reset(seed=0)
+    box_cell = next(i for i, o in enumerate(real.grid.grid) if o is not None and o.type == "box")
+    bx, by = box_cell % real.width, box_cell // real.width
+    spot = next(
+        (bx - dx, by - dy, d) for d, (dx, dy) in enumerate(DIR_TO_VEC) if real.grid.get(bx - dx, by - dy) is None
+    )
+    real.agent_pos, real.agent_dir = (spot[0], spot[1]), spot[2]
+    env = BatchedMiniGridEnv(env_id, 1, bank_options=TINY_BANK)
+    env.set_state_from_minigrid(0, real)
+    # pickup the box, turn around, drop it, pick it up again, drop, open it (the key appears), pick up the key
+    for action in (3, 0, 0, 4, 3, 4, 5, 3, 5):
+        real.step(action)
+        env.step(torch.tensor([action]))
+        np.testing.assert_array_equal(env.encode_grid()[0].numpy(), real.grid.encode(), err_msg=str(action))
+        contents = env.contents.view(env.Hp, env.Wp)[PAD : PAD + real.height, PAD : PAD + real.width]
+        for y in range(real.height):
+            for x in range(real.width):
+                inside = getattr(real.grid.get(x, y), "contains", None)
+                assert ENCODINGS[int(contents[y, x])] == (tuple(inside.encode()) if inside else ENCODINGS[1])
+        carried = real.carrying
+        assert ENCODINGS[int(env.carry[0])] == (tuple(carried.encode()) if carried else ENCODINGS[1])
+        inside = getattr(carried, "contains", None)
+        assert ENCODINGS[int(env.carry_contents[0])] == (tuple(inside.encode()) if inside else ENCODINGS[1])
+    assert real.carrying is not None and real.carrying.type == "key"  # the script did what it says
+    env.close()
 
 
 @pytest.mark.parametrize("env_id", ["MiniGrid-LockedRoom-v0", "MiniGrid-MemoryS7-v0", "MiniGrid-LavaGapS5-v0"])
@@ -148,7 +245,14 @@ def test_fidelity_longer_runs_reach_the_rules(env_id):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 @pytest.mark.parametrize(
-    "env_id", ["MiniGrid-LockedRoom-v0", "MiniGrid-MemoryS9-v0", "MiniGrid-Dynamic-Obstacles-6x6-v0"]
+    "env_id",
+    [
+        "MiniGrid-LockedRoom-v0",
+        "MiniGrid-MemoryS9-v0",
+        "MiniGrid-Dynamic-Obstacles-6x6-v0",
+        "MiniGrid-ObstructedMaze-1Dlh-v0",
+        "MiniGrid-PutNear-6x6-N2-v0",
+    ],
 )
 def test_fidelity_on_cuda(env_id):
     stats = run_fidelity(env_id, num_envs=8, num_steps=100, seed=7, device="cuda")
@@ -189,6 +293,24 @@ def test_bank_layouts_are_minigrids_resets():
     obs, _ = env.reset(seed=0)
     stats = env.layout_stats()
     assert stats["source"] == "bank" and 1 <= stats["layouts_drawn"] <= 40 and stats["bank_distinct"] == 40
+    env.close()
+
+
+def test_bank_box_contents_are_minigrids():
+    env_id = "MiniGrid-ObstructedMaze-2Dlh-v0"
+    env = BatchedMiniGridEnv(env_id, 2, seed=5, bank_options={"capacity": 16, "initial": 16, "chunk": 16})
+    bank, real = env.bank, gym.make(env_id).unwrapped
+    assert bank.contents is not None
+    for i in (0, 9, 15):
+        real.reset(seed=5 + i)
+        inside = bank.contents[i].view(bank.height, bank.width)
+        full = 0
+        for y in range(bank.height):
+            for x in range(bank.width):
+                held = getattr(real.grid.get(x, y), "contains", None)
+                full += held is not None
+                assert ENCODINGS[int(inside[y, x])] == (tuple(held.encode()) if held else ENCODINGS[1])
+        assert full == 2  # the keys of the side room's two locked doors, each in a box
     env.close()
 
 
@@ -266,7 +388,7 @@ def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
                "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
     out = run_script("evaluate", "--env", env_id, "--model", "m", "--batched", "--episodes", "8", storage=tmp_path)
     assert "8 episodes" in out.stdout
-    bad = run_script("train", "--algo", "ppo", "--env", "MiniGrid-KeyCorridorS3R1-v0", "--model", "k", "--batched",
+    bad = run_script("train", "--algo", "ppo", "--env", "MiniGrid-WFC-MazeSimple-v0", "--model", "k", "--batched",
                      storage=tmp_path, check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "Dynamic" in bad.stderr and "Memory" in bad.stderr and bad.stderr.startswith("error: ")
@@ -382,7 +504,9 @@ def _random_policy_episodes(env_id, episodes, seed=0):
     )
 
 
-@pytest.mark.parametrize("env_id", ["MiniGrid-FourRooms-v0", "MiniGrid-LavaGapS5-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-FourRooms-v0", "MiniGrid-LavaGapS5-v0", "MiniGrid-Fetch-5x5-N2-v0", "MiniGrid-GoToDoor-5x5-v0"]
+)
 def test_random_policy_statistics_match_minigrid(env_id):
     (lengths, returns), (real_lengths, real_returns) = _random_policy_episodes(env_id, 1000)
     for ours, theirs in ((lengths, real_lengths), (returns, real_returns), (returns > 0, real_returns > 0)):
@@ -486,3 +610,34 @@ def test_bank_keeps_growing_while_the_env_runs_and_close_ends_its_worker():
     assert worker.is_alive()  # still generating
     busy.close()
     assert not worker.is_alive()
+
+
+def test_the_bank_worker_ends_when_its_trainer_is_killed():
+    """kill -9 of the trainer skips every clean-up: the orphaned worker must notice and stop by itself."""
+    code = (
+        "import sys, time\n"
+        "from torch_rl.envs.minigrid.bank import LayoutBank\n"
+        "bank = LayoutBank('MiniGrid-MultiRoom-N2-S4-v0', seed=0, initial=8, chunk=8)\n"
+        "print(bank._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    trainer = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(trainer.stdout.readline())
+        assert _alive(worker)
+        trainer.kill()
+        trainer.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the layout worker outlived its killed trainer"
+    finally:
+        trainer.kill()
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -188,10 +188,10 @@ def test_truncation_at_max_steps():
 
 
 def test_unknown_id_raises():
-    # FourRooms, the id used here before part 1 of the families, is supported now: KeyCorridor is part 2's
+    # FourRooms (before part 1) and KeyCorridor (before part 2), the ids used here before, are supported now
     with pytest.raises(ValueError, match="MiniGrid-DoorKey-5x5-v0"):
-        BatchedMiniGridEnv("MiniGrid-KeyCorridorS3R1-v0", 2)
-    assert len(SUPPORTED_ENV_IDS) == 41  # 47 ids of issue 15 less the 6 WFC ids (no pattern files in the wheel)
+        BatchedMiniGridEnv("MiniGrid-WFC-MazeSimple-v0", 2)
+    assert len(SUPPORTED_ENV_IDS) == 76  # the 82 MiniGrid-* ids less the 6 WFC ids (no pattern files in the wheel)
     for env_id in SUPPORTED_ENV_IDS:
         assert env_id in gym.registry
 

@@ -80,12 +80,18 @@ class ObssPreprocessor:
 
 class MiniGridPreprocessor(ObssPreprocessor):
     """MiniGrid dict observations -> DictList ``image`` (float, N x 7 x 7 x C) and, with ``tokenise``, ``text``
-    (token ids of the mission, N x L, by ``vocab``: its state is saved with the model)."""
+    (token ids of the mission, N x L, by ``vocab``: its state is saved with the model).
+
+    Observations of the batched env also hold ``mission_tokens``, the missions as ids of its fixed vocabulary
+    (``torch_rl.envs.minigrid.missions``): they are mapped to ``vocab``'s ids with one lookup (every word of that
+    vocabulary is entered into ``vocab`` first, so the saved vocabulary tokenises the real env's mission strings
+    to the same ids) and trimmed to the batch's longest mission, exactly as the strings would be tokenised."""
 
     def __init__(self, onehot=False, tokenise=False):
         self.onehot = onehot
         self.tokenise = tokenise  # a model without text skips the work
         self.vocab = Vocabulary()
+        self._token_map = None  # batched vocabulary id -> vocab id, on the device of the last batch
 
     def __call__(self, obss, device=None):
         if isinstance(obss, (list, tuple)):
@@ -93,7 +99,9 @@ class MiniGridPreprocessor(ObssPreprocessor):
         image = torch.as_tensor(obss["image"], device=device)
         image = onehot_image(image) if self.onehot else image.float()
         result = torch_rl.DictList(image=image)
-        if self.tokenise:
+        if self.tokenise and isinstance(obss, dict) and torch.is_tensor(obss.get("mission_tokens")):
+            result.text = self._map_tokens(obss["mission_tokens"], device)
+        elif self.tokenise:
             missions = obss["mission"]
             if len(set(missions)) == 1:  # one mission for all envs (common): tokenise once
                 result.text = self.vocab.tokens(missions[0]).to(device).expand(len(missions), -1)
@@ -102,12 +110,23 @@ class MiniGridPreprocessor(ObssPreprocessor):
                 result.text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
         return result
 
+    def _map_tokens(self, tokens, device):
+        tokens = tokens.to(device)
+        if self._token_map is None or self._token_map.device != tokens.device:
+            from torch_rl.envs.minigrid.missions import MISSION_WORDS
+
+            ids = [0] + [self.vocab[word] for word in MISSION_WORDS]
+            self._token_map = torch.tensor(ids, dtype=torch.long, device=tokens.device)
+        length = max(int((tokens != 0).sum(1).max()), 1) if tokens.shape[0] else 1
+        return self._token_map[tokens[:, :length]]
+
     def state_dict(self) -> dict:
         return {"vocab": dict(self.vocab.vocab)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("vocab") is not None:
             self.vocab.load_vocab(state["vocab"])
+            self._token_map = None
 
 
 class FlatPreprocessor(ObssPreprocessor):

@@ -49,6 +49,7 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
     # (it ends the worker through the env's close), and SIGTERM just ends the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
     try:
         os.nice(nice)
     except OSError:
@@ -64,31 +65,40 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
         lut = _code_table()
         K = family.num_task_positions
         for start in range(0, capacity, chunk):
+            if os.getppid() != parent:  # the trainer was killed (e.g. kill -9): an orphan must not go on for hours
+                out.cancel_join_thread()  # nobody reads the queue any more: exit without flushing it
+                return
             n = min(chunk, capacity - start)
             grids = np.empty((n, family.height, family.width), np.uint8)
             agent = np.empty((n, 2), np.int64)
             dirs = np.empty(n, np.int64)
             task = np.zeros((n, K, 2), np.int64)
             hashes = np.empty(n, np.int64)
+            contents = np.full((n, family.height, family.width), C.C_EMPTY, np.uint8) if family.box_contents else None
             missions = []
             for k in range(n):
                 env.reset(seed=base_seed + start + k)
                 enc = env.grid.encode()  # (W, H, 3)
                 g = lut[enc[..., 0], enc[..., 1], enc[..., 2]].T
-                if (g == 255).any() or any(o is not None and o.type == "box" and o.contains for o in env.grid.grid):
+                full_boxes = [
+                    i for i, o in enumerate(env.grid.grid) if o is not None and o.type == "box" and o.contains
+                ]
+                if (g == 255).any() or (full_boxes and contents is None):
                     bad = sorted({o.type for o in env.grid.grid if o is not None})
                     raise ValueError(f"{env_id}: a layout holds objects the engine cannot represent ({bad})")
+                for i in full_boxes:  # Grid.grid is row-major: cell (x, y) is i = y * width + x
+                    contents[k].flat[i] = C.contents_code_of_object(env.grid.grid[i])
                 grids[k] = g
                 agent[k] = env.agent_pos
                 dirs[k] = env.agent_dir
                 task[k] = np.asarray(family.task_positions_from_minigrid(env), np.int64).reshape(K, 2)
                 missions.append(env.mission)
                 h = hashlib.blake2b(digest_size=8)
-                for part in (g, agent[k], dirs[k : k + 1], task[k]):
+                for part in (g, agent[k], dirs[k : k + 1], task[k]) + (() if contents is None else (contents[k],)):
                     h.update(part.tobytes())
                 h.update(env.mission.encode())
                 hashes[k] = int.from_bytes(h.digest(), "little", signed=True)
-            out.put(("layouts", grids, agent, dirs, task, missions, hashes))
+            out.put(("layouts", grids, agent, dirs, task, missions, hashes, contents))
         out.put(("done",))
     except Exception as error:  # reported to the env, which raises it
         out.put(("error", f"{type(error).__name__}: {error}"))
@@ -141,6 +151,12 @@ class LayoutBank:
         self.dir = torch.empty(self.capacity, dtype=torch.int64, device=dev)
         self.task = torch.empty(self.capacity, K, 2, dtype=torch.int64, device=dev)
         self.mission = torch.empty(self.capacity, dtype=torch.int64, device=dev)
+        # what the boxes hold, for families whose boxes hold objects (ObstructedMaze)
+        self.contents = (
+            torch.empty(self.capacity, self.height * self.width, dtype=torch.uint8, device=dev)
+            if family.box_contents
+            else None
+        )
         self.unique = torch.empty(self.capacity, dtype=torch.int64, device=dev)  # distinct-layout number
         self.drawn = torch.zeros(self.capacity, dtype=torch.bool, device=dev)  # by distinct-layout number
         self.missions: list[str] = []
@@ -187,10 +203,12 @@ class LayoutBank:
         if kind == "done":
             self._done = True
             return True
-        _, grids, agent, dirs, task, missions, hashes = msg
+        _, grids, agent, dirs, task, missions, hashes, contents = msg
         n, r = len(dirs), self.received
         dev = self.device
         self.grid[r : r + n] = torch.as_tensor(grids.reshape(n, -1), device=dev)
+        if self.contents is not None:
+            self.contents[r : r + n] = torch.as_tensor(contents.reshape(n, -1), device=dev)
         self.agent[r : r + n] = torch.as_tensor(agent, device=dev)
         self.dir[r : r + n] = torch.as_tensor(dirs, device=dev)
         self.task[r : r + n] = torch.as_tensor(task, device=dev)
@@ -237,7 +255,14 @@ class LayoutBank:
         agent = (xy[:, 1] + PAD) * env.Wp + xy[:, 0] + PAD
         task_xy = self.task.index_select(0, idx)
         task = (task_xy[..., 1] + PAD) * env.Wp + task_xy[..., 0] + PAD
-        return Layouts(grid, agent, self.dir.index_select(0, idx), task, self.mission.index_select(0, idx))
+        contents = None
+        if self.contents is not None:
+            contents = torch.full_like(grid, C.C_EMPTY)
+            env.grid_view(contents)[:, PAD : PAD + self.height, PAD : PAD + self.width] = self.contents.index_select(
+                0, idx
+            ).view(m, self.height, self.width)
+        mission = self.mission.index_select(0, idx)
+        return Layouts(grid, agent, self.dir.index_select(0, idx), task, mission, contents)
 
     def stats(self) -> dict[str, Any]:
         """Bank size, distinct layouts in it and drawn, and how long the first ``initial`` layouts took."""

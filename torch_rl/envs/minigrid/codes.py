@@ -2,9 +2,9 @@
 
 A code stands for one Minigrid encoding ``(OBJECT_IDX, COLOR_IDX, STATE)`` (``minigrid/core/constants.py``).
 Code 0 is "unseen" (only in observations), so masking invisible cells is a multiplication by 0/1; the codes an
-agent can see through come first, so "see behind" is ``code < C_OPAQUE0``. Boxes are stored empty: a box's
-contents (part 2) are not representable yet, and toggling a box leaves an empty cell, as Minigrid does for an
-empty box.
+agent can see through come first, so "see behind" is ``code < C_OPAQUE0``. A box's contents are not part of its
+code (Minigrid encodes a box by its own colour whatever it holds): the engine keeps them in a separate per-cell
+tensor of codes (``C_EMPTY``: nothing inside), see :func:`contents_code_of_object`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def can_overlap(code: int) -> bool:
 def toggled(front: int, carry: int) -> int:
     """The code left in front after Minigrid's ``toggle`` (Door.toggle, Box.toggle; others do nothing)."""
     if _colour_range(C_BOX0, front):
-        return C_EMPTY  # an empty box is replaced by its (absent) contents
+        return C_EMPTY  # the box is replaced by its contents: the engine puts them here (C_EMPTY when none)
     door = door_of(front)
     if door is None:
         return front
@@ -108,12 +108,29 @@ def toggled(front: int, carry: int) -> int:
 
 
 def code_of_object(obj) -> int:
-    """The code of a Minigrid ``WorldObj`` (or None: empty); ValueError for what the engine cannot represent."""
+    """The code of a Minigrid ``WorldObj`` (or None: empty); ValueError for what the engine cannot represent.
+    A box's code is its colour's, whatever it holds (see :func:`contents_code_of_object`)."""
     if obj is None:
         return C_EMPTY
-    if obj.type == "box" and getattr(obj, "contains", None) is not None:
-        raise ValueError("boxes with contents are not supported yet")
     enc = tuple(int(v) for v in obj.encode())
     if enc not in CODE_OF_ENCODING:
         raise ValueError(f"unsupported Minigrid object {obj.type}/{obj.color} (encoding {enc})")
     return CODE_OF_ENCODING[enc]
+
+
+def contents_code_of_object(obj) -> int:
+    """The code of what a Minigrid object holds (``Box.contains``), ``C_EMPTY`` for nothing or a non-box;
+    ValueError for contents the engine cannot hold (only objects that can be picked up, themselves empty)."""
+    inside = getattr(obj, "contains", None) if obj is not None else None
+    if inside is None:
+        return C_EMPTY
+    code = code_of_object(inside)
+    if not can_pickup(code) or getattr(inside, "contains", None) is not None:
+        raise ValueError(f"a box holding a {inside.type} is not supported")
+    return code
+
+
+def object_code(obj_type: str, color: str) -> int:
+    """The code of a key, ball or box of a colour named as in Minigrid's missions ("red", "key", ...)."""
+    base = {"key": C_KEY0, "ball": C_BALL0, "box": C_BOX0}[obj_type]
+    return base + COLOR_IDX[color]

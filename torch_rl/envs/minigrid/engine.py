@@ -9,7 +9,10 @@ Step: Minigrid's ``MiniGridEnv.step`` for every object is one lookup in tables i
 ``(action, code in front, carried code)``: moving into what can be overlapped (empty, goal, lava, floor, open
 door), the goal (reward ``1 - 0.9 * t / T``), lava (ends with reward 0), pickup of keys, balls and boxes, drop
 onto an empty cell, toggling doors (locked ones with the key of their colour) and boxes, truncation at
-``max_steps``. A family (``families/``) adds only what its Minigrid class overrides.
+``max_steps``. A family whose boxes hold objects (``Family.box_contents``) also has ``contents``, a per-cell
+code of what each box holds, and ``carry_contents``: toggling a box puts its contents in its place, picking a
+box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does.
+A family (``families/``) adds only what its Minigrid class overrides.
 
 Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
 reproduced with per-row lookup tables indexed by (visible and see-through bits of the row below, see-through
@@ -30,6 +33,7 @@ from gymnasium.vector.utils import batch_space
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid import view
 from torch_rl.envs.minigrid.family import Family
+from torch_rl.envs.minigrid.missions import MAX_MISSION_WORDS, MISSION_WORDS, mission_tokens
 from torch_rl.envs.minigrid.registry import SUPPORTED_ENV_IDS, make_family
 
 __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
@@ -82,7 +86,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``).
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
-    identical to Minigrid's ``gen_obs``. Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
+    identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``MAX_MISSION_WORDS``), the missions
+    as token ids of the fixed vocabulary in :mod:`.missions` (0-padded), for text models.
+    Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
     on ``device``. Actions may be a torch tensor (any device), numpy array or sequence of ints in ``0..6``.
 
     Autoreset is built in (``AutoresetMode.SAME_STEP``): an env whose episode ends in a step returns the first
@@ -131,6 +137,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 "image": spaces.Box(0, 255, (VIEW, VIEW, 3), np.uint8),
                 "direction": spaces.Discrete(4),
                 "mission": real.observation_space["mission"],
+                "mission_tokens": spaces.Box(0, len(MISSION_WORDS), (MAX_MISSION_WORDS,), np.int64),
             }
         )
         self.single_action_space = spaces.Discrete(fam.num_actions)
@@ -159,6 +166,11 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.step_count = torch.zeros(B, dtype=torch.int64, device=dev)
         self.task = torch.zeros(B, fam.num_task_positions, dtype=torch.int64, device=dev)
         self.mission_id = torch.zeros(B, dtype=torch.int64, device=dev)
+        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing)
+        self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
+        self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
+        self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
+        self._mission_tokens = torch.zeros(0, MAX_MISSION_WORDS, dtype=torch.int64, device=dev)
         self._all = torch.arange(B, device=dev)
         with self._threads():
             self._reset_rows(self._all)
@@ -280,6 +292,40 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self.task[rows] = lay.task
         if lay.mission is not None:
             self.mission_id[rows] = lay.mission
+        if self.contents is not None:
+            self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
+            self.carry_contents[rows] = C.C_EMPTY
+
+    def _refresh_mission_tables(self) -> None:
+        """Per mission of the list: its tokens and the codes it names (made once per new mission: the bank
+        interns missions as they arrive)."""
+        n, done = len(self.missions), self._mission_tokens.shape[0]
+        if done == n:
+            return
+        new = self.missions[done:]
+        codes = [self.family.mission_codes(m) for m in new]
+        codes = torch.tensor(codes, dtype=torch.int64, device=self.device).view(len(new), -1)
+        self._mission_codes = torch.cat([self._mission_codes, codes])
+        self._mission_tokens = torch.cat([self._mission_tokens, mission_tokens(new, self.device)])
+
+    def _mission_rows(self) -> torch.Tensor:
+        """(B,) each env's index in the mission list (0 for a family's one mission)."""
+        return self.mission_id if self.mission is None else torch.zeros_like(self.mission_id)
+
+    @property
+    def task_codes(self) -> torch.Tensor:
+        """(B, ``Family.num_mission_codes``) codes named by each env's mission (``Family.mission_codes``)."""
+        self._refresh_mission_tables()
+        return self._mission_codes.index_select(0, self._mission_rows())
+
+    def mission_token_ids(self) -> torch.Tensor:
+        """(B, ``MAX_MISSION_WORDS``) int64 each env's mission as token ids (:mod:`.missions`), 0-padded."""
+        self._refresh_mission_tables()
+        return self._mission_tokens.index_select(0, self._mission_rows())
+
+    def front_code(self) -> torch.Tensor:
+        """(B,) int64 code of the cell in front of each agent."""
+        return torch.gather(self.grid, 1, self.front().unsqueeze(1)).view(-1).long()
 
     def layout_stats(self) -> dict[str, Any]:
         """Where the layouts come from and, for the bank, its size and how many distinct layouts were drawn."""
@@ -318,7 +364,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return [missions[i] for i in self.mission_id.tolist()]
 
     def _make_obs(self, image: torch.Tensor, d: torch.Tensor, missions: list[str]) -> dict[str, Any]:
-        return {"image": image, "direction": d, "mission": missions}
+        return {"image": image, "direction": d, "mission": missions, "mission_tokens": self.mission_token_ids()}
 
     def get_obs(self) -> dict[str, Any]:
         """Current observation batch (no state change)."""
@@ -377,7 +423,10 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         front = self.front()
         fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
         ti = (a * N + fcode).mul_(N).add_(self.carry)
-        self.grid.scatter_(1, front.unsqueeze(1), self._t_front.index_select(0, ti).unsqueeze(1))
+        new_front = self._t_front.index_select(0, ti)
+        if self.contents is not None:
+            new_front = self._step_box_contents(a, front, fcode, new_front)
+        self.grid.scatter_(1, front.unsqueeze(1), new_front.unsqueeze(1))
         self.carry = self._t_carry.index_select(0, ti)
         self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
         goal = self._t_goal.index_select(0, ti)
@@ -400,6 +449,19 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
             missions = self._mission_list()
         return self._make_obs(image, self.dir.clone(), missions), reward, terminated, truncated, info
+
+    def _step_box_contents(self, a, front, fcode, new_front) -> torch.Tensor:
+        """Box contents through one step (before ``carry`` changes); returns the front cells' new codes."""
+        box_in_front = (fcode >= C.C_BOX0) & (fcode < C.C_BOX0 + C.N_COLORS)
+        inside = torch.gather(self.contents, 1, front.unsqueeze(1)).view(-1).long()
+        opened = (a == A_TOGGLE) & box_in_front  # Box.toggle: the box is replaced by what it holds
+        picked = (a == A_PICKUP) & box_in_front & (self.carry == C.C_EMPTY)
+        dropped = (a == A_DROP) & (fcode == C.C_EMPTY) & (self.carry >= C.C_BOX0) & (self.carry < C.C_BOX0 + C.N_COLORS)
+        empty = torch.full_like(inside, C.C_EMPTY)
+        new_inside = torch.where(opened | picked, empty, torch.where(dropped, self.carry_contents, inside))
+        self.contents.scatter_(1, front.unsqueeze(1), new_inside.to(torch.uint8).unsqueeze(1))
+        self.carry_contents = torch.where(picked, inside, torch.where(dropped, empty, self.carry_contents))
+        return torch.where(opened, inside.to(new_front.dtype), new_front)
 
     def success_reward(self) -> torch.Tensor:
         """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``."""
@@ -435,12 +497,20 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if u.max_steps != self.max_steps:
             raise ValueError(f"max_steps {u.max_steps} != {self.max_steps}")
         g = np.full((self.Hp, self.Wp), C.C_WALL, np.uint8)
+        inside = np.full((self.Hp, self.Wp), C.C_EMPTY, np.uint8)
         for y in range(H):
             for x in range(W):
                 g[y + PAD, x + PAD] = C.code_of_object(u.grid.get(x, y))
+                inside[y + PAD, x + PAD] = C.contents_code_of_object(u.grid.get(x, y))
         carry = C.code_of_object(u.carrying)
         if u.carrying is not None and not C.can_pickup(carry):
             raise ValueError(f"cannot carry a {u.carrying.type}")
+        carry_inside = C.contents_code_of_object(u.carrying)
+        if self.contents is None and ((inside != C.C_EMPTY).any() or carry_inside != C.C_EMPTY):
+            raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+        if self.contents is not None:
+            self.contents[i] = torch.as_tensor(inside.reshape(-1), device=self.device)
+        self.carry_contents[i] = carry_inside
         self.grid[i] = torch.as_tensor(g.reshape(-1), device=self.device)
         ax, ay = int(u.agent_pos[0]), int(u.agent_pos[1])
         self.agent[i] = (ay + PAD) * self.Wp + ax + PAD

@@ -7,6 +7,7 @@ A family is one small file under ``families/`` holding a :class:`Family` subclas
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,8 @@ class Layouts:
     ``grid``: (m, Hp * Wp) uint8 codes, padded by the engine's wall border (see ``engine.blank_grids``);
     ``agent``: (m,) padded flat agent index; ``dir``: (m,) directions; ``task``: (m, K) padded flat positions of
     the family's task state (K = ``Family.num_task_positions``); ``mission``: (m,) indices into the engine's
-    mission list, or None for the family's one mission.
+    mission list, or None for the family's one mission; ``contents``: (m, Hp * Wp) uint8 codes of what each
+    cell's box holds (``C_EMPTY``: nothing), or None when no box holds anything.
     """
 
     grid: torch.Tensor
@@ -31,6 +33,7 @@ class Layouts:
     dir: torch.Tensor
     task: torch.Tensor | None = None
     mission: torch.Tensor | None = None
+    contents: torch.Tensor | None = None
 
 
 class Family:
@@ -50,12 +53,19 @@ class Family:
     num_actions: int = 7  # size of Minigrid's action space for the family
     num_task_positions: int = 0  # per-episode positions the family's rule needs (Memory's success/failure cells)
     native: bool = False  # True when generate() makes the layouts (no bank)
+    box_contents: bool = False  # True when the family's boxes may hold objects (the engine then tracks them)
+    num_mission_codes: int = 0  # codes a mission names (the object to fetch, ...): see mission_codes()
 
     def generate(self, env: BatchedMiniGridEnv, m: int) -> Layouts:
         raise NotImplementedError
 
     def task_positions_from_minigrid(self, env: Any) -> list[tuple[int, int]]:
         """The (x, y) task positions of a real Minigrid env (unwrapped) of this family."""
+        return []
+
+    def mission_codes(self, mission: str) -> list[int]:
+        """The ``num_mission_codes`` cell codes that ``mission`` names (the engine keeps them per episode in
+        ``env.task_codes``, so rules compare codes, not strings)."""
         return []
 
     def map_actions(self, env: BatchedMiniGridEnv, actions: torch.Tensor) -> torch.Tensor:
@@ -76,3 +86,27 @@ class Family:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The family's reward/termination rule on top of the generic step's."""
         return reward, terminated
+
+
+class BankFamily(Family):
+    """A family whose layouts come from the bank, its sizes and limits read from an instance of the Minigrid
+    class that the id registers (built with the id's kwargs, not reset: cheap), so they are Minigrid's own."""
+
+    minigrid_class: str  # "module:Class"
+
+    def __init__(self, **kwargs: Any):
+        module, name = self.minigrid_class.split(":")
+        real = getattr(importlib.import_module(module), name)(**kwargs)
+        self.width, self.height = real.width, real.height
+        self.max_steps = real.max_steps
+        self.see_through_walls = bool(real.see_through_walls)
+        self.num_actions = int(real.action_space.n)
+        self.mission = None  # per episode, from the bank
+
+
+def position_of(env: Any, obj: Any) -> tuple[int, int]:
+    """(x, y) of the object ``obj`` (by identity) in a Minigrid env's grid."""
+    for i, cell in enumerate(env.grid.grid):
+        if cell is obj:
+            return i % env.grid.width, i // env.grid.width
+    raise ValueError(f"{obj} is not in the grid")
