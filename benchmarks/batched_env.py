@@ -278,6 +278,7 @@ def transfer_section(device: str, env_id: str = "MiniGrid-DoorKey-5x5-v0", frame
         train = [sys.executable, "-m", "scripts.train", "--algo", "ppo", "--env", env_id, "--model", "b"]
         stop = TEXT_FAMILIES.get(ENV_FAMILY.get(env_id), 0.9)
         train += ["--batched", "--device", device, "--frames", str(frames), "--stop-at-return", str(stop)]
+        train += ["--no-recipe"]  # the defaults, plus the flags below: what this benchmark measures
         if "Memory" in env_id:
             train += ["--recurrence", "16"]
         if ENV_FAMILY.get(env_id) in TEXT_FAMILIES:

@@ -157,6 +157,7 @@ def train_and_evaluate(name, seed, budget, storage):
             "--save-interval",
             "0",
             "--quiet",
+            "--no-recipe",  # the starter defaults, plus the task's flags: what this table measures
             *stop,
             *flags,
         ],

@@ -9,21 +9,22 @@ Each env runs a fixed share of the episodes (env i: episodes // procs, plus one 
 episodes % procs envs), so that the sample is not biased towards short episodes, as "the first N episodes to
 finish" would be.
 
+--best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
+
 --json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
-model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min, return_max,
-num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per episode),
-num_frames (per episode).
+model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
+return_max, num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per
+episode), num_frames (per episode).
 """
 
 import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 import torch_rl
-from torch_rl.vec_env import VectorEnvBatch, actions_for_env
+from torch_rl.vec_env import VectorEnvBatch
 from utils import checkpoint as checkpoints
 from utils.agent import Agent
 from utils.env import check_env_id, make_batched_env, make_envs
@@ -38,6 +39,7 @@ from utils.errors import (
     cli,
     integer,
 )
+from utils.evaluation import episode_statistics, run_episodes
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
@@ -50,6 +52,12 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument(
         "--episodes", type=integer(1, MAX_EPISODES), default=100, help="number of episodes to evaluate (default: 100)"
+    )
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
+        "instead of the last one",
     )
     p.add_argument(
         "--argmax",
@@ -86,53 +94,6 @@ def validate(args):
     check_env_id(args.env)
 
 
-def run_episodes(env_batch, agent, episodes, action_space):
-    """Runs ``episodes`` episodes on ``env_batch`` (a torch_rl EnvBatch) with ``agent``.
-
-    Env i counts its first ``quota[i]`` episodes (the episodes split evenly over the envs) and the loop stops
-    when every env has its share, so that short episodes are not over-represented.
-    Returns (returns, lengths, frames stepped), returns and lengths env by env.
-    """
-    n = env_batch.num_envs
-    quotas = [episodes // n + (1 if i < episodes % n else 0) for i in range(n)]
-    returns = [[] for _ in range(n)]
-    lengths = [[] for _ in range(n)]
-    episode_return = np.zeros(n, dtype=np.float64)
-    episode_length = np.zeros(n, dtype=np.int64)
-    obss = env_batch.reset()
-    frames_stepped = 0
-    while any(len(returns[i]) < quotas[i] for i in range(n)):
-        actions = agent.get_actions(obss)
-        obss, rewards, terminated, truncated, _ = env_batch.step(actions_for_env(actions, action_space))
-        rewards, terminated, truncated = (to_numpy(x) for x in (rewards, terminated, truncated))
-        frames_stepped += n
-        episode_return += np.asarray(rewards, dtype=np.float64)
-        episode_length += 1
-        dones = np.logical_or(terminated, truncated)
-        agent.analyze_feedbacks(dones)
-        for i in np.flatnonzero(dones):
-            if len(returns[i]) < quotas[i]:
-                returns[i].append(float(episode_return[i]))
-                lengths[i].append(int(episode_length[i]))
-            episode_return[i] = 0.0
-            episode_length[i] = 0
-    return [r for env in returns for r in env], [f for env in lengths for f in env], frames_stepped
-
-
-def to_numpy(x):
-    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def stats(values):
-    values = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
-    }
-
-
 def summarize(args, procs, returns, lengths, duration):
     frames = int(sum(lengths))
     result = {
@@ -146,19 +107,16 @@ def summarize(args, procs, returns, lengths, duration):
         "fps": frames / max(duration, 1e-9),
         "duration": duration,
     }
-    for prefix, values in (("return", returns), ("num_frames", lengths)):
-        for stat, value in stats(values).items():
-            result[f"{prefix}_{stat}"] = int(value) if prefix == "num_frames" and stat in ("min", "max") else value
-    result["success_rate"] = float(np.mean(np.asarray(returns) > 0))
+    result |= episode_statistics(returns, lengths)
     result["returns"] = list(returns)
     result["num_frames"] = list(lengths)
     return result
 
 
-def format_result(r):
+def format_result(r, best=False):
     return "\n".join(
         [
-            f"{r['env']}, model {r['model']}: {r['episodes']} episodes, "
+            f"{r['env']}, model {r['model']}{' (best checkpoint)' if best else ''}: {r['episodes']} episodes, "
             f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
             f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
             f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
@@ -176,7 +134,9 @@ def main(argv=None):
     validate(args)
     torch.set_num_threads(1)
     model_dir = get_model_dir(args.model)
-    checkpoint = checkpoints.load(model_dir)  # a missing or broken model fails here, before any env is made
+    checkpoint = checkpoints.load(
+        model_dir, best=args.best
+    )  # a missing or broken model fails here, before any env is made
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
@@ -208,7 +168,7 @@ def main(argv=None):
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return result
-    print(format_result(result))
+    print(format_result(result, args.best))
     if args.json is not None:
         try:
             with open(args.json, "w") as f:

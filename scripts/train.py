@@ -5,6 +5,7 @@ Under torchrun (torchrun --nproc-per-node K -m scripts.train ...) each rank step
 gradients are averaged over ranks; rank 0 logs and saves, frames and FPS count all ranks.
 """
 
+import argparse
 import functools
 import sys
 
@@ -13,6 +14,7 @@ import torch
 
 import torch_rl
 from model import ACModel
+from torch_rl.exploration import make_exploration_bonus
 from utils.device import check_device, default_device
 from utils.distributed_setup import decided_by_rank0, init_distributed
 from utils.env import check_env_id, make_batched_env, make_envs
@@ -29,13 +31,16 @@ from utils.errors import (
     integer,
     number,
 )
+from utils.evaluation import EVAL_ENVS, Evaluator, make_eval_env_batch
 from utils.format import IMAGE_ENCODINGS, get_obss_preprocessor, has_mission
-from utils.resume import open_checkpoint, restore_model
+from utils.recipes import EXPLORE_CHOICES, LR_SCHEDULE_CHOICES, describe, recipe_for
+from utils.resume import apply_settings, open_checkpoint, restore_model
 from utils.seeding import seed as seed_everything
 from utils.storage import default_model_name, get_model_dir
-from utils.training import Trainer, env_hung, exit_now
+from utils.training import EvaluationDuringTraining, Trainer, env_hung, exit_now
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
+MAX_EVAL_EPISODES = 10**6
 
 
 def parse_args(argv=None):
@@ -51,7 +56,7 @@ def parse_args(argv=None):
         default=None,
         metavar="R",
         help="stop early once the mean return per episode, averaged over the last 5 logged updates, "
-        "reaches R (e.g. 0.9 on MiniGrid)",
+        "reaches R (e.g. 0.9 on MiniGrid); with --eval-interval, once an evaluation's mean return reaches R",
     )
     p.add_argument("--procs", type=integer(1), default=16, help="number of environments stepped in parallel")
     p.add_argument(
@@ -135,13 +140,79 @@ def parse_args(argv=None):
         help="standardise flat observations, scale rewards by the return's std and (PPO) advantages; "
         "auto: on for continuous (Box) actions, the usual levers of continuous control",
     )
-    args = p.parse_args(argv)
+    g = p.add_argument_group("exploration, schedule, evaluation and recipes")
+    g.add_argument(
+        "--explore",
+        choices=EXPLORE_CHOICES,
+        default="none",
+        help="an exploration bonus added to the reward: rnd (random network distillation), count (1/sqrt of the "
+        "visits of the exact observation) or both",
+    )
+    g.add_argument(
+        "--explore-coef", type=number(0.0), default=0.01, help="weight of the exploration bonus in the reward"
+    )
+    g.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULE_CHOICES,
+        default="constant",
+        help="linear: the learning rate falls from --lr to 0 at --frames",
+    )
+    g.add_argument(
+        "--eval-interval",
+        type=integer(0),
+        default=0,
+        metavar="N",
+        help="every N updates, run --eval-episodes episodes of the current policy on envs of their own, log their "
+        "return, success rate and length, and keep the best model as status_best.pt (0: no evaluation)",
+    )
+    g.add_argument(
+        "--eval-episodes", type=integer(1, MAX_EVAL_EPISODES), default=20, metavar="K", help="episodes per evaluation"
+    )
+    g.add_argument(
+        "--eval-env",
+        choices=EVAL_ENVS,
+        default="same",
+        help="evaluate on the training backend (same: the batched env with --batched) or on Minigrid's own envs",
+    )
+    g.add_argument(
+        "--no-recipe",
+        action="store_true",
+        help="ignore the env's recipe (recipes/ALGO.toml: tuned flags by env id, used for a known id unless a "
+        "flag is given on the command line)",
+    )
+    args = apply_recipe(p, argv)
     if args.frames_per_proc is None:
         args.frames_per_proc = DEFAULT_FRAMES_PER_PROC[args.algo]
     args.model = args.model or default_model_name(args.env, args.algo, args.seed)
     args.use_memory = args.recurrence > 1
     args.use_text = args.text
     return args
+
+
+def apply_recipe(parser, argv):
+    """The flags, with the env's recipe (if it has one and --no-recipe is not given) as defaults: a flag given on
+    the command line wins. ``args.recipe`` is the recipe applied (None: none), ``args.given`` the flags given."""
+    args = parser.parse_args(argv)
+    args.given = sorted(given_flags(parser, argv))
+    args.recipe = None if args.no_recipe else recipe_for(args.algo, args.env)
+    if args.recipe:
+        parser.set_defaults(**args.recipe)
+        given, recipe = args.given, args.recipe
+        args = parser.parse_args(argv)
+        args.given, args.recipe = given, recipe
+    return args
+
+
+def given_flags(parser, argv):
+    """The names (dests) of the flags given on the command line ``argv``."""
+    defaults = {action.dest: action.default for action in parser._actions}
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action in parser._actions:
+            action.default = defaults[action.dest]
 
 
 def validate(args):
@@ -157,13 +228,23 @@ def validate(args):
         raise UsageError(
             f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; change one of them"
         )
+    given = getattr(args, "given", ())
+    if "explore_coef" in given and args.explore == "none":
+        raise UsageError("--explore-coef weighs an exploration bonus: add --explore rnd|count|both, or drop it")
+    for flag in ("eval_episodes", "eval_env"):
+        if flag in given and args.eval_interval == 0:
+            raise UsageError(
+                f"--{flag.replace('_', '-')} sets up evaluations during training: add --eval-interval N, or drop it"
+            )
     check_procs_fit_in_memory(args.procs, args.frames_per_proc)
     if args.device is not None:
         check_device(args.device)
     check_env_id(args.env)
 
 
-def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False, on_env_timeout=None):
+def make_algo(
+    args, envs, acmodel, preprocess_obss, device, normalize=False, on_env_timeout=None, world_size=1, bonus=None
+):
     if isinstance(envs, list):  # Python envs: stepped with --env-timeout
         envs = torch_rl.ParallelEnv(
             envs, num_workers=args.workers, timeout=args.env_timeout or None, on_timeout=on_env_timeout
@@ -181,6 +262,10 @@ def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False, on_
         preprocess_obss=preprocess_obss,
         num_workers=args.workers,
         normalize_rewards=normalize,
+        exploration_bonus=bonus,
+        exploration_coef=args.explore_coef,
+        lr_schedule=args.lr_schedule,
+        total_frames=max(1, args.frames // world_size),  # each rank's share: the schedule counts its own frames
     )
     if args.algo == "a2c":
         return torch_rl.A2CAlgo(envs, acmodel, rmsprop_alpha=args.optim_alpha, rmsprop_eps=args.optim_eps, **common)
@@ -196,6 +281,45 @@ def make_algo(args, envs, acmodel, preprocess_obss, device, normalize=False, on_
     )
 
 
+def make_bonus(args, obs_space):
+    """The exploration bonus of --explore (None for none), sized for the model's input (``obs_space``: as
+    get_obss_preprocessor gives it)."""
+    if args.explore == "none":
+        return None
+    shape = obs_space["image"] if "image" in obs_space else (obs_space["flat"],)
+    return make_exploration_bonus(args.explore, torch.zeros(1, *shape), seed=args.seed)
+
+
+def make_evaluation(args, device, rank):
+    """--eval-interval's evaluation (rank 0 runs the episodes), or None."""
+    if args.eval_interval == 0:
+        return None
+    evaluator = None
+    if rank == 0:
+        num_envs = min(args.procs, args.eval_episodes)
+        env_batch = make_eval_env_batch(args.env, num_envs, args.batched, args.eval_env, device, args.seed)
+        evaluator = Evaluator(env_batch, args.eval_episodes, args.seed)
+    stop_at_return = args.stop_at_return
+    return EvaluationDuringTraining(evaluator, args.eval_interval, stop_at_return)
+
+
+def recipe_line(args, kept):
+    """The log's line on the recipe and on the settings a resumed model kept."""
+    source = f"recipes/{args.algo}.toml"
+    if kept:
+        settings = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in kept.items() if k != "recipe")
+        what = f"the settings it was made with{f' ({settings})' if settings else ''}"
+        recipe = f"; its recipe: {describe(args.recipe)}" if args.recipe else ""
+        return f"# resuming with {what}{recipe}"
+    if args.recipe:
+        given = [f"--{flag.replace('_', '-')}" for flag in args.given if flag in args.recipe]
+        overridden = f" ({', '.join(given)} given on the command line instead)" if given else ""
+        return f"# recipe for {args.env} from {source}: {describe(args.recipe)}{overridden}; --no-recipe turns it off"
+    if args.no_recipe and recipe_for(args.algo, args.env):
+        return f"# --no-recipe: the recipe for {args.env} in {source} is not used"
+    return None
+
+
 @cli
 def main(argv=None):
     args = parse_args(argv)
@@ -203,7 +327,10 @@ def main(argv=None):
     args.device = args.device or default_device(args.batched)
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
-    checkpoint, args.image_encoding = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    checkpoint, args.image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    apply_settings(args, kept)  # on every rank: rank 0 read them from the checkpoint
+    if kept:
+        validate(args)
 
     seed_everything(args.seed + checkpoint.update + 7919 * rank)
     torch.set_num_threads(args.threads)
@@ -226,9 +353,20 @@ def main(argv=None):
     acmodel = ACModel(obs_space, action_space, args.use_memory, args.text)
     restore_model(acmodel, preprocess_obss, checkpoint, args)
     on_env_timeout = functools.partial(env_hung, model_dir=model_dir, env_timeout=args.env_timeout)
-    algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize, on_env_timeout)
+    bonus = make_bonus(args, obs_space)
+    algo = make_algo(args, envs, acmodel, preprocess_obss, device, normalize, on_env_timeout, world_size, bonus)
     trainer = Trainer(algo, preprocess_obss, checkpoint, args, model_dir, rank, world_size)
+    try:
+        trainer.evaluation = make_evaluation(args, device, rank)
+    except BaseException:
+        trainer.cleanup.close()
+        raise
+    if trainer.evaluation is not None:
+        trainer.cleanup.callback(trainer.evaluation.close)
     trainer.start(f"device {device}, {args.procs} envs{f' x {world_size} ranks' if world_size > 1 else ''}")
+    line = recipe_line(args, kept)
+    if line:
+        trainer.log.line(line)
     code = trainer.run()
     if world_size > 1:
         exit_now(code)

@@ -40,6 +40,12 @@ def parse_args(argv=None):
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
     p.add_argument(
+        "--best",
+        action="store_true",
+        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
+        "instead of the last one",
+    )
+    p.add_argument(
         "--argmax",
         action="store_true",
         help="act with the most likely action (the mean for continuous actions) instead of sampling",
@@ -135,7 +141,7 @@ def main(argv=None):
     validate(args)
     torch.set_num_threads(1)
     model_dir = get_model_dir(args.model)
-    checkpoint = checkpoints.load(model_dir)
+    checkpoint = checkpoints.load(model_dir, best=args.best)
     seed_everything(args.seed)
 
     gif = args.gif is not None

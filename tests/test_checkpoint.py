@@ -264,6 +264,11 @@ MALFORMED = {
     "obs_normalizer malformed": (_set("obs_normalizer", {"mean": 1.0}), ["obs_normalizer", "malformed"]),
     "obs_normalizer of another shape": (_wrong_normalizer_shape, ["obs_normalizer", "shape"]),
     "reward_scaler malformed": (_set("reward_scaler", torch.zeros(3)), ["reward_scaler", "malformed"]),
+    "lr_scheduler malformed": (_set("lr_scheduler", {"last_epoch": -3, "base_lrs": [0.1]}), ["lr_scheduler"]),
+    "lr_scheduler base_lrs not numbers": (_set("lr_scheduler", {"last_epoch": 2, "base_lrs": ["x"]}), ["lr_scheduler"]),
+    "exploration_bonus not plain data": (_set("exploration_bonus", {"predictor": {3.5: 1}}), ["exploration_bonus"]),
+    "exploration_bonus not a dict": (_set("exploration_bonus", "rnd"), ["exploration_bonus", "malformed"]),
+    "best_eval_return not a number": (_set("best_eval_return", "0.9"), ["best_eval_return", "'0.9'"]),
 }
 
 

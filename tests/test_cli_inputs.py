@@ -160,6 +160,55 @@ CASES = {
     "train --device gpu7": ("train", [*TRAIN, "--device", "gpu7"], 2, r"--device 'gpu7' is not a torch device"),
     "train --env :X-v0": ("train", [*TRAIN, "--env", ":X-v0"], 2, r"--env :X-v0: '' is not a module name"),
     "train --env .x:X-v0": ("train", [*TRAIN, "--env", ".x:X-v0"], 2, r"--env \.x:X-v0: '\.x' is not a module name"),
+    # --- train: exploration, schedule, evaluation (issue 17) -------------------------------------------------
+    "train --explore curiosity": (
+        "train",
+        [*TRAIN, "--explore", "curiosity"],
+        2,
+        r"argument --explore: invalid choice: 'curiosity'",
+    ),
+    "train --explore-coef -1": (
+        "train",
+        [*TRAIN, "--explore", "rnd", "--explore-coef", "-1"],
+        2,
+        number_error("--explore-coef", "-1", "at least 0"),
+    ),
+    "train --explore-coef without --explore": (
+        "train",
+        [*TRAIN, "--explore-coef", "0.1"],
+        2,
+        r"--explore-coef weighs an exploration bonus: add --explore rnd\|count\|both",
+    ),
+    "train --lr-schedule cosine": (
+        "train",
+        [*TRAIN, "--lr-schedule", "cosine"],
+        2,
+        r"argument --lr-schedule: invalid choice: 'cosine'",
+    ),
+    "train --eval-interval -1": (
+        "train",
+        [*TRAIN, "--eval-interval", "-1"],
+        2,
+        integer_error("--eval-interval", "-1", "at least 0"),
+    ),
+    "train --eval-episodes 0": (
+        "train",
+        [*TRAIN, "--eval-interval", "1", "--eval-episodes", "0"],
+        2,
+        integer_error("--eval-episodes", "0", "from 1"),
+    ),
+    "train --eval-episodes without --eval-interval": (
+        "train",
+        [*TRAIN, "--eval-episodes", "5"],
+        2,
+        r"--eval-episodes sets up evaluations during training: add --eval-interval N",
+    ),
+    "train --eval-env fake": (
+        "train",
+        [*TRAIN, "--eval-interval", "1", "--eval-env", "fake"],
+        2,
+        r"argument --eval-env: invalid choice: 'fake'",
+    ),
     # --- evaluate ---------------------------------------------------------------------------------------------
     "evaluate --seed -1": ("evaluate", [*EVALUATE, "--seed", "-1"], 2, integer_error("--seed", "-1", "from 0")),
     "evaluate --seed 1e20": ("evaluate", [*EVALUATE, "--seed", "1e20"], 2, integer_error("--seed", "1e20", "from 0")),

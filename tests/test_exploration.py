@@ -1,12 +1,19 @@
-"""Exploration bonuses: counts are exact, RND prefers what it has not learned, state round-trips."""
+"""Exploration bonuses: counts are exact, RND prefers what it has not learned, state round-trips; wired into the
+algorithms, GAE sees coef * bonus of the next observation and the logs keep intrinsic and env returns apart."""
 
 import io
 from collections import Counter
 
+import pytest
 import torch
 
+import torch_rl
+from tests.envs import FixedLengthEnv
+from tests.models import MLPModel
 from torch_rl.dictlist import DictList
-from torch_rl.exploration import CountBonus, RNDBonus
+from torch_rl.exploration import CountBonus, ExplorationBonus, RNDBonus, SumOfBonuses, make_exploration_bonus
+from torch_rl.gae import compute_gae
+from utils import checkpoint as checkpoints
 
 
 def test_count_bonus_is_one_over_sqrt_of_the_exact_count_so_far():
@@ -59,3 +66,130 @@ def test_rnd_state_dict_round_trips_the_predictor_optimizer_and_statistics():
     torch.manual_seed(1)
     trained.update(obs)
     assert torch.equal(copy.intrinsic_rewards(obs), trained.intrinsic_rewards(obs))
+
+
+# ------------------------------------------------------------------------------------ wired into the algorithms
+
+
+class ObservationPlusOne(ExplorationBonus):
+    """A bonus the test can predict: the observation's value + 1; counts its updates."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
+        self.updated_on = None
+
+    def intrinsic_rewards(self, obs):
+        return obs[:, 0] + 1
+
+    def update(self, obs):
+        self.updates += 1
+        self.updated_on = obs.clone()
+        return {"stub_updates": int(self.updates)}
+
+
+def make_ppo(bonus=None, coef=0.5, num_envs=3, **kwargs):
+    torch.manual_seed(0)
+    envs = [FixedLengthEnv(length=3 + i) for i in range(num_envs)]
+    return torch_rl.PPOAlgo(
+        envs,
+        MLPModel(1, 2),
+        num_frames_per_proc=8,
+        batch_size=8,
+        epochs=1,
+        num_workers=0,
+        seed=0,
+        exploration_bonus=bonus,
+        exploration_coef=coef,
+        **kwargs,
+    )
+
+
+def next_observations(algo):
+    """Each step's next observation, (T, N): the next step's input, then the observation after the rollout."""
+    steps = torch.stack(algo.rollout.obs[1:] + [algo.preprocessed_obs])
+    return steps[..., 0]
+
+
+def test_gae_uses_the_env_reward_plus_coef_times_the_bonus_of_the_next_observation():
+    bonus = ObservationPlusOne()
+    with make_ppo(bonus, coef=0.5) as algo:
+        for _ in range(2):  # the second rollout starts mid-episode
+            exps, logs = algo.collect_experiences()
+        rollout = algo.rollout
+        expected_rewards = rollout.rewards + 0.5 * (next_observations(algo) + 1)
+        # the episode-ending steps get the bonus of the next episode's first observation (0): non-episodic
+        ended = rollout.terminateds
+        assert bool(ended.any()) and torch.equal(next_observations(algo)[ended], torch.zeros(int(ended.sum())))
+        assert torch.equal(exps.reward, expected_rewards.transpose(0, 1).reshape(-1))
+        _, last_values, _ = algo._model_step(algo.preprocessed_obs)
+        advantages, _ = compute_gae(
+            expected_rewards,
+            rollout.values,
+            last_values.detach(),
+            rollout.terminateds,
+            rollout.truncateds,
+            rollout.final_values,
+            algo.discount,
+            algo.gae_lambda,
+        )
+        assert torch.allclose(exps.advantage, advantages.transpose(0, 1).reshape(-1))
+        # the bonus learnt from the same next observations, once per rollout
+        assert int(bonus.updates) == 2 and torch.equal(bonus.updated_on[:, 0], next_observations(algo).reshape(-1))
+        assert logs["stub_updates"] == 2
+
+
+def test_logs_keep_the_env_return_and_show_the_intrinsic_return_apart():
+    with make_ppo(ObservationPlusOne(), coef=0.5) as algo:
+        logs = algo.update_parameters()
+    # env i's episodes last 3 + i steps with reward 1 per step: the env return is the length
+    assert logs["return_per_episode"] == [float(n) for n in logs["num_frames_per_episode"]]
+    # the intrinsic return of an episode of n steps: next observations 1..n-1 then 0, each + 1
+    expected = [float(sum(range(1, n)) + n) if n else 0.0 for n in logs["num_frames_per_episode"]]
+    assert logs["intrinsic_return_per_episode"] == expected
+    assert logs["intrinsic_return_mean"] == pytest.approx(sum(expected) / len(expected))
+    assert logs["intrinsic_reward_mean"] > 1
+
+
+def test_without_a_bonus_gae_uses_the_env_reward_exactly_and_no_intrinsic_logs():
+    with make_ppo(None) as algo:
+        exps, logs = algo.collect_experiences()
+        assert torch.equal(exps.reward, algo.rollout.rewards.transpose(0, 1).reshape(-1))
+    assert not any(key.startswith("intrinsic") for key in logs)
+
+
+@pytest.mark.parametrize("kind", ["rnd", "count", "both"])
+def test_the_bonus_state_round_trips_through_the_algorithm_and_the_checkpoint(kind, tmp_path):
+    example = torch.zeros(1, 1)
+    with make_ppo(make_exploration_bonus(kind, example), coef=0.1) as trained:
+        trained.update_parameters()
+        trained.update_parameters()
+        state = trained.state_dict()
+        probe = torch.arange(6.0).reshape(6, 1)
+        checkpoint = checkpoints.Checkpoint(model_state=trained.acmodel.state_dict(), algo_state=state)
+        checkpoints.save(checkpoint, tmp_path)
+        loaded = checkpoints.load(tmp_path)  # weights_only, each field checked
+        assert loaded.algo_state["exploration_bonus"] is not None
+        with make_ppo(make_exploration_bonus(kind, example), coef=0.1) as resumed:
+            resumed.load_state_dict(loaded.algo_state)
+            torch.manual_seed(3)
+            expected = trained.exploration_bonus.intrinsic_rewards(probe)
+            torch.manual_seed(3)
+            assert torch.equal(resumed.exploration_bonus.intrinsic_rewards(probe), expected)
+
+
+def test_both_is_the_sum_of_rnd_and_counts():
+    bonus = make_exploration_bonus("both", torch.zeros(1, 4))
+    assert isinstance(bonus, SumOfBonuses)
+    obs = torch.randn(5, 4)
+    rnd, count = bonus.bonuses["rnd"], bonus.bonuses["count"]
+    state = {name: part.state_dict() for name, part in bonus.bonuses.items()}
+    total = bonus.intrinsic_rewards(obs)
+    rnd.load_state_dict(state["rnd"])
+    count.load_state_dict(state["count"])
+    assert torch.allclose(total, rnd.intrinsic_rewards(obs) + count.intrinsic_rewards(obs))
+
+
+def test_an_unknown_bonus_is_refused():
+    with pytest.raises(ValueError, match="rnd, count, both"):
+        make_exploration_bonus("curiosity", torch.zeros(1, 4))

@@ -7,6 +7,10 @@ Both work on the model's input (the preprocessed observations) of a whole rollou
 
 A bonus is given for the observation an action led to (the next observation). Like RND, the intrinsic reward is
 non-episodic: at an episode's end it is the novelty of the next episode's first observation.
+
+BaseAlgo takes one as ``exploration_bonus`` (with ``exploration_coef``): after each rollout it adds
+``exploration_coef * intrinsic_rewards(next observations)`` to the rewards before GAE, then calls ``update`` on
+the same observations. :func:`make_exploration_bonus` builds one by name (``rnd``, ``count``, ``both``).
 """
 
 from __future__ import annotations
@@ -41,10 +45,19 @@ class ExplorationBonus(nn.Module):
 class RNDBonus(ExplorationBonus):
     """Random network distillation. Inputs are normalised by running statistics (clipped to ±5), and the
     bonus is divided by the running std of the bonuses seen, so that its scale does not drift as the
-    predictor learns."""
+    predictor learns.
 
-    def __init__(self, input_size: int, hidden_size: int = 128, output_size: int = 64, lr: float = 1e-4):
+    ``centered``: subtract the batch's mean error, so that the bonus says which observations of a rollout are
+    newer than the others and sums to 0 over it. The normalised error alone stays near its mean/std ratio however
+    well the predictor has learnt, a reward for merely staying alive that teaches the agent to avoid a goal that
+    ends the episode (see tests/test_exploration_learning.py). make_exploration_bonus centres it.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int = 128, output_size: int = 64, lr: float = 1e-4, centered: bool = False
+    ):
         super().__init__()
+        self.centered = centered
 
         def mlp():
             return nn.Sequential(
@@ -74,6 +87,8 @@ class RNDBonus(ExplorationBonus):
         with torch.no_grad():
             errors = self._errors(self._inputs(obs))
         self.bonus_stats.update(errors)
+        if self.centered:
+            errors = errors - errors.mean()
         return errors / (self.bonus_stats.var.sqrt().to(errors) + 1e-8)
 
     def update(self, obs, epochs: int = 1, batch_size: int = 256):
@@ -137,3 +152,53 @@ class CountBonus(ExplorationBonus):
 
     def distinct_observations(self) -> int:
         return len(self.hashes)
+
+    def load_state_dict(self, state, strict: bool = True):
+        # The table grows as observations are seen: take the saved table's size before loading it.
+        for name in ("hashes", "counts"):
+            if isinstance(state.get(name), torch.Tensor):
+                setattr(self, name, torch.zeros_like(state[name], device=self.weights.device))
+        return super().load_state_dict(state, strict)
+
+
+class SumOfBonuses(ExplorationBonus):
+    """Several bonuses added together (e.g. RND and counts), each learning on its own."""
+
+    def __init__(self, bonuses: dict[str, ExplorationBonus]):
+        super().__init__()
+        self.bonuses = nn.ModuleDict(bonuses)
+
+    def intrinsic_rewards(self, obs):
+        rewards = [bonus.intrinsic_rewards(obs) for bonus in self.bonuses.values()]
+        return torch.stack(rewards).sum(0)
+
+    def update(self, obs):
+        logs = {}
+        for bonus in self.bonuses.values():
+            logs |= bonus.update(obs)
+        return logs
+
+    # Each part's own state_dict (RND's holds its optimizer and statistics, which a module's children lose).
+    def state_dict(self, *args, **kwargs):
+        return {name: bonus.state_dict() for name, bonus in self.bonuses.items()}
+
+    def load_state_dict(self, state, strict: bool = True):
+        if set(state) != set(self.bonuses):
+            raise ValueError(f"the saved bonus has parts {sorted(state)}, this one {sorted(self.bonuses)}")
+        for name, bonus in self.bonuses.items():
+            bonus.load_state_dict(state[name])
+
+
+EXPLORATION_BONUSES = ("rnd", "count", "both")
+
+
+def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed: int = 0) -> ExplorationBonus:
+    """The bonus named ``kind`` (one of EXPLORATION_BONUSES) for model inputs like ``example_obs`` (a batch)."""
+    input_size = observation_features(example_obs).shape[1]
+    if kind == "rnd":
+        return RNDBonus(input_size, centered=True)
+    if kind == "count":
+        return CountBonus(input_size, seed)
+    if kind == "both":
+        return SumOfBonuses({"rnd": RNDBonus(input_size, centered=True), "count": CountBonus(input_size, seed)})
+    raise ValueError(f"unknown exploration bonus {kind!r}: one of {', '.join(EXPLORATION_BONUSES)}")

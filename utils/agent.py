@@ -8,7 +8,48 @@ from utils.errors import UsageError
 from utils.format import get_obss_preprocessor
 
 
-class Agent:
+class Policy:
+    """Picks actions with ``model`` for a batch of observations (preprocessed by ``preprocess_obss``), keeping a
+    recurrent model's memory per env: what utils.evaluation.run_episodes acts with.
+
+    ``argmax``: take the most likely action (the Gaussian's mean for Box actions) instead of sampling.
+    ``num_envs``: how many envs act together; a recurrent model keeps one memory per env.
+    """
+
+    def __init__(self, model, preprocess_obss, device="cpu", argmax=False, num_envs=1):
+        self.model = model
+        self.preprocess_obss = preprocess_obss
+        self.device = torch.device(device)
+        self.argmax = argmax
+        self.num_envs = num_envs
+        if self.model.recurrent:
+            self.memories = torch.zeros(num_envs, self.model.memory_size, device=self.device)
+
+    def get_actions(self, obss):
+        """Actions (a tensor, one row per env) for a batch of observations (or a list of per-env ones)."""
+        preprocessed = self.preprocess_obss(obss, device=self.device)
+        with torch.no_grad():
+            if self.model.recurrent:
+                dist, _, self.memories = self.model(preprocessed, self.memories)
+            else:
+                dist, _ = self.model(preprocessed)
+        if self.argmax:
+            actions = dist.mean if self.model.continuous else dist.probs.argmax(dim=1)
+        else:
+            actions = dist.sample()
+        return actions
+
+    def analyze_feedbacks(self, dones):
+        """Forgets the memory of envs whose episode ended (``dones``: one bool per env, terminated or truncated)."""
+        if self.model.recurrent:
+            mask = 1 - torch.as_tensor(dones, dtype=torch.float32, device=self.device).reshape(-1, 1)
+            self.memories *= mask
+
+    def analyze_feedback(self, done):
+        self.analyze_feedbacks([done])
+
+
+class Agent(Policy):
     """Loads ``model_dir``'s model and picks actions for a batch of observations, keeping the memory.
 
     ``checkpoint`` is the already loaded checkpoint (``utils.checkpoint.load``), if the caller has it.
@@ -45,32 +86,5 @@ class Agent:
                     f"the saved {key} of the model in {model_dir} does not fit this env: {error}"
                 ) from None
         self.preprocess_obss.eval()  # frozen: evaluation does not move the training statistics
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
-        self.argmax = argmax
-        self.num_envs = num_envs
-        if self.model.recurrent:
-            self.memories = torch.zeros(num_envs, self.model.memory_size, device=self.device)
-
-    def get_actions(self, obss):
-        """Actions (a tensor, one row per env) for a batch of observations (or a list of per-env ones)."""
-        preprocessed = self.preprocess_obss(obss, device=self.device)
-        with torch.no_grad():
-            if self.model.recurrent:
-                dist, _, self.memories = self.model(preprocessed, self.memories)
-            else:
-                dist, _ = self.model(preprocessed)
-        if self.argmax:
-            actions = dist.mean if self.model.continuous else dist.probs.argmax(dim=1)
-        else:
-            actions = dist.sample()
-        return actions
-
-    def analyze_feedbacks(self, dones):
-        """Forgets the memory of envs whose episode ended (``dones``: one bool per env, terminated or truncated)."""
-        if self.model.recurrent:
-            mask = 1 - torch.as_tensor(dones, dtype=torch.float32, device=self.device).reshape(-1, 1)
-            self.memories *= mask
-
-    def analyze_feedback(self, done):
-        self.analyze_feedbacks([done])
+        self.model.to(device).eval()
+        super().__init__(self.model, self.preprocess_obss, device, argmax, num_envs)

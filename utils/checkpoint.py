@@ -26,17 +26,26 @@ DURATION = "duration"
 MODEL = "model_state"
 OPTIMIZER = "optimizer_state"
 REWARD_SCALER = "reward_scaler"
+LR_SCHEDULER = "lr_scheduler"
+EXPLORATION_BONUS = "exploration_bonus"
 OBS_NORMALIZER = "obs_normalizer"
 VOCAB = "vocab"
+BEST_EVAL_RETURN = "best_eval_return"  # the best mean return of an evaluation during training, status_best.pt's
 CONFIG = "config"
 # The parts of BaseAlgo.state_dict() and of the preprocessor's state_dict(), and their keys in status.pt.
-ALGO_KEYS = {"optimizer": OPTIMIZER, "reward_scaler": REWARD_SCALER}
+ALGO_KEYS = {
+    "optimizer": OPTIMIZER,
+    "reward_scaler": REWARD_SCALER,
+    "lr_scheduler": LR_SCHEDULER,
+    "exploration_bonus": EXPLORATION_BONUS,
+}
 PREPROCESSOR_KEYS = {"vocab": VOCAB, "obs_normalizer": OBS_NORMALIZER}
 
 # The config keys that fix the model's architecture (the model is rebuilt from them), and "args": all the flags.
 ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
 ARCHITECTURE_DEFAULTS = {"env": "?", "algo": "?", "use_memory": False, "use_text": False, "image_encoding": "raw"}
 ARGS = "args"
+BEST_STATUS_FILE = "status_best.pt"
 ALGOS = ("a2c", "ppo")
 
 
@@ -48,6 +57,7 @@ class Checkpoint:
     num_frames: int = 0
     update: int = 0
     duration: float = 0.0
+    best_eval_return: float | None = None
     model_state: dict | None = None
     algo_state: dict = field(default_factory=dict)
     preprocessor_state: dict = field(default_factory=dict)
@@ -61,6 +71,8 @@ class Checkpoint:
 
     def to_dict(self) -> dict:
         status = {NUM_FRAMES: self.num_frames, UPDATE: self.update, DURATION: self.duration, MODEL: self.model_state}
+        if self.best_eval_return is not None:
+            status[BEST_EVAL_RETURN] = self.best_eval_return
         status |= {ALGO_KEYS[k]: v for k, v in self.algo_state.items() if v is not None}
         status |= {PREPROCESSOR_KEYS[k]: v for k, v in self.preprocessor_state.items() if v is not None}
         status[CONFIG] = self.config
@@ -72,21 +84,36 @@ def make_config(args: dict) -> dict:
     return {key: args[key] for key in ARCHITECTURE_KEYS} | {ARGS: dict(args)}
 
 
-def exists(model_dir) -> bool:
-    return os.path.lexists(status_path(model_dir))
+def best_status_path(model_dir) -> str:
+    """status_best.pt: the checkpoint of the best evaluation so far (scripts.train --eval-interval), beside the
+    last one; it holds the same keys."""
+    return os.path.join(model_dir, BEST_STATUS_FILE)
 
 
-def save(checkpoint: Checkpoint, model_dir) -> None:
-    """Writes status.pt atomically (utils.storage.atomic_write): a crash at any moment leaves a loadable
-    checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
-    atomic_write(status_path(model_dir), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+def _path(model_dir, best):
+    return best_status_path(model_dir) if best else status_path(model_dir)
 
 
-def load(model_dir, map_location="cpu") -> Checkpoint:
-    """The checkpoint in ``model_dir``, checked field by field; a UsageError (one line) if it is missing, cannot
-    be read safely, or a field is malformed."""
-    path = status_path(model_dir)
-    if not exists(model_dir):
+def exists(model_dir, best: bool = False) -> bool:
+    return os.path.lexists(_path(model_dir, best))
+
+
+def save(checkpoint: Checkpoint, model_dir, best: bool = False) -> None:
+    """Writes status.pt (``best``: status_best.pt) atomically (utils.storage.atomic_write): a crash at any moment
+    leaves a loadable checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
+    atomic_write(_path(model_dir, best), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+
+
+def load(model_dir, map_location="cpu", best: bool = False) -> Checkpoint:
+    """The checkpoint in ``model_dir`` (``best``: its best one, status_best.pt), checked field by field; a
+    UsageError (one line) if it is missing, cannot be read safely, or a field is malformed."""
+    path = _path(model_dir, best)
+    if best and not exists(model_dir, best) and exists(model_dir):
+        raise UsageError(
+            f"the model in {model_dir} has no best checkpoint ({BEST_STATUS_FILE}): it is kept when training "
+            "evaluates (python -m scripts.train --eval-interval N); drop --best to use the last one"
+        )
+    if not exists(model_dir, best):
         raise UsageError(
             f"no trained model in {model_dir}: train one first with "
             f"python -m scripts.train --model {os.path.basename(model_dir)} --env ..."
@@ -145,10 +172,13 @@ def from_dict(status, path="status.pt") -> Checkpoint:
             num_frames=_counter(status, NUM_FRAMES),
             update=_counter(status, UPDATE),
             duration=_duration(status),
+            best_eval_return=_optional_number(status, BEST_EVAL_RETURN),
             model_state=_check(status, MODEL, _is_tensor_dict, "is not a dict of named tensors", required=True),
             algo_state={
                 "optimizer": _check(status, OPTIMIZER, _is_optimizer_state, _OPTIMIZER_FORM),
                 "reward_scaler": _check(status, REWARD_SCALER, _is_running_stats, _STATS_FORM),
+                "lr_scheduler": _check(status, LR_SCHEDULER, _is_scheduler_state, _SCHEDULER_FORM),
+                "exploration_bonus": _check(status, EXPLORATION_BONUS, _is_state_dict, _PLAIN_FORM),
             },
             preprocessor_state={
                 "vocab": _check(status, VOCAB, _is_vocab, "is not a dict of words to token ids"),
@@ -164,6 +194,8 @@ def from_dict(status, path="status.pt") -> Checkpoint:
 
 
 _OPTIMIZER_FORM = "is malformed (a torch optimizer's state_dict: 'state' a dict, 'param_groups' a list of dicts)"
+_SCHEDULER_FORM = "is malformed (a torch LR scheduler's state_dict: 'last_epoch' a whole number, 'base_lrs' numbers)"
+_PLAIN_FORM = "is malformed (a dict of named tensors, numbers and dicts or lists of them)"
 _STATS_FORM = "is malformed (a dict of 'mean' and 'var', float tensors of one shape, and 'count', a number > 0)"
 
 
@@ -187,6 +219,13 @@ def _duration(status):
     if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise _Malformed(f"its {DURATION} is not a number of seconds >= 0 (got {_describe(value)})")
     return float(value)
+
+
+def _optional_number(status, key):
+    value = status.get(key)
+    if value is not None and (not _is_number(value) or not math.isfinite(value)):
+        raise _Malformed(f"its {key} is not a finite number (got {_describe(value)})")
+    return None if value is None else float(value)
 
 
 def _config(status):
@@ -233,6 +272,32 @@ def _is_optimizer_state(value):
         )
         and all(isinstance(s, dict) for s in value["state"].values())
     )
+
+
+def _is_scheduler_state(value):
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("last_epoch"), int)
+        and not isinstance(value["last_epoch"], bool)
+        and value["last_epoch"] >= 0
+        and isinstance(value.get("base_lrs"), list)
+        and all(_is_number(lr) and math.isfinite(lr) and lr >= 0 for lr in value["base_lrs"])
+    )
+
+
+def _is_state_dict(value):
+    return isinstance(value, dict) and _is_plain_state(value)
+
+
+def _is_plain_state(value, depth=0):
+    """A state_dict of tensors, numbers, strings and None, in dicts (str or int keys) and lists, nested a little."""
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _is_plain_state(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain_state(v, depth + 1) for v in value)
+    return value is None or isinstance(value, (torch.Tensor, int, float, bool, str))
 
 
 def _is_running_stats(value):

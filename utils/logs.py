@@ -32,13 +32,21 @@ CSV_FIELDS = [
     "approx_kl",
     "clipfrac",
     "explained_variance",
+    "lr",
+    # with an exploration bonus (--explore): the bonus per episode (its mean) and per step
+    "intrinsic_return_mean",
+    "intrinsic_reward_mean",
+    # with --eval-interval, on the updates that evaluate
+    "eval_return_mean",
+    "eval_success_rate",
+    "eval_num_frames_mean",
 ]
 EPISODE_STATS = (
     ("rreturn", "reshaped_return_per_episode"),
     ("return", "return_per_episode"),
     ("num_frames", "num_frames_per_episode"),
 )
-UPDATE_STATS = CSV_FIELDS[16:]  # the algorithm's statistics of the update, as its logs name them
+UPDATE_STATS = CSV_FIELDS[16:]  # the algorithm's statistics of the update, as its logs name them (or "")
 
 
 def synthesize(values):
@@ -55,6 +63,8 @@ def log_row(logs, update, num_frames, fps, duration):
             row[f"{prefix}_{stat}"] = value
     for key in UPDATE_STATS:
         row[key] = logs.get(key, "")
+    if "intrinsic_return_per_episode" in logs:  # the episodes that ended, as the env's returns
+        row["intrinsic_return_mean"] = synthesize(logs["intrinsic_return_per_episode"])["mean"]
     return row
 
 
@@ -64,6 +74,12 @@ def format_line(row):
         "rR:μσmM {rreturn_mean:.2f} {rreturn_std:.2f} {rreturn_min:.2f} {rreturn_max:.2f} | "
         "F:μσmM {num_frames_mean:.1f} {num_frames_std:.1f} {num_frames_min:.0f} {num_frames_max:.0f} | "
         "H {entropy:.3f} | V {value:.3f} | pL {policy_loss:.3f} | vL {value_loss:.3f} | ∇ {grad_norm:.3f}"
+        + (" | iR {intrinsic_return_mean:.3f}" if row.get("intrinsic_return_mean", "") != "" else "")
+        + (
+            " | eval R {eval_return_mean:.3f} S {eval_success_rate:.2f} F {eval_num_frames_mean:.1f}"
+            if row.get("eval_return_mean", "") != ""
+            else ""
+        )
     ).format(**row)
 
 

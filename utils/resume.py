@@ -4,25 +4,29 @@ flags build, with a usage error (exit 2) naming what does not fit."""
 from utils import checkpoint as checkpoints
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.errors import UsageError, one_line
+from utils.recipes import RECIPE_KEYS
 from utils.storage import check_model_folder, check_writable_dir
 
 
 def open_checkpoint(args, model_dir):
-    """The checkpoint to train from, and the image encoding it resolves; a UsageError, with nothing created, if the
-    folder is not a model's, the flags do not fit the model, or the folder cannot be written."""
+    """The checkpoint to train from, the image encoding it resolves and the settings a resumed model keeps (see
+    keep_settings); a UsageError, with nothing created, if the folder is not a model's, the flags do not fit the
+    model, or the folder cannot be written."""
     check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
-    checkpoint = load_or_new_checkpoint(args, model_dir)
+    checkpoint, kept = load_or_new_checkpoint(args, model_dir)
     check_writable_dir(model_dir)  # creates nothing: a failure later leaves no new folder behind
-    return checkpoint, args.image_encoding
+    return checkpoint, args.image_encoding, kept
 
 
 def load_or_new_checkpoint(args, model_dir):
-    """The model's checkpoint, or a new one; resolves ``--image-encoding auto`` (a resumed model keeps its own)."""
+    """(the model's checkpoint, or a new one; the settings it keeps); resolves ``--image-encoding auto`` (a resumed
+    model keeps its own)."""
     if not checkpoints.exists(model_dir):
         if args.image_encoding == "auto":
             args.image_encoding = "onehot" if args.use_memory else "raw"
-        return checkpoints.Checkpoint()
+        return checkpoints.Checkpoint(), {}
     checkpoint = checkpoints.load(model_dir)
+    kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}))
     saved = checkpoint.architecture()
     if args.image_encoding == "auto":
         args.image_encoding = saved["image_encoding"]
@@ -34,7 +38,40 @@ def load_or_new_checkpoint(args, model_dir):
             f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
             f"pass the same flags to resume it, or choose a new --model"
         )
-    return checkpoint
+    return checkpoint, kept
+
+
+# What a resumed model keeps of the run that made it, unless given on the command line: what a recipe sets, and
+# the evaluation that keeps its best checkpoint. (Its other flags are this run's, as before recipes; the image
+# encoding is the architecture's, resolved by load_or_new_checkpoint.)
+KEPT_SETTINGS = (
+    *(key for key in RECIPE_KEYS if key != "image_encoding"),
+    "eval_interval",
+    "eval_episodes",
+    "eval_env",
+)
+
+
+def keep_settings(args, saved_args):
+    """Resuming: the settings of KEPT_SETTINGS not given on the command line (``args.given``) take the values the
+    model was made with, and the recipe is the one it was made with; returns {flag: value} of what changed."""
+    kept = {}
+    given = getattr(args, "given", ())
+    for key in KEPT_SETTINGS:
+        if key in saved_args and key not in given and getattr(args, key, None) != saved_args[key]:
+            kept[key] = saved_args[key]
+    if "recipe" in saved_args or kept:
+        kept["recipe"] = saved_args.get("recipe")
+    apply_settings(args, kept)
+    return kept
+
+
+def apply_settings(args, settings):
+    """Sets ``settings`` ({flag: value}) on ``args`` and what follows from them."""
+    for key, value in settings.items():
+        setattr(args, key, value)
+    args.use_memory = args.recurrence > 1
+    args.use_text = args.text
 
 
 def describe_difference(key, saved, now):
@@ -72,8 +109,12 @@ def restore_model(acmodel, preprocess_obss, checkpoint, args):
 
 
 def restore_algo(algo, checkpoint, args):
-    """Loads what the algorithm saved (optimizer, reward scaler); the learning rate and epsilon are this run's."""
+    """Loads what the algorithm saved (optimizer, reward scaler, learning-rate schedule, exploration bonus); the
+    learning rate (the schedule's start) and epsilon are this run's."""
     for part, key in checkpoints.ALGO_KEYS.items():
         load_state(algo, {part: checkpoint.algo_state.get(part)}, key, args)
     for group in algo.optimizer.param_groups:  # the saved state carries the old run's settings: flags win
-        group["lr"], group["eps"] = args.lr, args.optim_eps
+        group["eps"] = args.optim_eps
+    # A schedule without a saved position (a model trained before it) starts where the model's updates are.
+    unscheduled = algo.lr_scheduler is not None and checkpoint.algo_state.get("lr_scheduler") is None
+    algo.set_lr(args.lr, updates_done=checkpoint.update if unscheduled else None)

@@ -31,6 +31,7 @@ TEMP_FILE_PATTERNS = (".tmp-*.tmp", ".write-test-*")
 # Everything scripts.train writes into a model folder; a folder holding only these is a model not yet saved.
 MODEL_FILE_PATTERNS = (
     STATUS_FILE,
+    "status_best.pt",  # the best evaluation's checkpoint (utils.checkpoint.BEST_STATUS_FILE)
     CONFIG_FILE,
     TEXT_LOG_FILE,
     CSV_LOG_FILE,
@@ -389,14 +390,21 @@ class TextLogger:
 
 
 class CSVLogger:
-    """Appends rows to log.csv; the header is written once, when the file is new."""
+    """Appends rows to log.csv; the header is written once, when the file is new. A log started with fewer columns
+    (by older code) keeps its header: rows get its columns only, so that every row keeps the header's field count
+    (a resume drops rows that do not, see trim_csv_log)."""
 
     def __init__(self, model_dir, fieldnames):
         self.path = os.path.join(model_dir, CSV_LOG_FILE)
         self.fieldnames = list(fieldnames)
         self.file = open_for_appending(self.path)
-        self.writer = csv.DictWriter(self.file, fieldnames=self.fieldnames)
-        if os.fstat(self.file.fileno()).st_size == 0:
+        new = os.fstat(self.file.fileno()).st_size == 0
+        if not new:
+            header = _existing_header(self.path)
+            if header and set(header) <= set(self.fieldnames):
+                self.fieldnames = header
+        self.writer = csv.DictWriter(self.file, fieldnames=self.fieldnames, extrasaction="ignore")
+        if new:
             self._write(self.writer.writeheader)
 
     def write(self, row):
@@ -412,6 +420,15 @@ class CSVLogger:
     def close(self):
         with contextlib.suppress(OSError):
             self.file.close()
+
+
+def _existing_header(path):
+    """The header of an existing log.csv, or None if it cannot be read."""
+    try:
+        with open_for_reading(path) as f:
+            return parse_csv_line(next(bounded_lines(f), b"") or b"")
+    except (OSError, UsageError):
+        return None
 
 
 def command_line():

@@ -21,7 +21,7 @@ from torch.distributions import Distribution
 import torch_rl
 from torch_rl.vec_env import report_to_stderr
 from utils import checkpoint as checkpoints
-from utils.distributed_setup import gather_lists, parameters_agree, shutdown_distributed
+from utils.distributed_setup import broadcast_object, gather_lists, parameters_agree, shutdown_distributed
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError, one_line
 from utils.interrupts import ignore_interrupts, interrupts_deferred, interrupts_stop_training
 from utils.logs import NullLog, TrainingLog, log_row
@@ -37,7 +37,12 @@ from utils.storage import (
 )
 
 STOP_WINDOW = 5  # logged updates whose mean returns --stop-at-return averages
-EPISODE_LOG_KEYS = ("return_per_episode", "reshaped_return_per_episode", "num_frames_per_episode")
+EPISODE_LOG_KEYS = (
+    "return_per_episode",
+    "reshaped_return_per_episode",
+    "num_frames_per_episode",
+    "intrinsic_return_per_episode",
+)
 
 
 class NonFiniteOutputs(FloatingPointError):
@@ -84,6 +89,7 @@ class Trainer:
         self.before_update: list[Callable[[Trainer], None]] = []
         self.after_update: list[Callable[[Trainer, dict], None]] = []  # inside the update's deferred bookkeeping
         self.recent_returns = deque(maxlen=STOP_WINDOW)
+        self.evaluation = None  # an EvaluationDuringTraining, with --eval-interval
 
     def start(self, runs_on):
         """Restores the algorithm's saved state, gives all ranks rank 0's parameters; rank 0 takes the model folder
@@ -157,8 +163,12 @@ class Trainer:
             self.interval_frames += frames
             self.checkpoint.duration = self.duration_before + time.time() - self.start
             stop = False
-            if self.checkpoint.update % self.args.log_interval == 0:
-                stop = self.log_update(logs)
+            evaluated = self.evaluation is not None and self.evaluation.due(self.checkpoint.update)
+            if evaluated:  # the update's row shows the evaluation: it is logged whatever --log-interval says
+                results, stop = self.evaluation(self)
+                logs |= results
+            if evaluated or self.checkpoint.update % self.args.log_interval == 0:
+                stop = self.log_update(logs) or stop
             for hook in self.after_update:
                 hook(self, logs)
             if not stop and self.args.save_interval > 0 and self.checkpoint.update % self.args.save_interval == 0:
@@ -172,6 +182,8 @@ class Trainer:
         checkpoint = self.checkpoint
         self.log.row(log_row(logs, checkpoint.update, checkpoint.num_frames, fps, checkpoint.duration))
         self.interval_start, self.interval_frames = time.time(), 0
+        if self.evaluation is not None:  # --stop-at-return then acts on the evaluations' return
+            return False
         if not reached_target(logs, self.args, self.recent_returns):
             return False
         self.log.line(
@@ -181,8 +193,9 @@ class Trainer:
         return True
 
     # ---------------------------------------------------------------------------------------------- saving
-    def save(self):
-        """Rank 0 writes the checkpoint (a diverged model never replaces the last good one)."""
+    def save(self, best=False):
+        """Rank 0 writes the checkpoint (``best``: the best evaluation's, status_best.pt); a diverged model never
+        replaces the last good one."""
         if self.rank != 0:
             return
         check_finite(self.acmodel)
@@ -190,8 +203,9 @@ class Trainer:
         self.checkpoint.algo_state = self.algo.state_dict()
         self.checkpoint.preprocessor_state = self.preprocess_obss.state_dict()
         self.checkpoint.config = checkpoints.make_config(self.config)
-        checkpoints.save(self.checkpoint, self.model_dir)
-        self.saved_update = self.checkpoint.update
+        checkpoints.save(self.checkpoint, self.model_dir, best=best)
+        if not best:
+            self.saved_update = self.checkpoint.update
 
     def save_after_interrupt(self):
         try:
@@ -219,6 +233,48 @@ class Trainer:
 
     def write_failed(self, error):
         write_failed(error, self.model_dir, self.saved_update)
+
+
+class EvaluationDuringTraining:
+    """--eval-interval: every ``interval`` updates, rank 0 runs ``evaluator`` (a utils.evaluation.Evaluator) on
+    the current policy; the results go into the update's logs (``eval_return_mean``, ``eval_success_rate``,
+    ``eval_num_frames_mean``), a better mean return than any before saves status_best.pt, and --stop-at-return
+    acts on it. Other ranks (evaluator None) get rank 0's decision to stop."""
+
+    def __init__(self, evaluator, interval, stop_at_return=None):
+        self.evaluator, self.interval, self.stop_at_return = evaluator, interval, stop_at_return
+
+    def due(self, update):
+        return update % self.interval == 0
+
+    def __call__(self, trainer):
+        """(logs of the evaluation, whether to stop)."""
+        results, stop = {}, False
+        if trainer.rank == 0:
+            result = self.evaluator(trainer.acmodel, trainer.preprocess_obss, trainer.algo.device)
+            results = {f"eval_{key}": result[key] for key in ("return_mean", "success_rate", "num_frames_mean")}
+            checkpoint = trainer.checkpoint
+            best = checkpoint.best_eval_return
+            if best is None or result["return_mean"] > best:
+                checkpoint.best_eval_return = result["return_mean"]
+                trainer.save(best=True)
+                trainer.log.line(
+                    f"# evaluation at update {checkpoint.update}: mean return {result['return_mean']:.3f}, the best "
+                    f"so far: saved as {checkpoints.BEST_STATUS_FILE}"
+                )
+            stop = self.stop_at_return is not None and result["return_mean"] >= self.stop_at_return
+            if stop:
+                trainer.log.line(
+                    f"# evaluation mean return {result['return_mean']:.3f} reached --stop-at-return "
+                    f"{self.stop_at_return}"
+                )
+        if trainer.world_size > 1:
+            stop = broadcast_object(stop, trainer.rank)
+        return results, stop
+
+    def close(self):
+        if self.evaluator is not None:
+            self.evaluator.close()
 
 
 def update_parameters(algo):
@@ -264,7 +320,8 @@ def gather_episode_logs(logs, world_size):
     them before num_procs episodes have ended (so the log shows nan until an episode ends)."""
     padding = logs.get("num_padding_entries", 0)
     for key in EPISODE_LOG_KEYS:
-        logs[key] = gather_lists(logs[key][padding:], world_size)
+        if key in logs:  # the intrinsic returns only with an exploration bonus (on every rank alike)
+            logs[key] = gather_lists(logs[key][padding:], world_size)
 
 
 def checkpoint_note(model_dir):

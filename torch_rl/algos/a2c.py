@@ -9,11 +9,13 @@ from torch.distributions import Distribution
 
 from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
 from torch_rl.dictlist import DictList
+from torch_rl.exploration import ExplorationBonus
 from torch_rl.vec_env import EnvBatch
 
 
 class A2CAlgo(BaseAlgo):
-    """A2C. Parameters as BaseAlgo, plus ``rmsprop_alpha`` and ``rmsprop_eps`` of the RMSprop optimizer.
+    """A2C. Parameters as BaseAlgo (its keyword-only ones too), plus ``rmsprop_alpha`` and ``rmsprop_eps`` of the
+    RMSprop optimizer.
 
     ``num_frames_per_proc=None`` means 5 steps per env and update, the usual A2C setting.
     """
@@ -38,6 +40,11 @@ class A2CAlgo(BaseAlgo):
         seed: int | None = None,
         num_workers: int | None = None,
         normalize_rewards: bool = False,
+        *,
+        exploration_bonus: ExplorationBonus | None = None,
+        exploration_coef: float = 0.01,
+        lr_schedule: str = "constant",
+        total_frames: int | None = None,
     ):
         num_frames_per_proc = num_frames_per_proc or 5
         super().__init__(
@@ -57,10 +64,15 @@ class A2CAlgo(BaseAlgo):
             seed,
             num_workers,
             normalize_rewards,
+            exploration_bonus=exploration_bonus,
+            exploration_coef=exploration_coef,
+            lr_schedule=lr_schedule,
+            total_frames=total_frames,
         )
         self.optimizer = torch.optim.RMSprop(
             self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps, foreach=True
         )  # one fused call over all parameters
+        self._schedule_lr()
 
     def compute_loss(self, sb: DictList, dist: Distribution, value: torch.Tensor) -> tuple[torch.Tensor, dict]:
         entropy = _entropy(dist).mean()

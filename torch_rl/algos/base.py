@@ -5,6 +5,7 @@ how its loss is computed from a mini-batch and how it iterates over the data.
 """
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,8 +15,9 @@ from torch import nn
 from torch.distributions import Distribution
 
 from torch_rl import distributed
-from torch_rl.batching import flatten_steps, index_obs, unstack_obs
+from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.dictlist import DictList
+from torch_rl.exploration import ExplorationBonus
 from torch_rl.normalization import RewardScaler
 from torch_rl.preprocess import default_preprocess_obss
 from torch_rl.rollout import Rollout, sequence_rows
@@ -23,6 +25,7 @@ from torch_rl.vec_env import EnvBatch, actions_for_env, make_env_batch
 
 PreprocessObss = Callable[..., torch.Tensor | DictList]  # f(obss, device=None)
 ReshapeReward = Callable[[Any, Any, float, bool], float]  # f(obs, action, reward, done)
+LR_SCHEDULES = ("constant", "linear")
 
 
 class BaseAlgo(ABC):
@@ -51,6 +54,18 @@ class BaseAlgo(ABC):
     normalize_rewards : train on rewards divided by the running std of the discounted return (logs keep the
         raw and reshaped returns); helps continuous control, where returns are large.
 
+    Keyword-only:
+    exploration_bonus : a torch_rl.exploration.ExplorationBonus (default None: none). After each rollout,
+        ``exploration_coef`` times its intrinsic reward for the observation each action led to is added to the
+        rewards that GAE uses, and the bonus learns from those observations. The logs keep the env's returns
+        (``return_per_episode``...) and show the intrinsic ones apart (``intrinsic_return_per_episode``,
+        ``intrinsic_return_mean``, ``intrinsic_reward_mean``).
+    exploration_coef : the intrinsic reward's weight.
+    lr_schedule : "constant", or "linear": the learning rate falls linearly from ``lr`` to 0 at
+        ``total_frames`` frames (a torch.optim.lr_scheduler.LambdaLR stepped after each update; state_dict()
+        keeps its position, so a resumed run continues the schedule).
+    total_frames : the frame budget a linear schedule anneals over (required for it).
+
     Under torch.distributed (a process group of several ranks, e.g. started by torchrun), gradients are
     averaged over ranks before each optimizer step (see torch_rl.distributed): give each rank the same
     ``num_envs`` and hyper-parameters, its own env seeds, and the same initial parameters.
@@ -74,9 +89,18 @@ class BaseAlgo(ABC):
         seed: int | None = None,
         num_workers: int | None = None,
         normalize_rewards: bool = False,
+        *,
+        exploration_bonus: ExplorationBonus | None = None,
+        exploration_coef: float = 0.01,
+        lr_schedule: str = "constant",
+        total_frames: int | None = None,
     ):
         if num_frames_per_proc < 1:
             raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule == "linear" and (total_frames is None or total_frames < 1):
+            raise ValueError(f"a linear lr_schedule needs total_frames >= 1, got {total_frames}")
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
         self.recurrence = recurrence if self.recurrent else 1
         # A model that runs whole sequences at once (see RecurrentACModel.forward_sequence) trains faster.
@@ -105,6 +129,12 @@ class BaseAlgo(ABC):
         self.num_frames = self.num_frames_per_proc * self.num_procs
         self.action_space = self.env.single_action_space
         self.reward_scaler = RewardScaler(self.num_procs, discount, self.device) if normalize_rewards else None
+        self.lr_schedule = lr_schedule
+        self.total_frames = total_frames
+        self.lr_scheduler = None  # made by _schedule_lr once the subclass has made its optimizer
+        self.exploration_bonus = exploration_bonus.to(self.device) if exploration_bonus is not None else None
+        self.exploration_coef = exploration_coef
+        self.intrinsic_returns = IntrinsicReturns(self.num_procs, self.device)
 
         memory_size = self.acmodel.memory_size if self.recurrent else None
         self.rollout = Rollout(num_frames_per_proc, self.num_procs, self.device, memory_size)
@@ -166,10 +196,24 @@ class BaseAlgo(ABC):
             _, last_values, _ = self._model_step(self.preprocessed_obs, self.memory, self.mask)
         rollout = self.rollout
         rewards = rollout.rewards if self.reward_scaler is None else self.reward_scaler.scale(rollout.rewards)
+        bonus_logs = {}
+        if self.exploration_bonus is not None:
+            rewards, bonus_logs = self._add_intrinsic_rewards(rewards)
         advantages, returns = rollout.advantages(last_values, self.discount, self.gae_lambda, rewards)
         exps = rollout.flatten(rewards, advantages, returns)
         self.collected_exps = exps
-        return exps, rollout.episode_logs()
+        return exps, rollout.episode_logs() | bonus_logs
+
+    def _add_intrinsic_rewards(self, rewards):
+        """``rewards`` + coef * the bonus of each step's next observation (the rollout's inputs shifted by one,
+        then the observation after the rollout); the bonus then learns from them. Returns (rewards, logs)."""
+        rollout = self.rollout
+        next_obs = stack_steps(rollout.obs[1:] + [self.preprocessed_obs])
+        next_obs = flatten_steps(next_obs, transpose=False)  # time-major rows: t*N + i
+        intrinsic = self.exploration_bonus.intrinsic_rewards(next_obs).reshape(rewards.shape).to(rewards.dtype)
+        logs = self.exploration_bonus.update(next_obs)
+        logs |= self.intrinsic_returns.logs(intrinsic, rollout.terminateds | rollout.truncateds)
+        return rewards + self.exploration_coef * intrinsic, logs
 
     # (Measured: acting for one half of the envs while the other half steps in its worker process was 17% slower
     # on 2 cores with the starter model, as two forward passes over half the envs cost more than the overlap
@@ -340,8 +384,33 @@ class BaseAlgo(ABC):
         """Rows where a sequence of ``recurrence`` steps starts (never across the rollout's end)."""
         return self.rollout.sequence_starts(self.recurrence)
 
+    def _schedule_lr(self) -> None:
+        """Makes the learning-rate schedule over ``self.optimizer``; subclasses call it once they made it."""
+        if self.lr_schedule == "linear":
+            frames_per_update, total_frames = self.num_frames, self.total_frames
+
+            def remaining_fraction(updates_done):
+                return max(0.0, 1.0 - updates_done * frames_per_update / total_frames)
+
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, remaining_fraction)
+
+    def set_lr(self, lr: float, updates_done: int | None = None) -> None:
+        """Sets the learning rate: with a schedule, its starting rate, the current one following from the schedule's
+        position (``updates_done``, if given: for a schedule resumed without a saved position)."""
+        if self.lr_scheduler is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            return
+        scheduler = self.lr_scheduler
+        if updates_done is not None:
+            scheduler.last_epoch = updates_done
+        scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group, schedule in zip(self.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+            group["lr"] = lr * schedule(scheduler.last_epoch)
+
     def summarize(self, logs: dict, batch_stats: list[dict], exps: DictList) -> dict:
-        """Adds the means of the mini-batch statistics to ``logs``."""
+        """Adds the means of the mini-batch statistics to ``logs``, and steps the learning-rate schedule (the
+        logged ``lr`` is the one this update used)."""
         keys = batch_stats[0].keys()
         means = torch.stack([torch.stack([s[k] for s in batch_stats]).mean() for k in keys]).tolist()
         logs.update(zip(keys, means, strict=True))
@@ -349,6 +418,8 @@ class BaseAlgo(ABC):
         variance = returns.var()
         logs["explained_variance"] = float(1 - (returns - values).var() / variance) if variance > 0 else float("nan")
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.step()
         return logs
 
     def close(self) -> None:
@@ -362,11 +433,16 @@ class BaseAlgo(ABC):
         self.close()
 
     def state_dict(self) -> dict:
-        """What the algorithm owns and a checkpoint keeps: the optimizer's state and, with reward normalisation,
-        the reward scaler's statistics (plain tensors and numbers)."""
+        """What the algorithm owns and a checkpoint keeps (plain tensors and numbers): the optimizer's state and,
+        where they are used, the reward scaler's statistics, the learning-rate schedule's position and the
+        exploration bonus's model, optimizer and statistics."""
         state = {"optimizer": self.optimizer.state_dict()}
         if self.reward_scaler is not None:
             state["reward_scaler"] = self.reward_scaler.stats.state_dict()
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        if self.exploration_bonus is not None:
+            state["exploration_bonus"] = _to_cpu(self.exploration_bonus.state_dict())
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -378,6 +454,43 @@ class BaseAlgo(ABC):
             if saved["mean"].shape != self.reward_scaler.stats.mean.shape:
                 raise ValueError(f"the reward scaler's statistics have shape {tuple(saved['mean'].shape)}, not ()")
             self.reward_scaler.stats.load_state_dict(saved)
+        if self.lr_scheduler is not None and state.get("lr_scheduler") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.exploration_bonus is not None and state.get("exploration_bonus") is not None:
+            self.exploration_bonus.load_state_dict(state["exploration_bonus"])
+            self.exploration_bonus.to(self.device)
+
+
+class IntrinsicReturns:
+    """The intrinsic reward summed over each episode, for the logs (the last N episodes, zeros before N ended,
+    as the env's returns in torch_rl.rollout.EpisodeStatistics)."""
+
+    def __init__(self, num_envs: int, device: torch.device):
+        self.running = torch.zeros(num_envs, device=device)
+        self.history = deque([0.0] * num_envs, maxlen=num_envs)
+
+    def logs(self, intrinsic: torch.Tensor, done: torch.Tensor) -> dict:
+        """The logs of a rollout's (T, N) intrinsic rewards, with ``done`` (T, N) where episodes ended."""
+        at_step = torch.empty_like(intrinsic)
+        for t in range(len(intrinsic)):
+            self.running += intrinsic[t]
+            at_step[t] = self.running
+            self.running *= (~done[t]).to(self.running.dtype)
+        ended = at_step[done].tolist()  # in the order the episodes ended, as return_per_episode
+        self.history.extend(ended)
+        per_episode = ended if len(ended) >= len(self.running) else list(self.history)
+        return {
+            "intrinsic_return_per_episode": per_episode,
+            "intrinsic_return_mean": sum(per_episode) / len(per_episode),
+            "intrinsic_reward_mean": intrinsic.mean().item(),
+        }
+
+
+def _to_cpu(state):
+    """A (nested) state dict with its tensors on the CPU, as checkpoints keep them."""
+    if isinstance(state, dict):
+        return {key: _to_cpu(value) for key, value in state.items()}
+    return state.cpu() if isinstance(state, torch.Tensor) else state
 
 
 def _sum_event_dims(x):

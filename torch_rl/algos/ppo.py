@@ -9,11 +9,12 @@ from torch.distributions import Distribution
 
 from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
 from torch_rl.dictlist import DictList
+from torch_rl.exploration import ExplorationBonus
 from torch_rl.vec_env import EnvBatch
 
 
 class PPOAlgo(BaseAlgo):
-    """PPO. Parameters as BaseAlgo, plus:
+    """PPO. Parameters as BaseAlgo (its keyword-only ones too), plus:
 
     clip_eps : clipping range of the probability ratio and of the value change.
     epochs : passes over each rollout.
@@ -46,6 +47,11 @@ class PPOAlgo(BaseAlgo):
         seed: int | None = None,
         num_workers: int | None = None,
         normalize_rewards: bool = False,
+        *,
+        exploration_bonus: ExplorationBonus | None = None,
+        exploration_coef: float = 0.01,
+        lr_schedule: str = "constant",
+        total_frames: int | None = None,
     ):
         num_frames_per_proc = num_frames_per_proc or 128
         recurrent = bool(getattr(acmodel, "recurrent", False))
@@ -68,6 +74,10 @@ class PPOAlgo(BaseAlgo):
             seed,
             num_workers,
             normalize_rewards,
+            exploration_bonus=exploration_bonus,
+            exploration_coef=exploration_coef,
+            lr_schedule=lr_schedule,
+            total_frames=total_frames,
         )
         self.clip_eps = clip_eps
         self.epochs = epochs
@@ -75,6 +85,7 @@ class PPOAlgo(BaseAlgo):
         self.normalize_advantages = normalize_advantages
         # foreach: one fused call over all parameters instead of a Python loop (torch picks it only on CUDA)
         self.optimizer = torch.optim.Adam(self.acmodel.parameters(), lr, eps=adam_eps, foreach=True)
+        self._schedule_lr()
 
     def compute_loss(self, sb: DictList, dist: Distribution, value: torch.Tensor) -> tuple[torch.Tensor, dict]:
         entropy = _entropy(dist).mean()

@@ -1,0 +1,131 @@
+"""Recipes: tuned hyper-parameters by env id (recipes/ALGO.toml, like rl-zoo3's hyperparams/ppo.yml).
+
+A recipe is a table of scripts.train flags (dashes as underscores) under the env id; ``frames`` is the frame
+budget. ``load_recipes`` reads a file and checks every entry, so that a typo in a key or a value out of range
+ends in one line naming the file, the env and the key (a UsageError), before anything is trained.
+"""
+
+import math
+import os
+import tomllib
+
+from torch_rl.exploration import EXPLORATION_BONUSES
+from utils.errors import UsageError
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+EXPLORE_CHOICES = ("none", *EXPLORATION_BONUSES)
+LR_SCHEDULE_CHOICES = ("constant", "linear")
+IMAGE_ENCODING_CHOICES = ("auto", "raw", "onehot")
+
+
+def _integer(low):
+    def check(value):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"must be an integer of at least {low}")
+        return value
+
+    return check
+
+
+def _number(low, low_open=False, high=None):
+    def check(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if (value <= low if low_open else value < low) or (high is not None and value > high):
+            bounds = f"{'more than' if low_open else 'at least'} {low:g}" + (f" and at most {high:g}" if high else "")
+            raise ValueError(f"must be a number {bounds}")
+        return float(value)
+
+    return check
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
+def _choice(choices):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+# The keys a recipe may hold: scripts.train's flags (dashes as underscores), checked as the flags are.
+RECIPE_KEYS = {
+    "frames": _integer(1),
+    "procs": _integer(1),
+    "frames_per_proc": _integer(1),
+    "lr": _number(0.0, low_open=True),
+    "lr_schedule": _choice(LR_SCHEDULE_CHOICES),
+    "entropy_coef": _number(0.0),
+    "discount": _number(0.0, high=1.0),
+    "gae_lambda": _number(0.0, high=1.0),
+    "epochs": _integer(1),
+    "batch_size": _integer(1),
+    "recurrence": _integer(1),
+    "text": _boolean,
+    "image_encoding": _choice(IMAGE_ENCODING_CHOICES),
+    "batched": _boolean,
+    "explore": _choice(EXPLORE_CHOICES),
+    "explore_coef": _number(0.0),
+}
+
+
+def recipes_path(algo: str) -> str:
+    return os.path.join(RECIPES_DIR, f"{algo}.toml")
+
+
+def load_recipes(path: str) -> dict[str, dict]:
+    """The recipes of the file ``path`` (env id -> {flag: value}), every entry checked; {} if there is no file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise UsageError(f"cannot read the recipes {path} ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"the recipes {path} are not valid TOML ({error})") from None
+    recipes = {}
+    for env_id, recipe in data.items():
+        if not isinstance(recipe, dict):
+            raise UsageError(f"the recipes {path}: {env_id!r} is not a table of flags ([{env_id!r}] then key = value)")
+        recipes[env_id] = check_recipe(recipe, f"the recipes {path}, [{env_id!r}]")
+    return recipes
+
+
+def check_recipe(recipe: dict, where: str) -> dict:
+    """``recipe`` with each value checked (a UsageError naming ``where`` and the key otherwise)."""
+    checked = {}
+    for key, value in recipe.items():
+        if key not in RECIPE_KEYS:
+            raise UsageError(f"{where}: unknown key {key!r}; the keys are {', '.join(RECIPE_KEYS)}")
+        try:
+            checked[key] = RECIPE_KEYS[key](value)
+        except ValueError as error:
+            raise UsageError(f"{where}: {key} {error}, got {value!r}") from None
+    if checked.get("explore") == "none" and "explore_coef" in checked:
+        raise UsageError(f"{where}: explore_coef is set but explore is 'none'")
+    return checked
+
+
+def recipe_for(algo: str, env_id: str, path: str | None = None) -> dict | None:
+    """The recipe of ``env_id`` for ``algo`` (from ``path``, default recipes/ALGO.toml), or None if it has none."""
+    return load_recipes(path or recipes_path(algo)).get(env_id)
+
+
+def describe(recipe: dict) -> str:
+    """A recipe on one line, as flags: ``--procs 64 --batched ...``."""
+    parts = []
+    for key, value in recipe.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                parts.append(flag)
+        else:
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(parts)
