@@ -3,7 +3,7 @@
 Minigrid builds every observation in pure Python (``MiniGridEnv.gen_obs`` ->
 ``gen_obs_grid``: ``Grid.slice`` allocating fresh ``Wall`` objects for cells
 outside the grid, ``rotate_left`` up to 4 times, ``Grid.process_vis`` and
-``Grid.encode``), which is ~80% of an env step. :class:`FastMiniGridObs`
+``Grid.encode``), which is most of an env step. :class:`FastMiniGridObs`
 replaces that computation with one that returns *identical* observations
 (same keys, dtypes, shapes and values).
 
