@@ -549,6 +549,17 @@ def test_parallel_env_timeout_argument():
         assert obs.tolist() == [[1.0]]
     finally:
         env.close()
+    # in this process a time limit can only end the process: a library does that only when its caller asks
+    env = torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=0, timeout=5.0)
+    try:
+        assert env.watchdog is None
+    finally:
+        env.close()
+    env = torch_rl.ParallelEnv([FixedLengthEnv()], num_workers=0, timeout=5.0, on_timeout=print)
+    try:
+        assert env.watchdog is not None and env.watchdog.is_alive()
+    finally:
+        env.close()
 
 
 def test_a_second_sigterm_does_not_cut_the_save_short(tmp_path):

@@ -248,8 +248,10 @@ class ParallelEnv(EnvBatch):
 
     ``timeout``: seconds one env's ``step`` or ``reset`` may take (None: no limit). In a worker, a longer call
     raises EnvWorkerError naming the env and the step, and the worker is stopped. In this process, a longer call
-    cannot be interrupted: ``on_timeout(message)`` is called from a watchdog thread (default: the message on
-    stderr as ``error: ...``), then the process exits with code 1.
+    cannot be interrupted, so the only way out is ending the process: that happens only when the caller asks for
+    it by passing ``on_timeout``, which a watchdog thread calls with the message before the process exits with
+    code 1 (scripts.train does, for ``--env-timeout``). Without ``on_timeout``, envs stepped in this process have
+    no time limit: a library must not end its caller's process on its own.
     """
 
     def __init__(
@@ -301,8 +303,8 @@ class ParallelEnv(EnvBatch):
                 self._poller.register(conn.fileno(), select.POLLIN)
                 self._fd_worker[conn.fileno()] = w
         self.watchdog = None
-        if self.local and timeout is not None:
-            self.watchdog = _HangWatchdog(self.groups[0], timeout, on_timeout or report_to_stderr)
+        if self.local and timeout is not None and on_timeout is not None:
+            self.watchdog = _HangWatchdog(self.groups[0], timeout, on_timeout)
             self.watchdog.start()
         self.closed = False
 
