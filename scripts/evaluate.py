@@ -26,7 +26,7 @@ import torch
 import torch_rl
 from torch_rl.vec_env import VectorEnvBatch
 from utils import checkpoint as checkpoints
-from utils.agent import Agent
+from utils.agent import Agent, add_agent_arguments
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import (
     MAX_WORKERS,
@@ -53,17 +53,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--episodes", type=integer(1, MAX_EPISODES), default=100, help="number of episodes to evaluate (default: 100)"
     )
-    p.add_argument(
-        "--best",
-        action="store_true",
-        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
-        "instead of the last one",
-    )
-    p.add_argument(
-        "--argmax",
-        action="store_true",
-        help="act with the most likely action (the mean for continuous actions) instead of sampling",
-    )
+    add_agent_arguments(p)
     p.add_argument(
         "--procs", type=integer(1), default=16, help="envs run in parallel (default: 16; at most --episodes are used)"
     )

@@ -15,7 +15,7 @@ import torch
 
 from torch_rl.vec_env import actions_for_env
 from utils import checkpoint as checkpoints
-from utils.agent import Agent
+from utils.agent import Agent, add_agent_arguments
 from utils.env import check_env_id, make_env
 from utils.errors import (
     EXIT_INTERRUPTED,
@@ -39,17 +39,7 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.visualize", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
-    p.add_argument(
-        "--best",
-        action="store_true",
-        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
-        "instead of the last one",
-    )
-    p.add_argument(
-        "--argmax",
-        action="store_true",
-        help="act with the most likely action (the mean for continuous actions) instead of sampling",
-    )
+    add_agent_arguments(p)
     p.add_argument(
         "--episodes", type=integer(1, MAX_EPISODES), default=1, help="number of episodes to show (default: 1)"
     )

@@ -8,6 +8,21 @@ from utils.errors import UsageError
 from utils.format import get_obss_preprocessor
 
 
+def add_agent_arguments(parser):
+    """The flags that choose how a trained model acts, shared by scripts.evaluate and scripts.visualize."""
+    parser.add_argument(
+        "--best",
+        action="store_true",
+        help="use the model's best checkpoint (status_best.pt, kept when training evaluates with --eval-interval) "
+        "instead of the last one",
+    )
+    parser.add_argument(
+        "--argmax",
+        action="store_true",
+        help="act with the most likely action (the mean for continuous actions) instead of sampling",
+    )
+
+
 class Policy:
     """Picks actions with ``model`` for a batch of observations (preprocessed by ``preprocess_obss``), keeping a
     recurrent model's memory per env: what utils.evaluation.run_episodes acts with.
