@@ -1,6 +1,7 @@
 """Learning quality: does every advertised capability learn, at what budget? Trains with the starter scripts.
 
     python -m benchmarks.learning [--quick] [--seeds N] [--tasks NAME ...]
+    python -m benchmarks.learning --suite ...   (the issue-17 MiniGrid suite with its recipes: benchmarks/suite.py)
 
 For each task it trains `python -m scripts.train` (defaults, plus the task's flags) once per seed in a temporary
 storage folder, reads log.csv, and reports the frames at which the rolling mean (over 5 logged updates) of the
@@ -17,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,31 +166,25 @@ def train_and_evaluate(name, seed, budget, storage):
         env,
     )
     wall = time.time() - start
-    with open(os.path.join(storage, model, "log.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
-    curve = [(int(r["frames"]), float(r["return_mean"])) for r in rows]
+    curve = read_curve(os.path.join(storage, model, "log.csv"))
     solved_at = first_crossing(curve, threshold)
-    evaluation = json.loads(
-        run(
-            [
-                sys.executable,
-                "-m",
-                "scripts.evaluate",
-                "--env",
-                env_id,
-                "--model",
-                model,
-                "--episodes",
-                "100",
-                "--seed",
-                str(10_000 + seed),
-                "--json",
-                "-",
-            ],
-            env,
-        )
-    )
+    evaluation = evaluate_model(env_id, model, seed, env)
     return {"seed": seed, "solved_at": solved_at, "curve": curve, "wall": wall, "evaluation": evaluation}
+
+
+def read_curve(log_path):
+    """(frames, mean return) of each logged update of a log.csv that saw an episode end."""
+    with open(log_path) as f:
+        rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
+    return [(int(r["frames"]), float(r["return_mean"])) for r in rows]
+
+
+def evaluate_model(env_id, model, seed, env, episodes=100):
+    """``python -m scripts.evaluate`` of ``model`` on Minigrid's own envs (also for a model trained --batched: both
+    backends give the same observations), seeded apart from training; its --json results."""
+    command = [sys.executable, "-m", "scripts.evaluate", "--env", env_id, "--model", model]
+    command += ["--episodes", str(episodes), "--seed", str(10_000 + seed), "--json", "-"]
+    return json.loads(run(command, env))
 
 
 def cached_run(runs_dir, name, seed, budget, run_it):
@@ -273,6 +269,16 @@ def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
 
 
 def plot_curves(all_runs, path):
+    panels = [
+        (f"{name}\n{TASKS[name][1]}", [r["curve"] for r in runs], TASKS[name][3], None)
+        for name, runs in all_runs.items()
+    ]
+    plot_panels(panels, path)
+
+
+def plot_panels(panels, path):
+    """One panel per (title, curves, threshold, target frames or None): the mean return over the curves (each a
+    list of (frames, return)) and their min-max band, the threshold dashed, the target frames dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,36 +286,48 @@ def plot_curves(all_runs, path):
     import matplotlib.ticker
     import numpy as np
 
-    names = list(all_runs)
-    cols = min(4, len(names))
-    rows = (len(names) + cols - 1) // cols
+    cols = min(4, len(panels))
+    rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=True):
-        curves = [r["curve"] for r in all_runs[name] if r["curve"]]
+    for ax, (title, curves, threshold, target_frames) in zip(axes.flat, panels, strict=False):
+        curves = [c for c in curves if c]
         if curves:
             grid = np.linspace(0, max(c[-1][0] for c in curves), 100)
             values = np.array([np.interp(grid, [f for f, _ in c], [v for _, v in c]) for c in curves])
             mean = values.mean(0)
             ax.plot(grid, mean, label="mean over seeds")
             ax.fill_between(grid, values.min(0), values.max(0), alpha=0.3, label="min-max")
-        ax.axhline(TASKS[name][3], color="grey", linestyle="--", linewidth=1)
-        ax.set_title(f"{name}\n{TASKS[name][1]}", fontsize=9)
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+        if target_frames is not None:
+            ax.axvline(target_frames, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(title, fontsize=9)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.set_xlabel("frames")
         ax.set_ylabel("return")
-    for ax in list(axes.flat)[len(names) :]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle(
-        "mean return over seeds (band: min-max; a seed stopped once solved holds its last value; dashed: threshold)",
-        fontsize=9,
+    title = "mean return over seeds (band: min-max; a seed stopped once solved holds its last value; dashed: " + (
+        "threshold, dotted: target frames)" if any(p[3] is not None for p in panels) else "threshold)"
     )
+    fig.suptitle(textwrap.fill(title, 50 * cols), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--suite" in argv:  # the issue-17 suite: benchmarks/suite.py
+        from benchmarks.suite import main as suite_main
+
+        return suite_main([a for a in argv if a != "--suite"])
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.learning", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--suite",
+        action="store_true",
+        help="the issue-17 MiniGrid suite, each env with its recipe (python -m benchmarks.learning --suite --help)",
     )
     p.add_argument("--quick", action="store_true", help="smaller frame budgets (a smoke run, not the targets)")
     p.add_argument("--seeds", type=int, default=5, help="seeds per task")
