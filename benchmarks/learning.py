@@ -113,6 +113,10 @@ TASKS = {
     "doorkey-8x8": ("harder", "MiniGrid-DoorKey-8x8-v0", ["--algo", "ppo"], 0.9, 2_000_000, "frames to >= 0.9"),
     "keycorridor": ("harder", "MiniGrid-KeyCorridorS3R1-v0", ["--algo", "ppo"], 0.9, 1_000_000, "frames to >= 0.9"),
 }
+SUITE_LINK = (
+    "The MiniGrid suite of issue 17, each env with its recipe (`python -m benchmarks.learning --suite`): "
+    "[SUITE.md](SUITE.md)."
+)
 QUICK_BUDGET = {
     "ppo-doorkey": 120_000,
     "a2c-doorkey": 300_000,
@@ -262,6 +266,8 @@ def write_results(summaries, all_runs, seeds, quick, out_dir, name="RESULTS"):
             f"{s['eval_return']:.2f} | {success} | {s['wall_s']:.0f} s |"
         )
     lines += ["", f"![learning curves]({name.lower()}_curves.png)", ""]
+    if name == "RESULTS":
+        lines += [SUITE_LINK, ""]
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
     plot_curves(all_runs, os.path.join(out_dir, f"{name.lower()}_curves.png"))

@@ -315,7 +315,8 @@ def write_report(summaries, recipes, out_dir):
         f"failure 0). Eval = `python -m scripts.evaluate` of the final model on Minigrid's own env, {EVAL_EPISODES} "
         "episodes, seed 10000 + the training seed, mean over seeds (a model trained `--batched` too). Median frames "
         "count a seed that never reached the threshold as never; worst is '-' unless every seed reached it. Met: every "
-        "seed within the issue's frames (median only: half of them).",
+        "seed within the issue's frames (median only: at least half of them). A run added with `--import-run` is "
+        "credited to the machine that imported it.",
         "",
         "| env | target (issue 17) | settings | seeds solved | median frames | worst frames | met | eval return "
         "| eval success | train wall/seed | machine |",
