@@ -132,7 +132,12 @@ def machine(device):
     """Where a run trained: CPU count and model, torch version, the device scripts.train used."""
     from importlib.metadata import version
 
-    return {"cpus": os.cpu_count(), "cpu": cpu_model(), "torch": version("torch"), "device": device}
+    info = {"cpus": os.cpu_count(), "cpu": cpu_model(), "torch": version("torch"), "device": device}
+    if device and device.startswith("cuda"):
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
 
 
 def training_log(model_dir):
@@ -296,7 +301,8 @@ def machine_key(machine_info):
 
 
 def describe_machine(info):
-    return f"{info['cpus']} CPU cores ({info['cpu']}), torch {info['torch']}, device {info['device']}"
+    gpu = f" ({info['gpu']})" if info.get("gpu") else ""
+    return f"{info['cpus']} CPU cores ({info['cpu']}), torch {info['torch']}, device {info['device']}{gpu}"
 
 
 def write_report(summaries, recipes, out_dir):
@@ -417,7 +423,11 @@ def main(argv=None):
                 path = os.path.join(args.runs_dir, run_name(env_id, seed, settings[env_id]) + ".json")
                 if os.path.exists(path):
                     continue
-                record = train_run(env_id, seed, settings[env_id], args.runs_dir)
+                try:
+                    record = train_run(env_id, seed, settings[env_id], args.runs_dir)
+                except RuntimeError as error:  # a command failed: what it said, without a traceback
+                    print(f"error: {env_id} seed {seed}: {error}", file=sys.stderr)
+                    sys.exit(1)
                 print(
                     f"{env_id} seed {seed}: threshold at {fmt_frames(record['solved_at'])} frames, eval return "
                     f"{record['evaluation']['return_mean']:.2f}, success {record['evaluation']['success_rate']:.2f}, "
