@@ -57,10 +57,10 @@ def test_a_bad_recipe_file_is_one_line_naming_the_file_and_key(case, tmp_path):
 
 
 def test_every_recipe_key_is_a_flag_of_scripts_train(capsys):
-    from scripts.train import parse_args
+    from utils.train_args import parse_args
 
     with pytest.raises(SystemExit):
-        parse_args(["--help"])
+        parse_args(["--help"], description="")
     help_text = capsys.readouterr().out
     assert [key for key in RECIPE_KEYS if "--" + key.replace("_", "-") + " " not in help_text] == []
 

@@ -3,8 +3,11 @@
 A recipe is a table of scripts.train flags (dashes as underscores) under the env id; ``frames`` is the frame
 budget. ``load_recipes`` reads a file and checks every entry, so that a typo in a key or a value out of range
 ends in one line naming the file, the env and the key (a UsageError), before anything is trained.
+``apply_recipe`` makes an env's recipe the defaults of scripts.train's flags (a flag given on the command line
+wins), and ``recipe_line`` says in the training log which recipe was used.
 """
 
+import argparse
 import math
 import os
 import tomllib
@@ -129,3 +132,46 @@ def describe(recipe: dict) -> str:
         else:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(parts)
+
+
+def apply_recipe(parser, argv):
+    """The flags, with the env's recipe (if it has one and --no-recipe is not given) as defaults: a flag given on
+    the command line wins. ``args.recipe`` is the recipe applied (None: none), ``args.given`` the flags given."""
+    args = parser.parse_args(argv)
+    args.given = sorted(given_flags(parser, argv))
+    args.recipe = None if args.no_recipe else recipe_for(args.algo, args.env)
+    if args.recipe:
+        parser.set_defaults(**args.recipe)
+        given, recipe = args.given, args.recipe
+        args = parser.parse_args(argv)
+        args.given, args.recipe = given, recipe
+    return args
+
+
+def given_flags(parser, argv):
+    """The names (dests) of the flags given on the command line ``argv``."""
+    defaults = {action.dest: action.default for action in parser._actions}
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action in parser._actions:
+            action.default = defaults[action.dest]
+
+
+def recipe_line(args, kept):
+    """The log's line on the recipe and on the settings a resumed model kept."""
+    source = f"recipes/{args.algo}.toml"
+    if kept:
+        settings = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in kept.items() if k != "recipe")
+        what = f"the settings it was made with{f' ({settings})' if settings else ''}"
+        recipe = f"; its recipe: {describe(args.recipe)}" if args.recipe else ""
+        return f"# resuming with {what}{recipe}"
+    if args.recipe:
+        given = [f"--{flag.replace('_', '-')}" for flag in args.given if flag in args.recipe]
+        overridden = f" ({', '.join(given)} given on the command line instead)" if given else ""
+        return f"# recipe for {args.env} from {source}: {describe(args.recipe)}{overridden}; --no-recipe turns it off"
+    if args.no_recipe and recipe_for(args.algo, args.env):
+        return f"# --no-recipe: the recipe for {args.env} in {source} is not used"
+    return None
