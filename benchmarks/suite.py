@@ -61,6 +61,7 @@ SUITE = [
 ]
 SUITE_BY_ID = {spec.env_id: spec for spec in SUITE}
 EVAL_EPISODES = 100
+FINDINGS = "suite_findings.md"
 DEFAULT_RUNS_DIR = os.path.join(REPO, "storage", "suite")
 
 
@@ -329,6 +330,9 @@ def write_report(summaries, recipes, out_dir):
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [markdown_row(s, recipes, machines) for s in summaries]
+    if os.path.exists(os.path.join(out_dir, FINDINGS)):
+        # written by hand: what was tried for each env, including the settings that did not reach the target
+        lines += ["", f"What was tried on each env, met or not, and what it reached: [{FINDINGS}]({FINDINGS})."]
     if machines:
         lines += ["", "Machines:", ""]
         lines += [f"- {label}: {describe_machine(json.loads(key))}" for key, label in machines.items()]

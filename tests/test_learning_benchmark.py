@@ -136,6 +136,15 @@ def test_the_report_is_assembled_from_kept_runs_of_the_current_settings_only(tmp
     assert "| MiniGrid-FourRooms-v0 | return >= 0.6 within 5M frames | - | no recipe yet |" in text
     assert "2 CPU cores (Test CPU)" in text
     assert (out / "suite_curves.png").stat().st_size > 0
+    assert "suite_findings.md" not in text  # no findings written by hand in this folder: no link to them
+
+
+def test_the_report_links_the_findings_written_by_hand_when_they_exist(tmp_path):
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / suite.FINDINGS).write_text("# What was tried\n")
+    suite.main(["--collect", "--runs-dir", str(tmp_path / "runs"), "--out", str(out)])
+    assert f"[{suite.FINDINGS}]({suite.FINDINGS})" in (out / "SUITE.md").read_text()
 
 
 def test_an_imported_model_must_have_trained_with_the_suites_settings(tmp_path, monkeypatch):
