@@ -7,7 +7,8 @@ positive, such as Pendulum-v1, the success rate is 0 and the return is the numbe
 
 Each env runs a fixed share of the episodes (env i: episodes // procs, plus one for the first
 episodes % procs envs), so that the sample is not biased towards short episodes, as "the first N episodes to
-finish" would be.
+finish" would be. The same --seed gives the same episodes: a run with more --episodes repeats the shorter run's
+episodes and adds some, so it does not confirm a difference it showed; compare other seeds for that.
 
 --best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
 

@@ -127,7 +127,9 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: 
     for i, real in enumerate(reals):
         np.testing.assert_array_equal(obs["image"][i].cpu().numpy(), real.gen_obs()["image"])
     dynamic = hasattr(reals[0], "obstacles")
-    stats = dict(steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0, failures=0, boxes_opened=0)
+    stats = dict(
+        steps=0, ends=0, rewards=0, negative=0, pickups=0, toggles=0, failures=0, boxes_opened=0, truncations=0
+    )
     episode_seed = seed * 1000 + num_envs
     for t in range(num_steps):
         actions = rng.choice(7, size=num_envs, p=ACTION_P)
@@ -155,6 +157,7 @@ def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: 
             stats["rewards"] += rr > 0
             stats["negative"] += rr < 0
             stats["failures"] += rte and rr == 0
+            stats["truncations"] += rtr
             if rte or rtr:
                 stats["ends"] += 1
                 episode_seed += 1
@@ -241,6 +244,13 @@ def test_fidelity_longer_runs_reach_the_rules(env_id):
         assert stats["pickups"] > 0 and stats["toggles"] > 0, stats
     else:
         assert stats["rewards"] > 0, stats
+
+
+def test_fidelity_fourrooms_long_runs_reach_the_goal_and_the_step_limit():
+    """FourRooms (19x19, max_steps 100) step by step over long runs: goals reached at many step counts (the reward
+    depends on it) and episodes truncated at max_steps, both identically."""
+    stats = run_fidelity("MiniGrid-FourRooms-v0", num_envs=8, num_steps=400, seed=11)
+    assert stats["rewards"] > 5 and stats["truncations"] > 5, stats
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
@@ -470,6 +480,24 @@ def test_fourrooms_layout_distribution():
     assert _tv(dirs, real_dirs) < 0.06
     goal = np.argwhere(grids[..., 0] == 8)[:, 1:]
     assert (goal != pos).any(1).all()  # never on the agent's cell
+
+    # the joint placement, which the marginals above do not pin down: how far the goal is and where
+    def placement(g, p):
+        goal = np.argwhere(g[..., 0] == 8)[:, 1:]
+        in_wall = lambda q: (q[:, 0] == 9) | (q[:, 1] == 9)  # noqa: E731  (a gap cell of the dividing walls)
+        room = lambda q: (q[:, 0] > 9) * 2 + (q[:, 1] > 9)  # noqa: E731
+        return {
+            "distance": np.abs(goal - p).sum(1),
+            "same_room": (room(goal) == room(p)) & ~in_wall(goal) & ~in_wall(p),
+            "agent_in_gap": in_wall(p),
+            "goal_in_gap": in_wall(goal),
+        }
+
+    ours, theirs = placement(grids, pos), placement(real_grids, real_pos)
+    assert _tv(ours["distance"], theirs["distance"]) < 0.1
+    for name in ours:  # means within 4 standard errors
+        error = np.sqrt(ours[name].var() / len(ours[name]) + theirs[name].var() / len(theirs[name]))
+        assert abs(ours[name].mean() - theirs[name].mean()) < 4 * error + 1e-9, (name, ours[name].mean())
 
 
 def _random_policy_episodes(env_id, episodes, seed=0):

@@ -231,6 +231,29 @@ def test_evaluate_counts_episodes_per_env_not_the_first_to_finish():
     assert sum(f.sum() for f in agent.feedbacks) == 50 + 5  # every end of episode reached the agent
 
 
+def test_evaluate_with_more_episodes_repeats_the_shorter_runs_episodes():
+    """Why a longer run with the same seed is no independent check of a shorter one: each env's first episodes are
+    the same episodes (same layouts, same sampled actions)."""
+    import gymnasium as gym
+
+    from scripts.evaluate import run_episodes
+    from torch_rl.vec_env import VectorEnvBatch
+    from utils.env import make_batched_env
+
+    class RandomAgent(FakeAgent):
+        def get_actions(self, obss):
+            return torch.randint(0, 3, (len(obss["direction"]),))
+
+    per_env = {}
+    for episodes in (8, 12):
+        torch.manual_seed(0)
+        env_batch = VectorEnvBatch(make_batched_env("MiniGrid-Empty-5x5-v0", 4, seed=0))
+        returns, lengths, _ = run_episodes(env_batch, RandomAgent(), episodes, gym.spaces.Discrete(3))
+        per_env[episodes] = [lengths[i * episodes // 4 : (i + 1) * episodes // 4] for i in range(4)]
+    assert [env[:2] for env in per_env[12]] == per_env[8]
+    assert len({length for env in per_env[12] for length in env}) > 1  # episodes that differ: the check means something
+
+
 # --- visualize ---------------------------------------------------------------------------------------------
 
 
