@@ -179,8 +179,12 @@ def train_and_evaluate(name, seed, budget, storage):
 def read_curve(log_path):
     """(frames, mean return) of each logged update of a log.csv that saw an episode end."""
     with open(log_path) as f:
-        rows = [r for r in csv.DictReader(f) if r["return_mean"] not in ("", "nan")]
-    return [(int(r["frames"]), float(r["return_mean"])) for r in rows]
+        return curve_of(csv.DictReader(f))
+
+
+def curve_of(rows):
+    """(frames, mean return) of the log.csv rows (dicts) that saw an episode end."""
+    return [(int(r["frames"]), float(r["return_mean"])) for r in rows if r["return_mean"] not in ("", "nan")]
 
 
 def evaluate_model(env_id, model, seed, env, episodes=100):

@@ -29,7 +29,16 @@ import statistics
 import sys
 import time
 
-from benchmarks.learning import REPO, evaluate_model, first_crossing, fmt_frames, plot_panels, read_curve, run
+from benchmarks.learning import (
+    REPO,
+    curve_of,
+    evaluate_model,
+    first_crossing,
+    fmt_frames,
+    plot_panels,
+    read_curve,
+    run,
+)
 from utils.env import check_env_id
 from utils.errors import ArgumentParser, UsageError, cli
 from utils.recipes import load_recipes, recipes_path
@@ -202,11 +211,10 @@ def finished(model_dir, budget, threshold):
     while evaluating it then evaluates it again rather than training it further."""
     try:
         with open(os.path.join(model_dir, "log.csv")) as f:
-            frames = [int(r["frames"]) for r in csv.DictReader(f)]
+            rows = list(csv.DictReader(f))
     except FileNotFoundError:
         return False
-    curve = read_curve(os.path.join(model_dir, "log.csv"))
-    return bool(frames) and (frames[-1] >= budget or first_crossing(curve, threshold) is not None)
+    return bool(rows) and (int(rows[-1]["frames"]) >= budget or first_crossing(curve_of(rows), threshold) is not None)
 
 
 def train_run(env_id, seed, settings, runs_dir):
