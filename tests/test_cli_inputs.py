@@ -177,7 +177,7 @@ CASES = {
         "train",
         [*TRAIN, "--explore-coef", "0.1"],
         2,
-        r"--explore-coef weighs an exploration bonus: add --explore rnd\|count\|both",
+        r"--explore-coef weighs an exploration bonus: add --explore, or drop it",
     ),
     "train --lr-schedule cosine": (
         "train",

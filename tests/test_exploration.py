@@ -11,7 +11,14 @@ import torch_rl
 from tests.envs import FixedLengthEnv
 from tests.models import MLPModel
 from torch_rl.dictlist import DictList
-from torch_rl.exploration import CountBonus, ExplorationBonus, RNDBonus, SumOfBonuses, make_exploration_bonus
+from torch_rl.exploration import (
+    CountBonus,
+    EpisodicCountBonus,
+    ExplorationBonus,
+    RNDBonus,
+    SumOfBonuses,
+    make_exploration_bonus,
+)
 from torch_rl.gae import compute_gae
 from utils import checkpoint as checkpoints
 
@@ -37,6 +44,38 @@ def test_count_bonus_reads_the_image_of_dict_observations_and_ignores_text():
     assert bonus.intrinsic_rewards(obs).tolist() == [1.0, 1.0]
     obs.text = torch.tensor([[9, 9], [9, 9]])
     assert torch.allclose(bonus.intrinsic_rewards(obs), torch.full((2,), 2**-0.5))
+
+
+def test_episodic_count_pays_the_count_bonus_on_a_first_visit_in_the_episode_only():
+    generator = torch.Generator().manual_seed(0)
+    steps, num_envs = 20, 3
+    bonus = EpisodicCountBonus(2)
+    ever = Counter()
+    episodes = [Counter() for _ in range(num_envs)]  # each env's current episode's counts
+    for _ in range(6):  # rollouts: episodes carry over from one to the next
+        obs = torch.randint(0, 3, (steps, num_envs, 2), generator=generator).float()
+        done = torch.rand(steps, num_envs, generator=generator) < 0.15
+        rows = [[tuple(obs[t, i].tolist()) for i in range(num_envs)] for t in range(steps)]
+        ever.update(row for step in rows for row in step)  # the count bonus counts the rollout whole
+        first_visit = torch.zeros(steps, num_envs, dtype=torch.bool)
+        for t in range(steps):
+            for i in range(num_envs):
+                if done[t, i]:  # the next observation is the next episode's first
+                    episodes[i] = Counter()
+                episodes[i][rows[t][i]] += 1
+                first_visit[t, i] = episodes[i][rows[t][i]] == 1 and not done[t, i]
+        expected = torch.tensor([[ever[row] ** -0.5 for row in step] for step in rows]) * first_visit
+        got = bonus.intrinsic_rewards(obs.reshape(-1, 2), done).reshape(steps, num_envs)
+        assert torch.allclose(got, expected)
+        assert 0 < int(first_visit.sum()) < steps * num_envs
+    # only the current episodes' observations stay in the episodic table; the count table is what is saved
+    assert len(bonus.episode_keys) == sum(len(counts) for counts in episodes)
+    assert set(bonus.state_dict()) == {"weights", "hashes", "counts"}
+
+
+def test_episodic_count_needs_done():
+    with pytest.raises(ValueError, match="needs done"):
+        EpisodicCountBonus(2).intrinsic_rewards(torch.zeros(4, 2))
 
 
 def test_rnd_gives_more_bonus_to_observations_unlike_those_it_trained_on():
@@ -79,7 +118,7 @@ class ObservationPlusOne(ExplorationBonus):
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
         self.updated_on = None
 
-    def intrinsic_rewards(self, obs):
+    def intrinsic_rewards(self, obs, done=None):
         return obs[:, 0] + 1
 
     def update(self, obs):
@@ -191,5 +230,5 @@ def test_both_is_the_sum_of_rnd_and_counts():
 
 
 def test_an_unknown_bonus_is_refused():
-    with pytest.raises(ValueError, match="rnd, count, both"):
+    with pytest.raises(ValueError, match="rnd, count, episodic, both"):
         make_exploration_bonus("curiosity", torch.zeros(1, 4))

@@ -3,10 +3,13 @@
 Both work on the model's input (the preprocessed observations) of a whole rollout at once, on its device:
 - :class:`RNDBonus`, random network distillation (Burda et al. 2018): the error of a trained predictor of a fixed
   random network's output, large where the predictor has seen little;
-- :class:`CountBonus`: ``1 / sqrt(n)`` where ``n`` counts the times this exact observation was seen.
+- :class:`CountBonus`: ``1 / sqrt(n)`` where ``n`` counts the times this exact observation was seen;
+- :class:`EpisodicCountBonus`: the same, paid on an observation's first visit in an episode only.
 
-A bonus is given for the observation an action led to (the next observation). Like RND, the intrinsic reward is
-non-episodic: at an episode's end it is the novelty of the next episode's first observation.
+A bonus is given for the observation an action led to (the next observation). RND and the count are
+non-episodic: at an episode's end the bonus is the novelty of the next episode's first observation. Where
+layouts are drawn anew each episode (most of MiniGrid), many egocentric views stay rare, so a non-episodic
+count pays for staying alive; the episodic restriction pays only for what is new in the episode.
 
 BaseAlgo takes one as ``exploration_bonus`` (with ``exploration_coef``): after each rollout it adds
 ``exploration_coef * intrinsic_rewards(next observations)`` to the rewards before GAE, then calls ``update`` on
@@ -35,7 +38,10 @@ def observation_features(obs: torch.Tensor | DictList) -> torch.Tensor:
 class ExplorationBonus(nn.Module):
     """An intrinsic reward per observation; ``update`` learns from the observations a rollout visited."""
 
-    def intrinsic_rewards(self, obs: torch.Tensor | DictList) -> torch.Tensor:
+    def intrinsic_rewards(self, obs: torch.Tensor | DictList, done: torch.Tensor | None = None) -> torch.Tensor:
+        """The bonus of each row of ``obs``: a rollout's next observations, time-major (row ``t * N + i`` is
+        env i's after step t). ``done`` (T, N) marks the steps that ended an episode, whose next observation is
+        the next episode's first; only episodic bonuses need it."""
         raise NotImplementedError
 
     def update(self, obs: torch.Tensor | DictList) -> dict[str, float]:
@@ -83,7 +89,7 @@ class RNDBonus(ExplorationBonus):
     def _errors(self, x):
         return (self.predictor(x) - self.target(x)).pow(2).mean(1)
 
-    def intrinsic_rewards(self, obs):
+    def intrinsic_rewards(self, obs, done=None):
         with torch.no_grad():
             errors = self._errors(self._inputs(obs))
         self.bonus_stats.update(errors)
@@ -119,36 +125,43 @@ class RNDBonus(ExplorationBonus):
         return super().load_state_dict(state, strict)
 
 
-class CountBonus(ExplorationBonus):
-    """``1 / sqrt(n)``, ``n`` the times the exact observation was seen, counting this batch.
+def hash_weights(input_size: int, seed: int = 0) -> torch.Tensor:
+    """Random odd int64 weights for :func:`hash_rows` (odd: every feature changes the hash)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-(2**62), 2**62, (input_size,), generator=generator, dtype=torch.int64) | 1
 
-    Observations are told apart by a 64-bit hash of their rounded features; the table of hashes and counts is
-    a pair of sorted tensors, so counting stays on the device. (Python dicts would need the hashes on the host
-    at every rollout.)"""
+
+def hash_rows(obs: torch.Tensor | DictList, weights: torch.Tensor) -> torch.Tensor:
+    """A 64-bit hash of each row's rounded features (integer overflow wraps around in torch's int64 arithmetic,
+    which is what a hash wants)."""
+    return (observation_features(obs).round().to(torch.int64) * weights).sum(1)
+
+
+def add_counts(
+    keys: torch.Tensor, counts: torch.Tensor, new_keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts ``new_keys`` into a table of sorted ``keys`` and their ``counts``. Returns the new table and, per
+    new key, the position of its entry. The table is a pair of sorted tensors, so counting stays on the device.
+    (Python dicts would need the keys on the host at every rollout.)"""
+    unique, inverse, batch_counts = torch.unique(new_keys, return_inverse=True, return_counts=True)
+    merged_keys, position = torch.unique(torch.cat([keys, unique]), return_inverse=True)
+    merged_counts = torch.zeros_like(merged_keys).index_add_(0, position, torch.cat([counts, batch_counts]))
+    return merged_keys, merged_counts, position[len(keys) :][inverse]
+
+
+class CountBonus(ExplorationBonus):
+    """``1 / sqrt(n)``, ``n`` the times the exact observation was seen, counting this batch. Observations are
+    told apart by a 64-bit hash of their rounded features."""
 
     def __init__(self, input_size: int, seed: int = 0):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        weights = torch.randint(-(2**62), 2**62, (input_size,), generator=generator, dtype=torch.int64)
-        self.register_buffer("weights", weights | 1)  # odd weights: every feature changes the hash
+        self.register_buffer("weights", hash_weights(input_size, seed))
         self.register_buffer("hashes", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("counts", torch.zeros(0, dtype=torch.int64))
 
-    def _hash(self, obs):
-        # integer overflow wraps around in torch's int64 arithmetic, which is what a hash wants
-        x = observation_features(obs).round().to(torch.int64)
-        return (x * self.weights).sum(1)
-
-    def intrinsic_rewards(self, obs):
-        keys = self._hash(obs)
-        unique, inverse, batch_counts = torch.unique(keys, return_inverse=True, return_counts=True)
-        seen_before = len(self.hashes)
-        merged = torch.cat([self.hashes, unique])
-        counts = torch.cat([self.counts, batch_counts])
-        self.hashes, position = torch.unique(merged, return_inverse=True)
-        self.counts = torch.zeros_like(self.hashes).index_add_(0, position, counts)
-        count_of_unique = self.counts[position[seen_before:]]
-        return count_of_unique[inverse].float().rsqrt()
+    def intrinsic_rewards(self, obs, done=None):
+        self.hashes, self.counts, entry = add_counts(self.hashes, self.counts, hash_rows(obs, self.weights))
+        return self.counts[entry].float().rsqrt()
 
     def distinct_observations(self) -> int:
         return len(self.hashes)
@@ -161,6 +174,68 @@ class CountBonus(ExplorationBonus):
         return super().load_state_dict(state, strict)
 
 
+class EpisodicCountBonus(CountBonus):
+    """The count bonus (``1 / sqrt(n)``, ``n`` the visits ever), paid on an observation's first visit in the
+    current episode only, and not at the step that ends an episode (its next observation is the next episode's
+    first: a bonus there would pay for ending episodes). Needs ``done``.
+
+    The episodic restriction is NovelD's (Zhang et al. 2021). A plain count keeps paying ``1 / sqrt(n)`` for views
+    seen again and again; where layouts are drawn anew each episode most views stay rare, and that pays for
+    staying alive and for shuffling objects about rather than for reaching what is new in the episode.
+
+    The episodic table keys an observation's hash plus a multiple of a per-episode id, so that one table counts
+    every env's episodes apart; the entries of ended episodes are dropped after each rollout. A run that resumes
+    starts new episodes, so only the count table is saved."""
+
+    def __init__(self, input_size: int, seed: int = 0):
+        super().__init__(input_size, seed)
+        self.episode_salt = int(hash_weights(1, seed + 1))
+        # each env's current episode id, and the episodic table: keys, their counts and their episode ids
+        for name in ("episodes", "episode_keys", "episode_counts", "key_episodes"):
+            self.register_buffer(name, torch.zeros(0, dtype=torch.int64), persistent=False)
+        self.next_episode = 0
+
+    def intrinsic_rewards(self, obs, done=None):
+        if done is None:
+            raise ValueError("the episodic count needs done, the (T, N) steps that ended an episode")
+        first_visit = self.counts_in_episode(obs, done) == 1
+        bonus = super().intrinsic_rewards(obs) * first_visit
+        return bonus.masked_fill(done.reshape(-1), 0.0)
+
+    def counts_in_episode(self, obs, done):
+        """Each row's visits so far in its episode, this one included (rows are in time order)."""
+        num_envs = done.shape[1]
+        if len(self.episodes) != num_envs:
+            self.episodes = torch.arange(num_envs, device=done.device)
+            self.next_episode = num_envs
+            empty = torch.zeros(0, dtype=torch.int64, device=done.device)
+            self.episode_keys, self.episode_counts, self.key_episodes = empty, empty, empty
+        # the episode of each next observation: env i's k-th episode begun in this rollout gets a new id
+        begun = done.long().cumsum(0)
+        new_ids = self.next_episode + (begun - 1) * num_envs + torch.arange(num_envs, device=done.device)
+        episode = torch.where(begun > 0, new_ids, self.episodes)
+        self.next_episode += int(begun[-1].max()) * num_envs
+        self.episodes = episode[-1]
+
+        episode = episode.reshape(-1)
+        keys = hash_rows(obs, self.weights) + episode * self.episode_salt
+        old_keys, old_episodes = self.episode_keys, self.key_episodes
+        self.episode_keys, self.episode_counts, entry = add_counts(old_keys, self.episode_counts, keys)
+        key_episodes = torch.zeros_like(self.episode_keys).scatter_(0, entry, episode)
+        key_episodes[torch.searchsorted(self.episode_keys, old_keys)] = old_episodes
+        # the count so far: the count after the rollout less the row's later repeats in it
+        sorted_keys, order = torch.sort(keys, stable=True)
+        _, repeats = torch.unique_consecutive(sorted_keys, return_counts=True)
+        last = torch.repeat_interleave(repeats.cumsum(0) - 1, repeats)
+        later = torch.empty_like(keys).scatter_(0, order, last - torch.arange(len(keys), device=keys.device))
+        count_so_far = self.episode_counts[entry] - later
+
+        live = torch.isin(key_episodes, self.episodes)  # drop the ended episodes' entries
+        self.episode_keys, self.episode_counts = self.episode_keys[live], self.episode_counts[live]
+        self.key_episodes = key_episodes[live]
+        return count_so_far
+
+
 class SumOfBonuses(ExplorationBonus):
     """Several bonuses added together (e.g. RND and counts), each learning on its own."""
 
@@ -168,8 +243,8 @@ class SumOfBonuses(ExplorationBonus):
         super().__init__()
         self.bonuses = nn.ModuleDict(bonuses)
 
-    def intrinsic_rewards(self, obs):
-        rewards = [bonus.intrinsic_rewards(obs) for bonus in self.bonuses.values()]
+    def intrinsic_rewards(self, obs, done=None):
+        rewards = [bonus.intrinsic_rewards(obs, done) for bonus in self.bonuses.values()]
         return torch.stack(rewards).sum(0)
 
     def update(self, obs):
@@ -189,7 +264,7 @@ class SumOfBonuses(ExplorationBonus):
             bonus.load_state_dict(state[name])
 
 
-EXPLORATION_BONUSES = ("rnd", "count", "both")
+EXPLORATION_BONUSES = ("rnd", "count", "episodic", "both")
 
 
 def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed: int = 0) -> ExplorationBonus:
@@ -199,6 +274,8 @@ def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed
         return RNDBonus(input_size, centered=True)
     if kind == "count":
         return CountBonus(input_size, seed)
+    if kind == "episodic":
+        return EpisodicCountBonus(input_size, seed)
     if kind == "both":
         return SumOfBonuses({"rnd": RNDBonus(input_size, centered=True), "count": CountBonus(input_size, seed)})
     raise ValueError(f"unknown exploration bonus {kind!r}: one of {', '.join(EXPLORATION_BONUSES)}")

@@ -157,7 +157,8 @@ def add_exploration_arguments(group):
         choices=EXPLORE_CHOICES,
         default="none",
         help="an exploration bonus added to the reward: rnd (random network distillation), count (1/sqrt of the "
-        "visits of the exact observation) or both",
+        "visits of the exact observation), episodic (count, paid on a first visit in the episode only) or both "
+        "(rnd + count)",
     )
     group.add_argument(
         "--explore-coef", type=number(0.0), default=0.01, help="weight of the exploration bonus in the reward"
@@ -208,7 +209,7 @@ def validate(args: argparse.Namespace) -> None:
         )
     given = getattr(args, "given", ())
     if "explore_coef" in given and args.explore == "none":
-        raise UsageError("--explore-coef weighs an exploration bonus: add --explore rnd|count|both, or drop it")
+        raise UsageError("--explore-coef weighs an exploration bonus: add --explore, or drop it")
     for flag in ("eval_episodes", "eval_env"):
         if flag in given and args.eval_interval == 0:
             raise UsageError(

@@ -210,9 +210,10 @@ class BaseAlgo(ABC):
         rollout = self.rollout
         next_obs = stack_steps(rollout.obs[1:] + [self.preprocessed_obs])
         next_obs = flatten_steps(next_obs, transpose=False)  # time-major rows: t*N + i
-        intrinsic = self.exploration_bonus.intrinsic_rewards(next_obs).reshape(rewards.shape).to(rewards.dtype)
+        done = rollout.terminateds | rollout.truncateds
+        intrinsic = self.exploration_bonus.intrinsic_rewards(next_obs, done).reshape(rewards.shape).to(rewards.dtype)
         logs = self.exploration_bonus.update(next_obs)
-        logs |= self.intrinsic_returns.logs(intrinsic, rollout.terminateds | rollout.truncateds)
+        logs |= self.intrinsic_returns.logs(intrinsic, done)
         return rewards + self.exploration_coef * intrinsic, logs
 
     # (Measured: acting for one half of the envs while the other half steps in its worker process was 17% slower
