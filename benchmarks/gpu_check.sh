@@ -59,7 +59,7 @@ profile() {  # where the time goes, CPU and CUDA, 16 envs
 
 export -f info train_cuda throughput profile
 step info 60 info
-step cuda_tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_batched_minigrid.py tests/test_batched_families.py -k cuda -rs
+step cuda_tests 120 python3 -m pytest -q -p no:cacheprovider tests/test_batched_minigrid.py tests/test_batched_families.py tests/test_exploration.py -k cuda -rs
 step train_cuda 150 train_cuda
 step batched 200 python3 -m benchmarks.batched_env --device $DEVICE --seconds 1 \
     --ppo-env MiniGrid-DoorKey-8x8-v0 MiniGrid-FourRooms-v0 MiniGrid-MultiRoom-N4-S5-v0

@@ -232,3 +232,16 @@ def test_both_is_the_sum_of_rnd_and_counts():
 def test_an_unknown_bonus_is_refused():
     with pytest.raises(ValueError, match="rnd, count, episodic, both"):
         make_exploration_bonus("curiosity", torch.zeros(1, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["count", "episodic"])
+def test_the_counting_bonuses_give_the_same_rewards_on_cuda_as_on_the_cpu(kind):
+    generator = torch.Generator().manual_seed(0)
+    bonuses = {device: make_exploration_bonus(kind, torch.zeros(1, 4)).to(device) for device in ("cpu", "cuda")}
+    for _ in range(3):
+        obs = torch.randint(0, 3, (32 * 4, 4), generator=generator).float()
+        done = torch.rand(32, 4, generator=generator) < 0.1
+        cpu = bonuses["cpu"].intrinsic_rewards(obs, done)
+        cuda = bonuses["cuda"].intrinsic_rewards(obs.cuda(), done.cuda())
+        assert cuda.device.type == "cuda" and torch.allclose(cuda.cpu(), cpu)
