@@ -14,9 +14,10 @@ import statistics
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+from minigrid.minigrid_env import MiniGridEnv
 
 from utils.env import check_env_id
-from utils.errors import ArgumentParser, cli
+from utils.errors import ArgumentParser, UsageError, cli, integer
 
 LEFT, RIGHT, FORWARD, TOGGLE = 0, 1, 2, 5
 STEP = [(1, 0), (0, 1), (-1, 0), (0, -1)]  # Minigrid's directions: right, down, left, up
@@ -55,19 +56,27 @@ def shortest_plan(env) -> list[int] | None:
 
 def best_returns(env_id: str, episodes: int, seed: int = 0) -> list[float]:
     """The best return of each of ``episodes`` layouts (reset seeds ``seed``, ``seed + 1``...), each checked by
-    replaying its plan in the env."""
+    replaying its plan in the env. A UsageError for an env out of this tool's scope."""
     env = gym.make(env_id)
+    if not isinstance(env.unwrapped, MiniGridEnv):
+        raise UsageError(f"--env {env_id} is not a MiniGrid env: the planner reads Minigrid's grid")
     returns = []
-    for episode in range(episodes):
-        env.reset(seed=seed + episode)
+    for layout in range(seed, seed + episodes):
+        env.reset(seed=layout)
         plan = shortest_plan(env.unwrapped)
         if plan is None:
-            raise RuntimeError(f"{env_id}: layout {seed + episode} has no plan (out of this tool's scope)")
+            raise UsageError(
+                f"--env {env_id}: layout {layout} has no way to the goal by walking and opening unlocked doors; "
+                "this tool plans navigation envs only (no keys, boxes or objects to move)"
+            )
+        # a plan that fails to replay is a bug of the planner, not a user mistake
         for action in plan[:-1]:
-            _, reward, terminated, truncated, _ = env.step(action)
-            assert not (terminated or truncated)
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                raise RuntimeError(f"{env_id}: the plan of layout {layout} ended the episode before its last step")
         _, reward, terminated, _, _ = env.step(plan[-1])
-        assert terminated and reward > 0, f"{env_id}: the plan of layout {seed + episode} did not reach the goal"
+        if not (terminated and reward > 0):
+            raise RuntimeError(f"{env_id}: the plan of layout {layout} did not reach the goal")
         returns.append(float(reward))
     env.close()
     return returns
@@ -77,8 +86,8 @@ def best_returns(env_id: str, episodes: int, seed: int = 0) -> list[float]:
 def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="MiniGrid-MultiRoom-N4-S5-v0", help="a MiniGrid navigation env id")
-    parser.add_argument("--episodes", type=int, default=1000, help="layouts to plan (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="the first layout's reset seed")
+    parser.add_argument("--episodes", type=integer(1), default=1000, help="layouts to plan (default 1000)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="the first layout's reset seed")
     args = parser.parse_args(argv)
     check_env_id(args.env)
     returns = best_returns(args.env, args.episodes, args.seed)

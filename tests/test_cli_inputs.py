@@ -1,4 +1,4 @@
-"""Bad command-line input, exit codes and env time-outs of the starter scripts, as a table (issue 12).
+"""Bad command-line input, exit codes and env time-outs of the starter scripts (and benchmarks.ceiling), as a table (issue 12).
 
 Each row of CASES is a command, the exit code it must end with and a pattern its one line ``error: ...`` must
 match; the rows run in this process (main(argv) raises SystemExit), and none may create or change a file in
@@ -281,6 +281,26 @@ CASES = {
         2,
         r"cannot write --out missing/f\.png: the folder .*missing does not exist",
     ),
+    # --- benchmarks.ceiling: navigation envs of Minigrid only ------------------------------------------------
+    "ceiling --episodes 0": (
+        "benchmarks.ceiling",
+        ["--episodes", "0"],
+        2,
+        integer_error("--episodes", "0", "at least 1"),
+    ),
+    "ceiling --seed -1": ("benchmarks.ceiling", ["--seed", "-1"], 2, integer_error("--seed", "-1", "at least 0")),
+    "ceiling a non-MiniGrid env": (
+        "benchmarks.ceiling",
+        ["--env", "CartPole-v1", "--episodes", "1"],
+        2,
+        r"--env CartPole-v1 is not a MiniGrid env",
+    ),
+    "ceiling an env with keys": (
+        "benchmarks.ceiling",
+        ["--env", "MiniGrid-DoorKey-5x5-v0", "--episodes", "1"],
+        2,
+        r"layout 0 has no way to the goal by walking and opening unlocked doors; this tool plans navigation envs only",
+    ),
 }
 
 
@@ -332,7 +352,7 @@ def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
     script, argv, code, pattern = CASES[case]
     before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        importlib.import_module(f"scripts.{script}").main(argv)
+        importlib.import_module(script if "." in script else f"scripts.{script}").main(argv)
     assert exit_info.value.code == code
     assert_one_line_error(capsys.readouterr().err, pattern)
     assert snapshot(tmp_path) == before  # no model folder, log line, GIF or JSON file
