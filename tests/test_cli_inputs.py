@@ -1,4 +1,5 @@
-"""Bad command-line input, exit codes and env time-outs of the starter scripts (and benchmarks.ceiling), as a table (issue 12).
+"""Bad command-line input, exit codes and env time-outs of the starter scripts and benchmarks.ceiling, as a table
+(issue 12).
 
 Each row of CASES is a command, the exit code it must end with and a pattern its one line ``error: ...`` must
 match; the rows run in this process (main(argv) raises SystemExit), and none may create or change a file in
