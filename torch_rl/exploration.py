@@ -160,7 +160,10 @@ class CountBonus(ExplorationBonus):
         self.register_buffer("counts", torch.zeros(0, dtype=torch.int64))
 
     def intrinsic_rewards(self, obs, done=None):
-        self.hashes, self.counts, entry = add_counts(self.hashes, self.counts, hash_rows(obs, self.weights))
+        return self.bonus_of_hashes(hash_rows(obs, self.weights))
+
+    def bonus_of_hashes(self, hashes: torch.Tensor) -> torch.Tensor:
+        self.hashes, self.counts, entry = add_counts(self.hashes, self.counts, hashes)
         return self.counts[entry].float().rsqrt()
 
     def distinct_observations(self) -> int:
@@ -183,33 +186,33 @@ class EpisodicCountBonus(CountBonus):
     seen again and again; where layouts are drawn anew each episode most views stay rare, and that pays for
     staying alive and for shuffling objects about rather than for reaching what is new in the episode.
 
-    The episodic table keys an observation's hash plus a multiple of a per-episode id, so that one table counts
-    every env's episodes apart; the entries of ended episodes are dropped after each rollout. A run that resumes
-    starts new episodes, so only the count table is saved."""
+    The episodic table holds each observation seen in the envs' current episodes once, keyed by its hash plus a
+    multiple of a per-episode id, so that one table tells every env's episodes apart; the entries of ended episodes
+    are dropped after each rollout. A run that resumes starts new episodes, so only the count table is saved."""
 
     def __init__(self, input_size: int, seed: int = 0):
         super().__init__(input_size, seed)
         self.episode_salt = int(hash_weights(1, seed + 1))
-        # each env's current episode id, and the episodic table: keys, their counts and their episode ids
-        for name in ("episodes", "episode_keys", "episode_counts", "key_episodes"):
+        # each env's current episode id, and the episodic table: keys and their episode ids
+        for name in ("episodes", "episode_keys", "key_episodes"):
             self.register_buffer(name, torch.zeros(0, dtype=torch.int64), persistent=False)
         self.next_episode = 0
 
     def intrinsic_rewards(self, obs, done=None):
         if done is None:
             raise ValueError("the episodic count needs done, the (T, N) steps that ended an episode")
-        first_visit = self.counts_in_episode(obs, done) == 1
-        bonus = super().intrinsic_rewards(obs) * first_visit
+        hashes = hash_rows(obs, self.weights)
+        bonus = self.bonus_of_hashes(hashes) * self.first_visits(hashes, done)
         return bonus.masked_fill(done.reshape(-1), 0.0)
 
-    def counts_in_episode(self, obs, done):
-        """Each row's visits so far in its episode, this one included (rows are in time order)."""
+    def first_visits(self, hashes, done):
+        """Whether each row is its observation's first visit in its episode (rows are in time order)."""
         num_envs = done.shape[1]
         if len(self.episodes) != num_envs:
             self.episodes = torch.arange(num_envs, device=done.device)
             self.next_episode = num_envs
             empty = torch.zeros(0, dtype=torch.int64, device=done.device)
-            self.episode_keys, self.episode_counts, self.key_episodes = empty, empty, empty
+            self.episode_keys, self.key_episodes = empty, empty
         # the episode of each next observation: env i's k-th episode begun in this rollout gets a new id
         begun = done.long().cumsum(0)
         new_ids = self.next_episode + (begun - 1) * num_envs + torch.arange(num_envs, device=done.device)
@@ -218,22 +221,17 @@ class EpisodicCountBonus(CountBonus):
         self.episodes = episode[-1]
 
         episode = episode.reshape(-1)
-        keys = hash_rows(obs, self.weights) + episode * self.episode_salt
-        old_keys, old_episodes = self.episode_keys, self.key_episodes
-        self.episode_keys, self.episode_counts, entry = add_counts(old_keys, self.episode_counts, keys)
-        key_episodes = torch.zeros_like(self.episode_keys).scatter_(0, entry, episode)
-        key_episodes[torch.searchsorted(self.episode_keys, old_keys)] = old_episodes
-        # the count so far: the count after the rollout less the row's later repeats in it
-        sorted_keys, order = torch.sort(keys, stable=True)
-        _, repeats = torch.unique_consecutive(sorted_keys, return_counts=True)
-        last = torch.repeat_interleave(repeats.cumsum(0) - 1, repeats)
-        later = torch.empty_like(keys).scatter_(0, order, last - torch.arange(len(keys), device=keys.device))
-        count_so_far = self.episode_counts[entry] - later
+        keys = hashes + episode * self.episode_salt
+        # first in the rollout: the earliest row of its key; first in the episode: not in the table either
+        rows = torch.arange(len(keys), device=keys.device)
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        earliest = torch.full_like(unique, len(keys)).scatter_reduce_(0, inverse, rows, "amin")
+        first = (earliest[inverse] == rows) & ~torch.isin(keys, self.episode_keys)
 
+        keys, key_episodes = torch.cat([self.episode_keys, keys[first]]), torch.cat([self.key_episodes, episode[first]])
         live = torch.isin(key_episodes, self.episodes)  # drop the ended episodes' entries
-        self.episode_keys, self.episode_counts = self.episode_keys[live], self.episode_counts[live]
-        self.key_episodes = key_episodes[live]
-        return count_so_far
+        self.episode_keys, self.key_episodes = keys[live], key_episodes[live]
+        return first
 
 
 class SumOfBonuses(ExplorationBonus):
