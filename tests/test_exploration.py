@@ -15,6 +15,7 @@ from torch_rl.exploration import (
     CountBonus,
     EpisodicCountBonus,
     ExplorationBonus,
+    NovelDBonus,
     RNDBonus,
     SumOfBonuses,
     make_exploration_bonus,
@@ -71,6 +72,53 @@ def test_episodic_count_pays_the_count_bonus_on_a_first_visit_in_the_episode_onl
     # only the current episodes' observations stay in the episodic table; the count table is what is saved
     assert len(bonus.episode_keys) == sum(len(counts) for counts in episodes)
     assert set(bonus.state_dict()) == {"weights", "hashes", "counts"}
+
+
+def test_noveld_pays_the_growth_of_the_count_bonus_on_a_first_visit_in_the_episode_only():
+    generator = torch.Generator().manual_seed(1)
+    steps, num_envs, alpha = 20, 3, 0.5
+    bonus = NovelDBonus(2, alpha=alpha)
+    ever = Counter()
+    episodes = [Counter() for _ in range(num_envs)]
+    before = [None] * num_envs  # each env's observation before the rollout's first step
+    clamped = 0  # first visits whose count bonus fell from the observation before
+    for _ in range(6):
+        obs = torch.randint(0, 3, (steps, num_envs, 2), generator=generator).float()
+        obs[torch.rand(steps, num_envs, generator=generator) < 0.5] = 0  # one common view, for falls
+        done = torch.rand(steps, num_envs, generator=generator) < 0.15
+        rows = [[tuple(obs[t, i].tolist()) for i in range(num_envs)] for t in range(steps)]
+        ever.update(row for step in rows for row in step)
+        expected = torch.zeros(steps, num_envs)
+        for i in range(num_envs):
+            for t in range(steps):
+                if done[t, i]:
+                    episodes[i] = Counter()
+                episodes[i][rows[t][i]] += 1
+                previous = rows[t - 1][i] if t > 0 else before[i]
+                current = 0.0 if previous is None else ever[previous] ** -0.5
+                growth = max(ever[rows[t][i]] ** -0.5 - alpha * current, 0.0)
+                if episodes[i][rows[t][i]] == 1 and not done[t, i]:
+                    expected[t, i] = growth
+                    clamped += growth == 0
+            before[i] = rows[-1][i]
+        got = bonus.intrinsic_rewards(obs.reshape(-1, 2), done).reshape(steps, num_envs)
+        assert torch.allclose(got, expected)
+        assert 0 < int((expected > 0).sum()) < steps * num_envs
+    assert clamped > 0
+    assert set(bonus.state_dict()) == {"weights", "hashes", "counts"}
+
+
+def test_noveld_pays_for_a_step_into_the_new_not_for_one_among_equally_new_views():
+    bonus = NovelDBonus(1)
+    familiar, new = torch.zeros(1, 1), torch.ones(1, 1)
+    bonus.intrinsic_rewards(familiar.repeat(99, 1), torch.zeros(99, 1, dtype=torch.bool))
+    # from a view seen 100 times into one never seen: 1 - 0.5 * 0.1; the episodic count would pay 1 as well
+    reward = bonus.intrinsic_rewards(torch.cat([familiar, new]), torch.zeros(2, 1, dtype=torch.bool))
+    assert reward.tolist() == pytest.approx([0.0, 0.95])
+    # between two views as new as each other, the growth is at most half the bonus
+    views = torch.arange(2, 6).float().reshape(4, 1)
+    reward = bonus.intrinsic_rewards(views, torch.zeros(4, 1, dtype=torch.bool))
+    assert reward[1:].tolist() == pytest.approx([0.5, 0.5, 0.5])
 
 
 def test_episodic_count_needs_done():
@@ -230,12 +278,12 @@ def test_both_is_the_sum_of_rnd_and_counts():
 
 
 def test_an_unknown_bonus_is_refused():
-    with pytest.raises(ValueError, match="rnd, count, episodic, both"):
+    with pytest.raises(ValueError, match="rnd, count, episodic, noveld, both"):
         make_exploration_bonus("curiosity", torch.zeros(1, 4))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("kind", ["count", "episodic"])
+@pytest.mark.parametrize("kind", ["count", "episodic", "noveld"])
 def test_the_counting_bonuses_give_the_same_rewards_on_cuda_as_on_the_cpu(kind):
     generator = torch.Generator().manual_seed(0)
     bonuses = {device: make_exploration_bonus(kind, torch.zeros(1, 4)).to(device) for device in ("cpu", "cuda")}

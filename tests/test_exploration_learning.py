@@ -67,7 +67,7 @@ def test_without_a_bonus_ppo_never_reaches_the_reward():
     assert best_mean_return(None) == 0
 
 
-@pytest.mark.parametrize("kind", ["count", "episodic", "rnd", "both"])
+@pytest.mark.parametrize("kind", ["count", "episodic", "noveld", "rnd", "both"])
 def test_with_a_bonus_ppo_reaches_the_reward_in_most_episodes(kind):
     assert best_mean_return(make_exploration_bonus(kind, torch.zeros(1, LENGTH))) >= 0.5
 

@@ -35,7 +35,7 @@ BAD_FILES = {
     "frames zero": ('["E-v0"]\nframes = 0\n', ["frames", "at least 1"]),
     "discount above 1": ('["E-v0"]\ndiscount = 1.5\n', ["discount", "at most 1"]),
     "text a string": ('["E-v0"]\ntext = "yes"\n', ["text", "true or false"]),
-    "unknown bonus": ('["E-v0"]\nexplore = "curiosity"\n', ["explore", "rnd, count, episodic, both"]),
+    "unknown bonus": ('["E-v0"]\nexplore = "curiosity"\n', ["explore", "rnd, count, episodic, noveld, both"]),
     "coef without bonus": ('["E-v0"]\nexplore = "none"\nexplore_coef = 0.1\n', ["explore_coef"]),
     "nan": ('["E-v0"]\nlr = nan\n', ["lr", "finite"]),
     "not a table": ("lr = 0.1\n", ["'lr' is not a table"]),

@@ -4,7 +4,8 @@ Both work on the model's input (the preprocessed observations) of a whole rollou
 - :class:`RNDBonus`, random network distillation (Burda et al. 2018): the error of a trained predictor of a fixed
   random network's output, large where the predictor has seen little;
 - :class:`CountBonus`: ``1 / sqrt(n)`` where ``n`` counts the times this exact observation was seen;
-- :class:`EpisodicCountBonus`: the same, paid on an observation's first visit in an episode only.
+- :class:`EpisodicCountBonus`: the same, paid on an observation's first visit in an episode only;
+- :class:`NovelDBonus`: the episodic count's growth from one observation to the next (NovelD).
 
 A bonus is given for the observation an action led to (the next observation). RND and the count are
 non-episodic: at an episode's end the bonus is the novelty of the next episode's first observation. Where
@@ -13,7 +14,8 @@ count pays for staying alive; the episodic restriction pays only for what is new
 
 BaseAlgo takes one as ``exploration_bonus`` (with ``exploration_coef``): after each rollout it adds
 ``exploration_coef * intrinsic_rewards(next observations)`` to the rewards before GAE, then calls ``update`` on
-the same observations. :func:`make_exploration_bonus` builds one by name (``rnd``, ``count``, ``both``).
+the same observations. :func:`make_exploration_bonus` builds one by name (``rnd``, ``count``, ``episodic``,
+``noveld``, ``both``).
 """
 
 from __future__ import annotations
@@ -202,8 +204,12 @@ class EpisodicCountBonus(CountBonus):
         if done is None:
             raise ValueError("the episodic count needs done, the (T, N) steps that ended an episode")
         hashes = hash_rows(obs, self.weights)
-        bonus = self.bonus_of_hashes(hashes) * self.first_visits(hashes, done)
+        bonus = self.novelty(hashes, done) * self.first_visits(hashes, done)
         return bonus.masked_fill(done.reshape(-1), 0.0)
+
+    def novelty(self, hashes, done):
+        """The bonus of each row before the first-visit restriction: here the count bonus of its observation."""
+        return self.bonus_of_hashes(hashes)
 
     def first_visits(self, hashes, done):
         """Whether each row is its observation's first visit in its episode (rows are in time order)."""
@@ -234,6 +240,37 @@ class EpisodicCountBonus(CountBonus):
         return first
 
 
+class NovelDBonus(EpisodicCountBonus):
+    """NovelD (Zhang et al. 2021) with counts for novelty: ``max(c(s') - alpha * c(s), 0)`` on the first visit of
+    ``s'`` in the episode, where ``c = 1 / sqrt(n)`` and the action led from ``s`` to ``s'``.
+
+    It pays for crossing from the familiar into the new, not for novelty itself. Where the agent can move objects
+    about (a ball, a key), every new place of an object makes a new view; the episodic count keeps paying for
+    that shuffling, whose views are all about as new as one another, while a door opened onto an unseen room
+    still pays in full. ``alpha`` is the paper's 0.5.
+
+    The observation before a rollout's first step is the previous rollout's last next observation; its hash is kept
+    per env (not saved: a run that resumes pays its first step's novelty in full)."""
+
+    def __init__(self, input_size: int, seed: int = 0, alpha: float = 0.5):
+        super().__init__(input_size, seed)
+        self.alpha = alpha
+        self.register_buffer("last_hashes", torch.zeros(0, dtype=torch.int64), persistent=False)
+
+    def novelty(self, hashes, done):
+        num_envs = done.shape[1]
+        following = self.bonus_of_hashes(hashes).reshape(-1, num_envs)
+        if len(self.last_hashes) == num_envs:
+            first = self.counts[torch.searchsorted(self.hashes, self.last_hashes)].float().rsqrt()
+        else:
+            first = torch.zeros(num_envs, device=hashes.device)
+        # the observation each action was taken in: the one before it in time (after an episode's end, the
+        # next episode's first, which is what the rollout's next observations hold there)
+        current = torch.cat([first[None], following[:-1]])
+        self.last_hashes = hashes.reshape(-1, num_envs)[-1]
+        return (following - self.alpha * current).clamp(min=0).reshape(-1)
+
+
 class SumOfBonuses(ExplorationBonus):
     """Several bonuses added together (e.g. RND and counts), each learning on its own."""
 
@@ -262,7 +299,7 @@ class SumOfBonuses(ExplorationBonus):
             bonus.load_state_dict(state[name])
 
 
-EXPLORATION_BONUSES = ("rnd", "count", "episodic", "both")
+EXPLORATION_BONUSES = ("rnd", "count", "episodic", "noveld", "both")
 
 
 def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed: int = 0) -> ExplorationBonus:
@@ -274,6 +311,8 @@ def make_exploration_bonus(kind: str, example_obs: torch.Tensor | DictList, seed
         return CountBonus(input_size, seed)
     if kind == "episodic":
         return EpisodicCountBonus(input_size, seed)
+    if kind == "noveld":
+        return NovelDBonus(input_size, seed)
     if kind == "both":
         return SumOfBonuses({"rnd": RNDBonus(input_size, centered=True), "count": CountBonus(input_size, seed)})
     raise ValueError(f"unknown exploration bonus {kind!r}: one of {', '.join(EXPLORATION_BONUSES)}")

@@ -157,8 +157,8 @@ def add_exploration_arguments(group):
         choices=EXPLORE_CHOICES,
         default="none",
         help="an exploration bonus added to the reward: rnd (random network distillation), count (1/sqrt of the "
-        "visits of the exact observation), episodic (count, paid on a first visit in the episode only) or both "
-        "(rnd + count)",
+        "visits of the exact observation), episodic (count, paid on a first visit in the episode only), noveld "
+        "(episodic, paying only what the count bonus grew by from one observation to the next) or both (rnd + count)",
     )
     group.add_argument(
         "--explore-coef", type=number(0.0), default=0.01, help="weight of the exploration bonus in the reward"
