@@ -558,6 +558,34 @@ def test_an_interrupt_while_starting_up_is_one_line_and_exit_130(tmp_path, signu
     assert not (tmp_path / "m").exists()
 
 
+# A program's start-up as scripts/__init__.py sets it up, then an import that swallows KeyboardInterrupt (a library
+# may catch BaseException, or clear the error in C) while the signal arrives, then main under cli.
+SWALLOWING_START_UP = """
+import os, signal, sys, time
+sys.argv = ["-m"]
+import scripts
+try:
+    os.kill(os.getpid(), signal.SIG{name})
+    time.sleep(5)
+except BaseException:
+    pass
+from utils.errors import cli
+cli(lambda argv: print("main ran"))()
+"""
+
+
+@pytest.mark.parametrize("name", ["INT", "TERM"])
+def test_an_interrupt_during_the_imports_ends_the_program_even_if_an_import_swallows_it(name):
+    result = subprocess.run(
+        [sys.executable, "-c", SWALLOWING_START_UP.format(name=name)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (130, "error: interrupted\n", "")
+
+
 def test_parallel_env_timeout_argument():
     import torch_rl
 

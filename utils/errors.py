@@ -11,7 +11,7 @@ import os
 import sys
 
 from torch_rl.vec_env import EnvWorkerError
-from utils.interrupts import ignore_interrupts_while_exiting
+from utils.interrupts import end_of_start_up, ignore_interrupts_while_exiting
 
 EXIT_DONE, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = """exit codes:
@@ -182,6 +182,7 @@ def cli(main):
 
     @functools.wraps(main)
     def wrapper(argv=None):
+        end_of_start_up()
         try:
             return main(argv)
         except UsageError as error:

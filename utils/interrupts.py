@@ -60,13 +60,19 @@ RUN_AS_PROGRAM = {"on": False}  # set by handle_interrupts_as_program(); read by
 def handle_interrupts_as_program():
     """For ``python -m scripts.X`` (called by scripts/__init__.py, before the seconds that importing torch takes):
     from then on SIGTERM stops the program as Ctrl-C does, and Ctrl-C or SIGTERM that nothing handles (e.g. while
-    the imports load) ends it with one line and exit code 130, not a traceback or a silent -15."""
+    the imports load) ends it with one line and exit code 130, not a traceback or a silent -15.
+
+    Until ``main`` starts (:func:`end_of_start_up`, called by utils.errors.cli) either signal ends the program at
+    once rather than raising KeyboardInterrupt: an exception raised inside an import can be swallowed by the
+    library being imported, and the program would then train on as if nothing had arrived. There is nothing to
+    save yet."""
     import os
     import sys
 
     RUN_AS_PROGRAM["on"] = True
+    signal.signal(signal.SIGINT, _exit_interrupted)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # one that the parent ignores stays ignored
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _exit_interrupted)
     previous_hook = sys.excepthook
 
     def excepthook(kind, value, traceback):
@@ -77,6 +83,21 @@ def handle_interrupts_as_program():
         os._exit(130)
 
     sys.excepthook = excepthook
+
+
+def _exit_interrupted(_signum, _frame):
+    import os
+
+    os.write(2, b"error: interrupted\n")
+    os._exit(130)
+
+
+def end_of_start_up():
+    """``main`` starts: from now on Ctrl-C and SIGTERM raise KeyboardInterrupt, which main handles (train saves the
+    model)."""
+    for signum in HELD_SIGNALS:
+        if signal.getsignal(signum) is _exit_interrupted:
+            signal.signal(signum, signal.default_int_handler)
 
 
 def ignore_interrupts_while_exiting():
