@@ -144,11 +144,24 @@ def add_counts(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Counts ``new_keys`` into a table of sorted ``keys`` and their ``counts``. Returns the new table and, per
     new key, the position of its entry. The table is a pair of sorted tensors, so counting stays on the device.
-    (Python dicts would need the keys on the host at every rollout.)"""
+    (Python dicts would need the keys on the host at every rollout.) The batch's keys are found by binary search
+    and the unseen ones inserted in one pass: re-sorting the whole table at every rollout cost more than the
+    rollout itself once it held millions of views."""
     unique, inverse, batch_counts = torch.unique(new_keys, return_inverse=True, return_counts=True)
-    merged_keys, position = torch.unique(torch.cat([keys, unique]), return_inverse=True)
-    merged_counts = torch.zeros_like(merged_keys).index_add_(0, position, torch.cat([counts, batch_counts]))
-    return merged_keys, merged_counts, position[len(keys) :][inverse]
+    at = torch.searchsorted(keys, unique)  # where each key is, or would be inserted
+    seen = keys[at.clamp(max=len(keys) - 1)] == unique if len(keys) else torch.zeros_like(unique, dtype=torch.bool)
+    unseen = ~seen
+    # in the merged table, the keys before each position move up by the unseen keys inserted before them
+    inserted_before = torch.cumsum(unseen, 0) - unseen.long()
+    position = at + inserted_before
+    is_inserted = torch.zeros(len(keys) + int(unseen.sum()), dtype=torch.bool, device=keys.device)
+    is_inserted[position[unseen]] = True
+    merged_keys = torch.empty(len(is_inserted), dtype=keys.dtype, device=keys.device)
+    merged_counts = torch.empty(len(is_inserted), dtype=counts.dtype, device=counts.device)
+    merged_keys[is_inserted], merged_keys[~is_inserted] = unique[unseen], keys
+    merged_counts[is_inserted], merged_counts[~is_inserted] = batch_counts[unseen], counts
+    merged_counts[position[seen]] += batch_counts[seen]
+    return merged_keys, merged_counts, position[inverse]
 
 
 class CountBonus(ExplorationBonus):
