@@ -1,7 +1,9 @@
 """Holding Ctrl-C and SIGTERM back while a piece of work must finish as a whole."""
 
 import contextlib
+import os
 import signal
+import sys
 
 HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -66,9 +68,6 @@ def handle_interrupts_as_program():
     once rather than raising KeyboardInterrupt: an exception raised inside an import can be swallowed by the
     library being imported, and the program would then train on as if nothing had arrived. There is nothing to
     save yet."""
-    import os
-    import sys
-
     RUN_AS_PROGRAM["on"] = True
     signal.signal(signal.SIGINT, _exit_interrupted)
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # one that the parent ignores stays ignored
@@ -78,16 +77,14 @@ def handle_interrupts_as_program():
     def excepthook(kind, value, traceback):
         if not issubclass(kind, KeyboardInterrupt):
             return previous_hook(kind, value, traceback)
-        sys.stderr.write("error: interrupted\n")
-        sys.stderr.flush()
-        os._exit(130)
+        _exit_interrupted()
 
     sys.excepthook = excepthook
 
 
-def _exit_interrupted(_signum, _frame):
-    import os
-
+def _exit_interrupted(_signum=None, _frame=None):
+    """Ends the program at once with one line and exit code 130 (a signal handler too: it imports nothing)."""
+    sys.stderr.flush()
     os.write(2, b"error: interrupted\n")
     os._exit(130)
 
