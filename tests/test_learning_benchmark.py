@@ -4,6 +4,7 @@ markdown row, and a report assembled from kept runs, without training; one tiny 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -132,13 +133,12 @@ def strip_table(toml_text, env_id):
 
 def test_the_report_is_assembled_from_kept_runs_of_the_current_settings_only(tmp_path, monkeypatch):
     env_id = "torch_rl/CueCorridor-v0"  # has a recipe in recipes/ppo.toml
-    recipes = suite.load_recipes(suite.recipes_path("ppo"))
     # the report of an env without a recipe: the recipes file less the suite's first env
     no_recipe = suite.SUITE[0]
     recipes_file = tmp_path / "ppo.toml"
-    recipes_file.write_text(strip_table(open(suite.recipes_path("ppo")).read(), no_recipe.env_id))
+    recipes_file.write_text(strip_table(Path(suite.recipes_path("ppo")).read_text(), no_recipe.env_id))
     monkeypatch.setattr(suite, "recipes_path", lambda algo: str(recipes_file))
-    recipes.pop(no_recipe.env_id)
+    recipes = suite.load_recipes(str(recipes_file))
     current = suite.settings_for(env_id, recipes)
     runs_dir = tmp_path / "runs"
     for seed, at in ((1, 40_000), (2, 60_000), (7, 50_000)):  # seeds kept by separate invocations
