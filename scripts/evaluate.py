@@ -34,13 +34,12 @@ from utils.errors import (
     SEED,
     ArgumentParser,
     HelpFormatter,
-    UsageError,
     check_procs_fit_in_memory,
-    check_writable_file,
     cli,
     integer,
 )
 from utils.evaluation import episode_statistics, run_episodes
+from utils.outputs import check_output_file, write_output_file
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
@@ -80,8 +79,8 @@ def parse_args(argv=None):
 def validate(args):
     """What parse_args' types cannot check; before any episode runs, so that a bad --json wastes no evaluation."""
     check_procs_fit_in_memory(min(args.procs, args.episodes))
-    if args.json not in (None, "-"):
-        check_writable_file(args.json, "--json")
+    if args.json not in (None, "-"):  # never a file of a model folder, nor a FIFO that would block at the end
+        check_output_file(args.json, "--json", [get_model_dir(args.model)])
     check_env_id(args.env)
 
 
@@ -161,12 +160,7 @@ def main(argv=None):
         return result
     print(format_result(result, args.best))
     if args.json is not None:
-        try:
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
-        except OSError as error:
-            raise UsageError(f"cannot write --json {args.json} ({error.strerror})") from None
+        write_output_file(args.json, "--json", (json.dumps(result, indent=2) + "\n").encode())
         print(f"results written to {args.json}")
     return result
 

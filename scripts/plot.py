@@ -7,7 +7,8 @@ model. No display is needed (matplotlib's Agg backend).
 
 import os
 
-from utils.errors import ArgumentParser, HelpFormatter, UsageError, check_writable_file, cli, integer
+from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, integer
+from utils.outputs import check_output_file
 from utils.plotting import plot_logs, read_log
 from utils.storage import get_model_dir, get_storage_dir
 
@@ -33,9 +34,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def output_path(out):
+def output_path(out, model_dirs=()):
     """The file that --out OUT names: OUT, OUT.png without an extension, OUT/plot.png for a folder; a UsageError
-    for a format matplotlib cannot write. Creates nothing."""
+    for a format matplotlib cannot write, or a file that must not be written (utils.outputs). Creates nothing."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     if os.path.isdir(out) or out.endswith(os.sep):
@@ -46,7 +47,7 @@ def output_path(out):
     supported = sorted(FigureCanvasBase.get_supported_filetypes())
     if extension not in supported:
         raise UsageError(f"--out {out}: cannot write .{extension} images; use one of .{', .'.join(supported)}")
-    check_writable_file(out, "--out")
+    check_output_file(out, "--out", model_dirs)
     return out
 
 
@@ -58,17 +59,18 @@ def main(argv=None):
         raise UsageError(
             f"the storage folder {storage} is a file, not a folder: set TORCH_RL_STORAGE to the models' folder"
         )
+    model_dirs = {name: get_model_dir(name) for name in args.model}
     if args.out is not None:
-        out = output_path(args.out)
+        out = output_path(args.out, model_dirs.values())
     else:
         out = os.path.join(storage, DEFAULT_NAME)
+        check_output_file(out, "the plot", model_dirs.values())  # a FIFO there would block; a link is replaced
     logs = {}
-    for name in args.model:
-        model_dir = get_model_dir(name)
+    for name, model_dir in model_dirs.items():
         if not os.path.isdir(model_dir):
             raise UsageError(f"no model folder {model_dir}: check --model {name} (and TORCH_RL_STORAGE)")
         logs[name] = read_log(os.path.join(model_dir, "log.csv"))
-    plot_logs(logs, out, smooth=args.smooth)
+    plot_logs(logs, out, smooth=args.smooth, flag="--out" if args.out is not None else "the plot")
     rows = ", ".join(f"{name} ({len(columns['frames'])} rows)" for name, columns in logs.items())
     print(f"plotted {rows} to {out}")
     return out

@@ -7,7 +7,6 @@ for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). 
 
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -24,11 +23,11 @@ from utils.errors import (
     ArgumentParser,
     HelpFormatter,
     UsageError,
-    check_writable_file,
     cli,
     integer,
     number,
 )
+from utils.outputs import check_output_file, write_output_file
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
@@ -85,7 +84,7 @@ def validate(args):
         if os.path.isdir(args.gif) or args.gif.endswith(os.sep):
             raise UsageError(f"cannot write --gif {args.gif}: it is a folder; give a file name, e.g. --gif agent")
         args.gif = gif_path(args.gif)
-        check_writable_file(args.gif, "--gif")
+        check_output_file(args.gif, "--gif", [get_model_dir(args.model)])
     check_env_id(args.env)
 
 
@@ -107,22 +106,14 @@ def render_frame(env):
 
 
 def write_gif(path, frames, pause):
-    """Writes the GIF whole or not at all: into a temporary file beside ``path``, then renamed over it."""
+    """Writes the GIF whole or not at all (utils.outputs.write_output_file). It is encoded in memory first: imageio
+    writing to a file that a full disk cuts short prints a traceback from its writer's __del__ after the error."""
     import imageio.v3 as iio
 
     # GIF frame durations are in milliseconds, with a resolution of 10 ms; loop=0 repeats forever.
     duration = max(10, int(round(pause * 1000 / 10)) * 10)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".gif")
-        os.close(fd)
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=duration, loop=0)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise UsageError(f"cannot write --gif {path} ({error.strerror or error})") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+    data = iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=duration, loop=0)
+    write_output_file(path, "--gif", data)
 
 
 @cli

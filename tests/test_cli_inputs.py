@@ -282,6 +282,74 @@ CASES = {
         2,
         r"cannot write --out missing/f\.png: the folder .*missing does not exist",
     ),
+    # --- outputs: never a model's file, never a FIFO (issue 32, sections 2 and 5) ------------------------------
+    "evaluate --json a model's status.pt": (
+        "evaluate",
+        [*EVALUATE, "--json", "../storage/G1/status.pt"],
+        2,
+        r"cannot write --json \.\./storage/G1/status\.pt: .*G1 is a model folder; .*outside it",
+    ),
+    "evaluate --json a model's log.csv": (
+        "evaluate",
+        [*EVALUATE, "--json", "../storage/G1/log.csv"],
+        2,
+        r"cannot write --json \.\./storage/G1/log\.csv: .*G1 is a model folder",
+    ),
+    "evaluate --json a new file in a model folder": (
+        "evaluate",
+        [*EVALUATE, "--json", "../storage/G1/results.json"],
+        2,
+        r"cannot write --json \.\./storage/G1/results\.json: .*G1 is a model folder",
+    ),
+    "evaluate --json in the evaluated model's folder (no status.pt)": (
+        "evaluate",
+        [*EVALUATE, "--json", "../storage/m/log.txt"],
+        2,
+        r"cannot write --json \.\./storage/m/log\.txt: .*m is a model folder",
+    ),
+    "evaluate --json a link to a model's file": (
+        "evaluate",
+        [*EVALUATE, "--json", "link-to-status"],
+        2,
+        r"cannot write --json link-to-status: .*G1 is a model folder",
+    ),
+    "evaluate --json through a linked model folder": (
+        "evaluate",
+        [*EVALUATE, "--json", "linked-model/status.pt"],
+        2,
+        r"cannot write --json linked-model/status\.pt: .*G1 is a model folder",
+    ),
+    "evaluate --json a FIFO": (
+        "evaluate",
+        [*EVALUATE, "--json", "fifo"],
+        2,
+        r"cannot write --json fifo: it is not a regular file",
+    ),
+    "visualize --gif into a model folder": (
+        "visualize",
+        [*VISUALIZE, "--gif", "../storage/G1/status"],
+        2,
+        r"cannot write --gif \.\./storage/G1/status\.gif: .*G1 is a model folder",
+    ),
+    "visualize --gif a FIFO": (
+        "visualize",
+        [*VISUALIZE, "--gif", "fifo.gif"],
+        2,
+        r"cannot write --gif fifo\.gif: it is not a regular file",
+    ),
+    "plot --out a model folder": (
+        "plot",
+        ["--model", "m", "--out", "../storage/G1"],
+        2,
+        r"cannot write --out \.\./storage/G1/plot\.png: .*G1 is a model folder",
+    ),
+    "plot --out a FIFO": ("plot", ["--model", "m", "--out", "fifo.png"], 2, r"cannot write --out fifo\.png: it is not"),
+    "plot's default PNG a FIFO": (
+        "plot",
+        ["--model", "m", "--out-default-fifo"],
+        2,
+        r"cannot write the plot .*storage/plot\.png: it is not a regular file",
+    ),
     # --- benchmarks.ceiling: navigation envs of Minigrid only ------------------------------------------------
     "ceiling --episodes 0": (
         "benchmarks.ceiling",
@@ -308,13 +376,22 @@ CASES = {
 @pytest.fixture
 def storage(tmp_path, monkeypatch):
     """A storage folder holding a model folder ``m`` (a log.txt and log.csv only: each case fails before reading
-    it); the current folder is ``tmp_path/work``, with a sub-folder ``sub``."""
+    it) and a trained model ``G1``; the current folder is ``tmp_path/work``, with a sub-folder ``sub``, FIFOs
+    (``fifo``, ``fifo.gif``, ``fifo.png``: a case must refuse them without opening them, which would block) and
+    links to G1's folder and its status.pt."""
     storage = tmp_path / "storage"
     (storage / "m").mkdir(parents=True)
     (storage / "m" / "log.txt").write_text("# an existing model's log\n")
     (storage / "m" / "log.csv").write_text("update,frames\n1,10\n")
+    (storage / "G1").mkdir()  # another model, trained
+    (storage / "G1" / "status.pt").write_bytes(b"a trained model")
+    (storage / "G1" / "log.csv").write_text("update,frames\n1,10\n")
     work = tmp_path / "work"
     (work / "sub").mkdir(parents=True)
+    (work / "link-to-status").symlink_to(storage / "G1" / "status.pt")
+    (work / "linked-model").symlink_to(storage / "G1")
+    for fifo in ("fifo", "fifo.gif", "fifo.png"):
+        os.mkfifo(work / fifo)
     monkeypatch.setenv("TORCH_RL_STORAGE", str(storage))
     monkeypatch.chdir(work)
     return storage
@@ -351,6 +428,9 @@ def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
     case, storage, tmp_path, capsys, restore_process_state
 ):
     script, argv, code, pattern = CASES[case]
+    if "--out-default-fifo" in argv:  # plot's default output, storage/plot.png, is a FIFO
+        argv = [arg for arg in argv if arg != "--out-default-fifo"]
+        os.mkfifo(storage / "plot.png")
     before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module(script if "." in script else f"scripts.{script}").main(argv)
@@ -488,6 +568,30 @@ def test_plot_reports_the_file_it_wrote(trained, tmp_path, monkeypatch, capsys, 
     assert plot.main(["--model", "m", "--out", out]) == os.path.join(*written.split("/"))
     assert (tmp_path / written).stat().st_size > 1000
     assert capsys.readouterr().out.strip().endswith(f"to {os.path.join(*written.split('/'))}")
+
+
+EMPTY = ["--env", "MiniGrid-Empty-5x5-v0", "--model", "m"]
+OUTPUTS = {
+    # output flag: (script, arguments with OUT for the output file, what the file starts with)
+    "evaluate --json": ("evaluate", [*EMPTY, "--episodes", "2", "--json"], b"{"),
+    "visualize --gif": ("visualize", [*EMPTY, "--pause", "0", "--gif"], b"GIF8"),
+    "plot --out": ("plot", ["--model", "m", "--out"], b"\x89PNG"),
+}
+
+
+@pytest.mark.parametrize("flag", list(OUTPUTS))
+def test_an_output_that_is_a_link_is_replaced_not_written_through(trained, tmp_path, monkeypatch, flag):
+    """The link is replaced by the new file (a rename), and the file it pointed to is untouched."""
+    script, argv, magic = OUTPUTS[flag]
+    (tmp_path / "victim").write_bytes(b"someone else's file")
+    name = "out.gif" if flag == "visualize --gif" else "out.png" if flag == "plot --out" else "out.json"
+    (tmp_path / name).symlink_to(tmp_path / "victim")
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(trained))
+    monkeypatch.chdir(tmp_path)
+    importlib.import_module(f"scripts.{script}").main([*argv, name])
+    assert (tmp_path / "victim").read_bytes() == b"someone else's file"
+    assert not (tmp_path / name).is_symlink() and (tmp_path / name).read_bytes().startswith(magic)
+    assert sorted(os.listdir(tmp_path)) == sorted([name, "victim"])  # no temporary file left
 
 
 # ------------------------------------------------------------------------------------- real processes

@@ -4,6 +4,7 @@ never through a symbolic link, one training per model at a time, and a damaged l
 import csv
 import errno
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -86,6 +87,87 @@ def test_every_script_refuses_a_model_path_with_one_line_and_creates_nothing(
     line = one_line_error(capsys, exit_info)
     assert "not a model name" in line and "e.g. --model" in line, line
     assert tree(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------- linked folders under storage
+def _link_model(storage_dir, elsewhere):
+    copy_old_model("pendulum_a2c", elsewhere)
+    (storage_dir / "L").symlink_to(elsewhere / "pendulum_a2c")
+
+
+LINKED_FOLDERS = {
+    # case: (script, arguments, how storage/... is linked to tmp_path/elsewhere, the link the error names)
+    "train --model L, L a link to an empty folder": (
+        "train",
+        [*PENDULUM, "--model", "L", "--frames", "16"],
+        lambda storage_dir, elsewhere: (storage_dir / "L").symlink_to(elsewhere),
+        "L",
+    ),
+    "train --model L, L a link to a model (resume would rewrite it)": (
+        "train",
+        [*PENDULUM, "--model", "L", "--frames", "100000"],
+        _link_model,
+        "L",
+    ),
+    "train --model sub/M, sub a link": (
+        "train",
+        [*PENDULUM, "--model", "sub/M", "--frames", "16"],
+        lambda storage_dir, elsewhere: (storage_dir / "sub").symlink_to(elsewhere),
+        "sub",
+    ),
+    "train --model sub/M, M a link inside a real sub": (
+        "train",
+        [*PENDULUM, "--model", "sub/M", "--frames", "16"],
+        lambda storage_dir, elsewhere: (storage_dir / "sub").mkdir() or (storage_dir / "sub/M").symlink_to(elsewhere),
+        "sub/M",
+    ),
+    "evaluate --model L": ("evaluate", ["--env", "Pendulum-v1", "--model", "L", "--episodes", "1"], _link_model, "L"),
+    "visualize --model L": ("visualize", ["--env", "Pendulum-v1", "--model", "L", "--gif", "x.gif"], _link_model, "L"),
+    "plot --model L": ("plot", ["--model", "L", "--out", "x.png"], _link_model, "L"),
+}
+
+
+@pytest.mark.parametrize("case", list(LINKED_FOLDERS))
+def test_a_linked_folder_under_storage_is_refused_with_one_line_and_nothing_is_written(
+    case, storage_dir, tmp_path, capsys, monkeypatch
+):
+    import importlib
+
+    script, argv, link, name = LINKED_FOLDERS[case]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link(storage_dir, elsewhere)
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"scripts.{script}").main(argv)
+    line = one_line_error(capsys, exit_info)
+    assert f"{storage_dir / name} is a symbolic link" in line and "--model" in line, line
+    assert tree(tmp_path) == before
+
+
+def test_a_link_to_the_storage_root_is_followed(tmp_path, monkeypatch, storage_dir):
+    """The storage root is the user's choice (TORCH_RL_STORAGE, or a link at ./storage to a bigger disk): a link
+    there, or above it, is followed; only the folders under it must not be links."""
+    from scripts.train import main
+
+    (tmp_path / "root-link").symlink_to(storage_dir)
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path / "root-link"))
+    main([*PENDULUM, "--model", "sub/M", "--frames", "16", "--quiet"])
+    assert checkpoints.load(storage_dir / "sub" / "M").num_frames == 16
+
+
+def test_plot_replaces_a_link_at_its_default_png_instead_of_writing_through_it(storage_dir, tmp_path, capsys):
+    from scripts.plot import main
+
+    copy_old_model("pendulum_a2c", storage_dir)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"not yours")
+    (storage_dir / "plot.png").symlink_to(victim)
+    main(["--model", "pendulum_a2c"])
+    assert victim.read_bytes() == b"not yours"
+    assert not (storage_dir / "plot.png").is_symlink()
+    assert (storage_dir / "plot.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_default_model_name_of_a_module_env_id_is_a_valid_name():
@@ -322,12 +404,21 @@ def test_binary_bytes_in_a_row_are_dropped_and_plot_reads_the_rest(tmp_path):
     assert updates_in(path) == ["1", "3"]
 
 
-def test_a_log_that_is_not_csv_is_one_line_for_resume_and_plot(storage_dir, capsys):
+NOT_CSV = {
+    # case: the bytes of log.csv
+    "random bytes": os.urandom(300 * 1024),
+    "pickle bytes, no newline": pickle.dumps({"update": 1, "frames": np.arange(8)}, protocol=4).replace(b"\n", b""),
+    "text, no newline, not a header": b"these are my notes, not a log",
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_CSV))
+def test_a_log_that_is_not_csv_is_one_line_for_resume_and_plot(case, storage_dir, capsys):
     from scripts.plot import main as plot
     from scripts.train import main as train
 
     model_dir = copy_old_model("pendulum_a2c", storage_dir)
-    (model_dir / "log.csv").write_bytes(os.urandom(300 * 1024))
+    (model_dir / "log.csv").write_bytes(NOT_CSV[case])
     before = tree(model_dir)
     for main, argv in ((train, resume_args("pendulum_a2c", model_dir)), (plot, ["--model", "pendulum_a2c"])):
         with pytest.raises(SystemExit) as exit_info:
@@ -335,6 +426,27 @@ def test_a_log_that_is_not_csv_is_one_line_for_resume_and_plot(storage_dir, caps
         line = one_line_error(capsys, exit_info)
         assert "log.csv" in line, line
     assert {k: v for k, v in tree(model_dir).items() if k != "train.lock"} == before
+
+
+HUGE_LOGS = {
+    # case: log.csv rows after the header (update, frames, FPS, return_mean, return_std)
+    "1e308 beside -1e308": "1,10,5,1e308,1e308\n2,20,5,-1e308,1e308\n3,30,5,0.5,0.1\n",
+    "1e308 beside -1e308, no std": "1,10,5,1e308,\n2,20,5,-1e308,\n3,30,5,0.5,\n",
+    "frames 1e308 and -1e308": "1,1e308,5,0.5,0.1\n2,-1e308,5,0.5,0.1\n3,30,5,0.5,0.1\n",
+    "inf and -inf": "1,10,inf,inf,inf\n2,20,-inf,-inf,0\n3,30,5,0.5,0.1\n",
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_LOGS))
+def test_plot_draws_a_log_with_huge_values_leaving_them_out(case, storage_dir, tmp_path, capsys):
+    """Values no training logs (beyond +-1e100, or infinite) are a damaged row's: plotted as missing, with a word."""
+    from scripts.plot import main
+
+    write_log(storage_dir / "m", "update,frames,FPS,return_mean,return_std\n" + HUGE_LOGS[case])
+    out = main(["--model", "m", "--out", str(tmp_path / "p.png")])
+    assert Path(out).read_bytes().startswith(b"\x89PNG")
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err and "left out" in printed.out, printed
 
 
 def test_repair_keeps_the_logs_permissions(tmp_path):

@@ -1,5 +1,7 @@
 """Recipes: the shipped file is valid and consistent, and a bad file ends in one line naming the key."""
 
+import os
+
 import pytest
 
 from utils.env import check_env_id
@@ -40,6 +42,9 @@ BAD_FILES = {
     "nan": ('["E-v0"]\nlr = nan\n', ["lr", "finite"]),
     "not a table": ("lr = 0.1\n", ["'lr' is not a table"]),
     "not TOML": ('["E-v0"\nlr = 0.1\n', ["not valid TOML"]),
+    "not UTF-8": (b'["E-v0"]\nlr = 0.1 # \xff\xfe\n', ["not UTF-8", "byte 22"]),
+    "a FIFO (opening it would block)": (os.mkfifo, ["not a regular file"]),
+    "a folder": (os.mkdir, ["not a regular file"]),
 }
 
 
@@ -47,7 +52,10 @@ BAD_FILES = {
 def test_a_bad_recipe_file_is_one_line_naming_the_file_and_key(case, tmp_path):
     text, fragments = BAD_FILES[case]
     path = tmp_path / "ppo.toml"
-    path.write_text(text)
+    if callable(text):
+        text(path)
+    else:
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
     with pytest.raises(UsageError) as error:
         load_recipes(str(path))
     message = str(error.value)

@@ -8,6 +8,7 @@ registered by tests/conftest.py) by the ``module:id`` form of an env id
 import csv
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 import torch_rl
+from tests.test_checkpoint import copy_old_model, resume_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--procs", "2", "--frames-per-proc", "16", "--batch-size", "16", "--epochs", "1"]
@@ -533,3 +535,87 @@ def test_train_never_saves_non_finite_parameters(tmp_path, monkeypatch, capsys, 
     status = load_status(tmp_path / "m")
     assert status["update"] == 2
     assert all(torch.isfinite(v).all() for v in status["model_state"].values())
+
+
+# ------------------------------------------------------------------------------------------------- full disk
+DOORKEY = ["--env", "MiniGrid-DoorKey-5x5-v0", "--model", "doorkey_a2c"]
+BEFORE = {"r.json": b'{"previous": 1}\n', "a.gif": b"GIF89a a previous GIF", "p.png": b"\x89PNG a previous plot"}
+
+FULL_DISK = {
+    # case: (python -m arguments (a function of the storage folder), file size limit in bytes, exit code, the file
+    # that must be left as it was or must not exist (relative to the current folder), words of the error)
+    "train saving its checkpoint": (
+        lambda storage: ["scripts.train", *resume_args("pendulum_a2c", storage / "pendulum_a2c", 2), "--quiet"],
+        60_000,  # status.pt is 117 kB; the logs stay far below
+        1,
+        "../storage/pendulum_a2c/status.pt",
+        ["status.pt", "File too large", "checkpoint of update", "kept"],
+    ),
+    "evaluate --json over a file": (
+        lambda storage: ["scripts.evaluate", *DOORKEY, "--episodes", "4", "--procs", "2", "--json", "r.json"],
+        256,
+        2,
+        "r.json",
+        ["--json r.json", "File too large", "r.json is unchanged"],
+    ),
+    "evaluate --json a new file": (
+        lambda storage: ["scripts.evaluate", *DOORKEY, "--episodes", "4", "--procs", "2", "--json", "new.json"],
+        256,
+        2,
+        "new.json",
+        ["--json new.json", "File too large"],
+    ),
+    "visualize --gif over a file": (
+        lambda storage: ["scripts.visualize", *DOORKEY, "--pause", "0", "--gif", "a.gif"],
+        256,
+        2,
+        "a.gif",
+        ["--gif a.gif", "File too large", "a.gif is unchanged"],
+    ),
+    "plot --out over a file": (
+        lambda storage: ["scripts.plot", "--model", "doorkey_a2c", "--out", "p.png"],
+        256,
+        2,
+        "p.png",
+        ["p.png", "File too large", "p.png is unchanged"],
+    ),
+}
+
+
+def limit_file_size(limit):
+    """A preexec_fn: writes past ``limit`` bytes fail with EFBIG (File too large), as writes on a full disk fail
+    with ENOSPC, through the same code paths; SIGXFSZ, which would kill the process instead, is ignored."""
+
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+@pytest.mark.parametrize("case", list(FULL_DISK))
+def test_a_full_disk_is_one_line_and_leaves_every_file_as_it_was(case, tmp_path):
+    arguments, limit, code, survivor, fragments = FULL_DISK[case]
+    storage, work = tmp_path / "storage", tmp_path / "work"
+    work.mkdir()
+    for name in ("pendulum_a2c", "doorkey_a2c"):
+        copy_old_model(name, storage)
+    for name, data in BEFORE.items():
+        (work / name).write_bytes(data)
+    before = snapshot(tmp_path)
+    env = {**train_env(storage), "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", *arguments(storage)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size(limit),
+    )
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert_one_line_error(result.stderr, code, result.returncode, *fragments)
+    after = snapshot(tmp_path)
+    assert after.get(str(Path("work") / survivor)) == before.get(str(Path("work") / survivor))
+    assert not [path for path in after if os.path.basename(path).startswith(".tmp-")]
+    assert not [path for path in after if path.startswith("work") and not after[path][0]]  # no 0-byte file

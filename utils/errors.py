@@ -161,17 +161,6 @@ def check_procs_fit_in_memory(procs, frames_per_proc=0, memory=None):
         )
 
 
-def check_writable_file(path, flag):
-    """A UsageError unless the file ``path`` can be written (created or replaced); creates nothing."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path) or path.endswith(os.sep):
-        raise UsageError(f"cannot write {flag} {path}: it is a folder; give a file name, e.g. {flag} results.json")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {flag} {path}: the folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise UsageError(f"cannot write {flag} {path}: permission denied")
-
-
 # ---------------------------------------------------------------------------------------------- running main
 def cli(main):
     """Runs ``main`` so that a UsageError prints ``error: <message>`` and exits with code 2.

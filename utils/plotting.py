@@ -1,10 +1,12 @@
 """Reading training logs (log.csv) and drawing learning curves with matplotlib (Agg: no display needed)."""
 
+import io
 import os
 
 import numpy as np
 
 from utils.errors import UsageError
+from utils.outputs import write_output_file
 from utils.storage import MAX_LOG_BYTES, bounded_lines, open_for_reading, parse_csv_line
 
 
@@ -61,8 +63,11 @@ def rolling_mean(values, k):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def plot_logs(logs, out, smooth=1, title=None):
-    """Draws ``logs`` ({name: read_log(...)}) in two panels, return and FPS against frames, and saves ``out``."""
+def plot_logs(logs, out, smooth=1, title=None, flag="--out"):
+    """Draws ``logs`` ({name: read_log(...)}) in two panels, return and FPS against frames, and saves ``out``
+    atomically (utils.outputs.write_output_file: never through a link, and a full disk leaves the old file);
+    ``flag`` names ``out`` in an error."""
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,9 +101,9 @@ def plot_logs(logs, out, smooth=1, title=None):
         ax.legend(loc="best")
     fig.tight_layout()
     try:
-        fig.savefig(out, dpi=100)
-    except OSError as error:
-        raise UsageError(f"cannot write the plot {out} ({error.strerror or error})") from None
+        image = io.BytesIO()  # drawn in memory: only write_output_file writes the file
+        fig.savefig(image, dpi=100, format=os.path.splitext(out)[1].lstrip(".").lower() or "png")
     finally:
         plt.close(fig)
+    write_output_file(out, flag, image.getvalue())
     return out

@@ -76,7 +76,28 @@ def default_model_name(env_id, algo, seed):
 
 
 def get_model_dir(model_name):
-    return os.path.join(get_storage_dir(), check_model_name(model_name))
+    """storage/NAME; a UsageError if NAME is not a model name or a folder on its way under storage is a link."""
+    storage = get_storage_dir()
+    model_dir = os.path.join(storage, check_model_name(model_name))
+    check_no_linked_folder(storage, model_name)
+    return model_dir
+
+
+def check_no_linked_folder(storage, model_name):
+    """A UsageError if storage/A, storage/A/B... up to the model folder storage/NAME is a symbolic link: the model
+    would be written, or rewritten, wherever the link points. The storage folder itself, and the folders above it,
+    may be links: where models are kept is the user's choice (TORCH_RL_STORAGE, or ./storage linked to another
+    disk); below it, the model name alone says where a model is."""
+    path = storage
+    for part in model_name.split("/"):
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            raise UsageError(
+                f"{path} is a symbolic link; torch_rl does not follow links below the storage folder (the model "
+                "would be read or written wherever it points): put the folder itself there, or choose another --model"
+            )
+        if not os.path.lexists(path):
+            return
 
 
 def ensure_writable_dir(path):
