@@ -9,7 +9,7 @@ import os
 
 from utils.errors import ArgumentParser, HelpFormatter, UsageError, cli, integer
 from utils.outputs import check_output_file
-from utils.plotting import plot_logs, read_log
+from utils.plotting import MAX_PLOT_VALUE, plot_logs, read_log
 from utils.storage import get_model_dir, get_storage_dir
 
 DEFAULT_NAME = "plot.png"
@@ -51,6 +51,12 @@ def output_path(out, model_dirs=()):
     return out
 
 
+def _left_out(columns):
+    if not columns.left_out:
+        return ""
+    return f"; {columns.left_out} infinite values or values beyond ±{MAX_PLOT_VALUE:g} left out as damaged"
+
+
 @cli
 def main(argv=None):
     args = parse_args(argv)
@@ -71,7 +77,7 @@ def main(argv=None):
             raise UsageError(f"no model folder {model_dir}: check --model {name} (and TORCH_RL_STORAGE)")
         logs[name] = read_log(os.path.join(model_dir, "log.csv"))
     plot_logs(logs, out, smooth=args.smooth, flag="--out" if args.out is not None else "the plot")
-    rows = ", ".join(f"{name} ({len(columns['frames'])} rows)" for name, columns in logs.items())
+    rows = ", ".join(f"{name} ({len(columns['frames'])} rows{_left_out(columns)})" for name, columns in logs.items())
     print(f"plotted {rows} to {out}")
     return out
 

@@ -42,7 +42,7 @@ BAD_FILES = {
     "nan": ('["E-v0"]\nlr = nan\n', ["lr", "finite"]),
     "not a table": ("lr = 0.1\n", ["'lr' is not a table"]),
     "not TOML": ('["E-v0"\nlr = 0.1\n', ["not valid TOML"]),
-    "not UTF-8": (b'["E-v0"]\nlr = 0.1 # \xff\xfe\n', ["not UTF-8", "byte 22"]),
+    "not UTF-8": (b'["E-v0"]\nlr = 0.1 # \xff\xfe\n', ["not UTF-8", "byte offset 20"]),
     "a FIFO (opening it would block)": (os.mkfifo, ["not a regular file"]),
     "a folder": (os.mkdir, ["not a regular file"]),
 }

@@ -6,6 +6,7 @@ used, so that a crafted or damaged file ends in one line naming what is wrong. C
 module (same keys) load as they are; a key added later gets a default.
 """
 
+import io
 import math
 import os
 import pickle
@@ -100,8 +101,13 @@ def exists(model_dir, best: bool = False) -> bool:
 
 def save(checkpoint: Checkpoint, model_dir, best: bool = False) -> None:
     """Writes status.pt (``best``: status_best.pt) atomically (utils.storage.atomic_write): a crash at any moment
-    leaves a loadable checkpoint; a failed write (utils.storage.WriteError) leaves the previous one."""
-    atomic_write(_path(model_dir, best), lambda f: torch.save(checkpoint.to_dict(), f), binary=True)
+    leaves a loadable checkpoint; a failed write (utils.storage.WriteError) leaves the previous one.
+
+    The checkpoint is serialised in memory first (it is small): torch.save writing to a file that a full disk
+    cuts short raises RuntimeError ("unexpected pos"), which would hide the OSError that makes it one line."""
+    data = io.BytesIO()
+    torch.save(checkpoint.to_dict(), data)
+    atomic_write(_path(model_dir, best), lambda f: f.write(data.getbuffer()), binary=True)
 
 
 def load(model_dir, map_location="cpu", best: bool = False) -> Checkpoint:

@@ -9,12 +9,18 @@ from utils.errors import UsageError
 from utils.outputs import write_output_file
 from utils.storage import MAX_LOG_BYTES, bounded_lines, open_for_reading, parse_csv_line
 
+# No training logs a value near this (returns, losses, FPS, frame counts); a value beyond it is damage, and left out
+# of the plot: 1e308 beside -1e308 overflows matplotlib's axis range (a traceback), and a huge value in a rolling
+# sum would swamp the values after it.
+MAX_PLOT_VALUE = 1e100
+
 
 def read_log(path):
     """The columns of a log.csv as float arrays (empty or non-numeric cells are NaN), by header name.
 
     The file is opened without following a symbolic link and read with bounds (MAX_LOG_BYTES in all, MAX_LOG_LINE
-    a line); lines that are not text CSV (binary, overlong) are skipped."""
+    a line); lines that are not text CSV (binary, overlong) are skipped. Infinite values and values beyond
+    MAX_PLOT_VALUE are NaN, counted in the result's ``left_out``."""
     try:
         f = open_for_reading(path)
     except FileNotFoundError:
@@ -36,10 +42,21 @@ def read_log(path):
         if not header or "frames" not in header:
             raise UsageError(f"the training log {path} has no 'frames' column; is it a torch_rl log.csv?")
         rows = [fields for fields in map(parse_csv_line, lines) if fields is not None and fields != header]
-    columns = {}
+    columns = LogColumns()
     for j, name in enumerate(header):
-        columns[name] = np.array([_to_float(row[j]) if j < len(row) else np.nan for row in rows], dtype=np.float64)
+        values = np.array([_to_float(row[j]) if j < len(row) else np.nan for row in rows], dtype=np.float64)
+        absurd = np.isinf(values) | (np.abs(values) > MAX_PLOT_VALUE)
+        columns.left_out += int(absurd.sum())
+        values[absurd] = np.nan
+        columns[name] = values
     return columns
+
+
+class LogColumns(dict):
+    """The columns of a log.csv by header name; ``left_out``: how many values were read as missing for being
+    infinite or beyond MAX_PLOT_VALUE."""
+
+    left_out = 0
 
 
 def _to_float(cell):

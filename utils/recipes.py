@@ -10,6 +10,7 @@ wins), and ``recipe_line`` says in the training log which recipe was used.
 import argparse
 import math
 import os
+import stat
 import tomllib
 
 from torch_rl.exploration import EXPLORATION_BONUSES
@@ -85,12 +86,17 @@ def recipes_path(algo: str) -> str:
 def load_recipes(path: str) -> dict[str, dict]:
     """The recipes of the file ``path`` (env id -> {flag: value}), every entry checked; {} if there is no file."""
     try:
-        with open(path, "rb") as f:
+        with _open_regular_file(path) as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         return {}
     except OSError as error:
         raise UsageError(f"cannot read the recipes {path} ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"the recipes {path} are not UTF-8 text (byte offset {error.start} is "
+            f"{error.object[error.start : error.end]!r}); save the file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"the recipes {path} are not valid TOML ({error})") from None
     recipes = {}
@@ -99,6 +105,20 @@ def load_recipes(path: str) -> dict[str, dict]:
             raise UsageError(f"the recipes {path}: {env_id!r} is not a table of flags ([{env_id!r}] then key = value)")
         recipes[env_id] = check_recipe(recipe, f"the recipes {path}, [{env_id!r}]")
     return recipes
+
+
+def _open_regular_file(path):
+    """``path`` opened for binary reading, a UsageError unless it is a regular file: opening a FIFO for reading
+    blocks until a writer comes (O_NONBLOCK makes the open return, and the check refuses it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"the recipes {path} are not a regular file (a folder, FIFO or device); remove it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def check_recipe(recipe: dict, where: str) -> dict:

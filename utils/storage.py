@@ -364,7 +364,7 @@ def _judged_lines(f, path, last_update):
     first = next(lines, b"")
     if first == b"":
         return
-    if first is not None and not first.endswith(b"\n"):  # the file is a header that a crash cut off
+    if first is not None and not first.endswith(b"\n") and _is_cut_header(first):  # a crash cut the header off
         yield first, False
         return
     header = parse_csv_line(first)
@@ -379,6 +379,12 @@ def _judged_lines(f, path, last_update):
         fields = parse_csv_line(line)
         update = _int_or_none(fields[column]) if fields is not None and len(fields) == len(header) else None
         yield line, line is not None and line.endswith(b"\n") and update is not None and update <= last_update
+
+
+def _is_cut_header(line):
+    """Whether ``line`` (no newline) can be the start of a header that CSVLogger wrote (column names and commas):
+    anything else, e.g. a pickle or notes without a newline, is not a torch_rl log, and is not dropped unsaid."""
+    return re.fullmatch(rb"[A-Za-z0-9_,\r]*", line) is not None
 
 
 def _int_or_none(text):
