@@ -544,9 +544,17 @@ BEFORE = {"r.json": b'{"previous": 1}\n', "a.gif": b"GIF89a a previous GIF", "p.
 FULL_DISK = {
     # case: (python -m arguments (a function of the storage folder), file size limit in bytes, exit code, the file
     # that must be left as it was or must not exist (relative to the current folder), words of the error)
-    "train saving its checkpoint": (
+    # status.pt is 117 kB, the logs stay far below; where the limit cuts decides what torch.save raises
+    "train saving its checkpoint (torch.save raises OSError)": (
         lambda storage: ["scripts.train", *resume_args("pendulum_a2c", storage / "pendulum_a2c", 2), "--quiet"],
-        60_000,  # status.pt is 117 kB; the logs stay far below
+        60_000,
+        1,
+        "../storage/pendulum_a2c/status.pt",
+        ["status.pt", "File too large", "checkpoint of update", "kept"],
+    ),
+    "train saving its checkpoint (torch.save raises RuntimeError: unexpected pos)": (
+        lambda storage: ["scripts.train", *resume_args("pendulum_a2c", storage / "pendulum_a2c", 2), "--quiet"],
+        100_000,
         1,
         "../storage/pendulum_a2c/status.pt",
         ["status.pt", "File too large", "checkpoint of update", "kept"],
