@@ -76,6 +76,11 @@ class BaseAlgo(ABC):
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
 
+    Every argument is checked where it is set, and the first step checks what ``preprocess_obss`` and the model
+    return (torch_rl/algos/checks.py): a mistake is a TypeError or ValueError naming the argument. A2CAlgo and
+    PPOAlgo also take the original torch-rl's positional order, without ``device`` (see
+    ``checks.accepts_torch_rl_order``).
+
     Under torch.distributed (a process group of several ranks, e.g. started by torchrun), gradients are
     averaged over ranks before each optimizer step (see torch_rl.distributed): give each rank the same
     ``num_envs`` and hyper-parameters, its own env seeds, and the same initial parameters.
