@@ -61,15 +61,17 @@ def resume_args(name, model_dir, more_updates=1):
         str(saved["procs"]),
         "--frames-per-proc",
         str(saved["frames_per_proc"]),
-        "--batch-size",
-        str(saved["batch_size"]),
-        "--epochs",
-        str(saved["epochs"]),
         "--seed",
         str(saved["seed"]),
         "--workers",
         "0",
         "--quiet",
+        # --batch-size and --epochs are PPO's: --algo a2c refuses them
+        *(
+            ["--batch-size", str(saved["batch_size"]), "--epochs", str(saved["epochs"])]
+            if "ppo" in OLD_MODELS[name]
+            else []
+        ),
     ]
 
 

@@ -63,19 +63,19 @@ CASES = {
         "train",
         [*TRAIN, "--value-loss-coef", "-1"],
         2,
-        number_error("--value-loss-coef", "-1", "at least 0"),
+        number_error("--value-loss-coef", "-1", "from 0 to 100"),
     ),
     "train --entropy-coef nan": (
         "train",
         [*TRAIN, "--entropy-coef", "nan"],
         2,
-        number_error("--entropy-coef", "nan", "at least 0"),
+        number_error("--entropy-coef", "nan", "from 0 to 100"),
     ),
     "train --entropy-coef inf": (
         "train",
         [*TRAIN, "--entropy-coef", "inf"],
         2,
-        number_error("--entropy-coef", "inf", "at least 0"),
+        number_error("--entropy-coef", "inf", "from 0 to 100"),
     ),
     "train --optim-alpha 2": (
         "train",
@@ -94,8 +94,8 @@ CASES = {
         2,
         number_error("--max-grad-norm", "-1", ""),
     ),
-    "train --frames 0": ("train", [*TRAIN, "--frames", "0"], 2, integer_error("--frames", "0", "at least 1")),
-    "train --frames -5": ("train", [*TRAIN, "--frames", "-5"], 2, integer_error("--frames", "-5", "at least 1")),
+    "train --frames 0": ("train", [*TRAIN, "--frames", "0"], 2, integer_error("--frames", "0", "from 1 to")),
+    "train --frames -5": ("train", [*TRAIN, "--frames", "-5"], 2, integer_error("--frames", "-5", "from 1 to")),
     "train --frames-per-proc 0": (
         "train",
         [*TRAIN, "--frames-per-proc", "0"],
@@ -109,7 +109,7 @@ CASES = {
         integer_error("--save-interval", "-3", "at least 0"),
     ),
     "train --log-interval 0": ("train", [*TRAIN, "--log-interval", "0"], 2, integer_error("--log-interval", "0", "at")),
-    "train --epochs 0": ("train", [*TRAIN, "--epochs", "0"], 2, integer_error("--epochs", "0", "at least 1")),
+    "train --epochs 0": ("train", [*TRAIN, "--epochs", "0"], 2, integer_error("--epochs", "0", "from 1 to 1000")),
     "train --batch-size 0": ("train", [*TRAIN, "--batch-size", "0"], 2, integer_error("--batch-size", "0", "at least")),
     "train --recurrence 0": ("train", [*TRAIN, "--recurrence", "0"], 2, integer_error("--recurrence", "0", "at least")),
     "train --threads 0": ("train", [*TRAIN, "--threads", "0"], 2, integer_error("--threads", "0", "from 1 to 1024")),
@@ -148,6 +148,42 @@ CASES = {
         number_error("--env-timeout", "-1", "from 0"),
     ),
     "train --env-timeout nan": ("train", [*TRAIN, "--env-timeout", "nan"], 2, number_error("--env-timeout", "nan", "")),
+    # --- train: finite but huge values, which overflowed inside torch (issue 32) ---------------------------------
+    **{
+        f"train {' '.join(flags)}": ("train", [*TRAIN, *flags], 2, number_error(flags[-2], flags[-1], bounds))
+        for flags, bounds in [
+            (["--clip-eps", "1e308"], "more than 0 and at most 1"),
+            (["--clip-eps", "1.5"], "more than 0 and at most 1"),
+            (["--lr", "1e39"], "more than 0 and at most 1"),
+            (["--algo", "a2c", "--lr", "1e308"], "more than 0 and at most 1"),
+            (["--entropy-coef", "1e308"], "from 0 to 100"),
+            (["--value-loss-coef", "1e308"], "from 0 to 100"),
+            (["--max-grad-norm", "1e308"], "more than 0 and at most 1e\\+06"),
+            (["--optim-eps", "1e308"], "more than 0 and at most 1"),
+            (["--explore", "rnd", "--explore-coef", "1e308"], "from 0 to 100"),
+        ]
+    },
+    "train --epochs 1e12": ("train", [*TRAIN, "--epochs", "1e12"], 2, integer_error("--epochs", "1e12", "from 1 to")),
+    "train --frames 1e30": ("train", [*TRAIN, "--frames", "1e30"], 2, integer_error("--frames", "1e30", "from 1 to")),
+    # --- train: flags that would do nothing (issue 32) ----------------------------------------------------------
+    **{
+        f"train --algo a2c {' '.join(flag)}": (
+            "train",
+            [*TRAIN, "--algo", "a2c", *flag],
+            2,
+            rf"{flag[0]} is used by --algo ppo only, and --algo a2c would ignore it: drop {flag[0]}, or train with "
+            r"--algo ppo",
+        )
+        for flag in (["--clip-eps", "0.1"], ["--epochs", "2"], ["--batch-size", "8"], ["--normalize-advantages"])
+    },
+    "train --algo ppo --optim-alpha": (
+        "train",
+        [*TRAIN, "--optim-alpha", "0.9"],
+        2,
+        r"--optim-alpha is used by --algo a2c only, and --algo ppo would ignore it: drop --optim-alpha",
+    ),
+    "train --model ''": ("train", [*TRAIN, "--model", ""], 2, r"--model '' is not a folder name"),
+    "train --model ' '": ("train", [*TRAIN, "--model", " "], 2, r"--model ' ' is not a folder name"),
     # --- train: devices and env ids ---------------------------------------------------------------------------
     **{
         f"train --device {device}": (
@@ -172,7 +208,7 @@ CASES = {
         "train",
         [*TRAIN, "--explore", "rnd", "--explore-coef", "-1"],
         2,
-        number_error("--explore-coef", "-1", "at least 0"),
+        number_error("--explore-coef", "-1", "from 0 to 100"),
     ),
     "train --explore-coef without --explore": (
         "train",
