@@ -255,15 +255,16 @@ def validate(args: argparse.Namespace) -> None:
     check_env_id(args.env)
 
 
-def check_flag_values(values: dict, where: str) -> dict:
+def check_flag_values(values: dict, where: str, advice: str = "") -> dict:
     """``values`` ({dest: value}, flags of scripts.train that did not come from its command line: a recipe, the
     flags saved with a model) checked by the flags' own declarations, as the command line checks them; a UsageError
-    ``{where}: {key} must be ..., got ...`` for the first that is not valid."""
+    ``{where}: {key} must be ..., got ...{advice}`` for the first that is not valid (``advice`` may name the flag as
+    ``{flag}``)."""
     actions = {action.dest: action for action in build_parser(None)._actions}
     checked = {}
     for key, value in values.items():
         try:
             checked[key] = check_flag_value(actions[key], value)
         except ValueError as error:
-            raise UsageError(f"{where}: {key} {error}") from None
+            raise UsageError(f"{where}: {key} {error}{advice.format(flag='--' + key.replace('_', '-'))}") from None
     return checked
