@@ -289,8 +289,11 @@ class Scripted:
         """Moves the agent (in both) to face a cell that ``wanted(obj, (x, y))`` accepts."""
         spots = _front_cells(self.real, wanted)
         assert spots, "nothing to face"
-        self.real.agent_pos, self.real.agent_dir = spots[0]
-        self.env.set_state_from_minigrid(0, self.real)
+        (x, y), d = spots[0]
+        self.real.agent_pos, self.real.agent_dir = (x, y), d
+        # only the pose is copied: the rest of the batched state is the batched env's own, from its own steps
+        self.env.agent[0], self.env.dir[0] = self.env.flat(x, y), d
+        np.testing.assert_array_equal(self.env.get_obs()["image"][0].numpy(), self.real.gen_obs()["image"])
 
     def act(self, action):
         ro, rr, rte, rtr, _ = self.real.step(action)
@@ -428,3 +431,75 @@ def test_and_succeeds_with_both_parts_in_either_order():
         run.face(_is(_objects(instrs.instr_a.desc)))
         verdict = run.act(6)
     assert verdict == "success"
+
+
+def test_go_to_counts_where_objects_were_until_a_drop_refreshes_it():
+    """Minigrid's ``go to`` checks ``desc.obj_poss``, the positions found at reset and refreshed only when the agent
+    drops something (``update_objs_poss``): picking the object up in front succeeds (it "was" there), and an object
+    carried away and dropped counts where it lies, not where it was."""
+    run = Scripted("BabyAI-GoToLocal-v0", 4)
+    run.face(_is(_objects(run.real.instrs.desc)))
+    assert run.act(3) == "success"  # picked up: its old cell still counts
+
+    for s in range(500):  # "go to A, then go to B" with one object B, A's and B's objects apart
+        run = Scripted("BabyAI-GoToSeqS5R2-v0", s)
+        instrs = run.real.instrs
+        if not (isinstance(instrs, V.BeforeInstr) and isinstance(instrs.instr_a, V.GoToInstr)):
+            continue
+        if not isinstance(instrs.instr_b, V.GoToInstr):
+            continue
+        a, b = instrs.instr_a.desc.obj_set, instrs.instr_b.desc.obj_set
+        if len(b) == 1 and b[0].type != "door" and not {id(o) for o in a} & {id(b[0])}:
+            break
+    else:
+        raise AssertionError("no fitting sequence in 500 seeds")
+    target = b[0]
+    old = tuple(int(v) for v in target.cur_pos)
+    near_a = {
+        (int(o.cur_pos[0]) + dx, int(o.cur_pos[1]) + dy) for o in a for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))
+    }
+    run.face(lambda obj, pos: obj is target and pos not in near_a)
+    assert run.act(3) == "continue"  # B picked up while A is not done: B's instruction is not asked yet
+    run.face(lambda obj, pos: obj is None and pos != old and pos not in near_a)
+    assert run.act(4) == "continue"  # dropped elsewhere: the positions are refreshed
+    run.face(_is(_objects(instrs.instr_a.desc)))
+    assert run.act(6) == "continue"  # A done, B not yet
+    run.face(lambda obj, pos: pos == old)
+    assert run.act(6) == "continue"  # where B was: no longer counts
+    run.face(_is({id(target)}))
+    assert run.act(6) == "success"
+
+
+def _first_then(env_id, first_kinds, then_kind, seeds=2000):
+    """A Scripted run of ``env_id`` whose instruction is "X, then Y" (or "Y after you X") with X one action of
+    ``first_kinds`` and Y one action of ``then_kind`` on one object that is not a door, apart from X's objects."""
+    for s in range(seeds):
+        run = Scripted(env_id, s)
+        instrs = run.real.instrs
+        if isinstance(instrs, V.BeforeInstr):
+            first, then = instrs.instr_a, instrs.instr_b
+        elif isinstance(instrs, V.AfterInstr):
+            first, then = instrs.instr_b, instrs.instr_a
+        else:
+            continue
+        if not (isinstance(first, first_kinds) and isinstance(then, then_kind)):
+            continue
+        objs = (then.desc_move if isinstance(then, V.PutNextInstr) else then.desc).obj_set
+        if len(objs) == 1 and objs[0].type != "door" and id(objs[0]) not in _objects(first.desc):
+            return run, first, then, objs[0]
+        run.env.close()
+    raise AssertionError(f"no fitting sequence in {seeds} seeds of {env_id}")
+
+
+def test_pickup_asked_late_remembers_what_was_carried_when_last_asked():
+    """``PickupInstr`` succeeds on a pickup action only if nothing was carried when it was last asked. Asked for
+    the first time (``preCarrying`` None) with its object already in hand, a pickup action succeeds, though the
+    agent picks nothing up; asked once before with the object in hand, it does not."""
+    for last_action, verdict in ((3, "success"), (6, "continue")):
+        run, first, _, target = _first_then("BabyAI-SynthSeq-v0", V.GoToInstr, V.PickupInstr)
+        run.face(lambda obj, pos, target=target: obj is target)
+        assert run.act(3) == "continue"  # picked up before its turn: not asked
+        run.face(_is(_objects(first.desc)))
+        assert run.act(last_action) == verdict  # the first part done: the pickup is asked
+        if verdict == "continue":
+            assert run.act(3) == "continue"  # asked before, with the object in hand
