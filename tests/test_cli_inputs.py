@@ -59,6 +59,12 @@ CASES = {
     ),
     "train --clip-eps -1": ("train", [*TRAIN, "--clip-eps", "-1"], 2, number_error("--clip-eps", "-1", "more than 0")),
     "train --clip-eps 0": ("train", [*TRAIN, "--clip-eps", "0"], 2, number_error("--clip-eps", "0", "more than 0")),
+    "train --clip-eps 2 (the library's range)": (
+        "train",
+        [*TRAIN, "--clip-eps", "2"],
+        2,
+        number_error("--clip-eps", "2", "more than 0 and at most 1"),
+    ),
     "train --value-loss-coef -1": (
         "train",
         [*TRAIN, "--value-loss-coef", "-1"],

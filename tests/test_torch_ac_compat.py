@@ -1,9 +1,12 @@
 """Client code written for torch-ac 1.4 or the original torch-rl runs unchanged (only the import differs).
 
-Two clients, each written the way its users write it, must train DoorKey-5x5 well beyond what a random policy
-(mean return ~0.03) or a broken update can reach; smaller tests pin each part of the contract.
+Three clients, each written the way its users write it (the documented one; rl-starter-files' scripts/train.py, in
+torch-ac 1.4's positional order with device third; the original torch-rl's scripts/train.py, in its order without
+device), must train DoorKey-5x5 well beyond what a random policy (mean return ~0.03) or a broken update can reach;
+smaller tests pin each part of the contract.
 """
 
+import argparse
 import inspect
 
 import gymnasium as gym
@@ -66,34 +69,13 @@ def test_documented_client_list_preprocessor_reshaped_reward_recurrent_model_lea
     assert np.mean(means[-3:]) >= 0.8, means
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("one_torch_thread")
-def test_torch_ac_1_4_client_positional_arguments_exps_and_penv_evaluation_learn_doorkey():
-    torch.manual_seed(0)
-    envs = make_envs(ENV_ID, 16, seed=0)
-    obs_space, preprocess_obss = get_obss_preprocessor(envs[0].observation_space, use_text=False)
-    model = ACModel(obs_space, envs[0].action_space)
-    # torch-ac 1.4's positional order, as rl-starter-files calls it
-    algo = torch_rl.PPOAlgo(
-        envs, model, "cpu", 128, 0.99, 0.001, 0.95, 0.01, 0.5, 0.5, 1, 1e-8, 0.2, 4, 256, preprocess_obss
-    )
-    num_frames = 0
-    while num_frames < 100_000:
-        exps, logs1 = algo.collect_experiences()
-        logs2 = algo.update_parameters(exps)
-        logs = {**logs1, **logs2}
-        num_frames += logs["num_frames"]
-        assert min(logs["return_per_episode"]) >= 0 and np.isfinite(logs["policy_loss"])
-        if np.mean(logs["return_per_episode"]) >= 0.9:
-            break
-    algo.close()
-
-    # rl-starter-files' evaluation loop
+def penv_mean_return(model, preprocess_obss, episodes=32):
+    """rl-starter-files' evaluation loop, on envs seeded apart from training's."""
     env = ParallelEnv(make_envs(ENV_ID, 8, seed=1_000_000))
     obss = env.reset()
     returns, episode_returns = [], torch.zeros(8)
     model.eval()
-    while len(returns) < 32:
+    while len(returns) < episodes:
         with torch.no_grad():
             dist, _ = model(preprocess_obss(obss))
         obss, rewards, terminateds, truncateds, _ = env.step(dist.sample().numpy())
@@ -104,7 +86,71 @@ def test_torch_ac_1_4_client_positional_arguments_exps_and_penv_evaluation_learn
                 returns.append(episode_returns[i].item())
         episode_returns *= 1 - torch.tensor(dones, dtype=torch.float)
     env.close()
-    assert np.mean(returns) >= 0.8, returns
+    return np.mean(returns), returns
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_torch_ac_1_4_client_positional_arguments_exps_and_penv_evaluation_learn_doorkey():
+    torch.manual_seed(0)
+    # rl-starter-files' flags at their defaults (--frames-per-proc None: the algorithm's own, 128 for PPO)
+    args = argparse.Namespace(
+        algo="ppo", procs=16, frames=100_000, frames_per_proc=None, discount=0.99, lr=0.001, gae_lambda=0.95,
+        entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=1, optim_eps=1e-8, optim_alpha=0.99,
+        clip_eps=0.2, epochs=4, batch_size=256,
+    )  # fmt: skip
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    envs = make_envs(ENV_ID, args.procs, seed=0)
+    obs_space, preprocess_obss = get_obss_preprocessor(envs[0].observation_space, use_text=False)
+    acmodel = ACModel(obs_space, envs[0].action_space)
+    # rl-starter-files' scripts/train.py, line for line: torch-ac 1.4's positional order, device third
+    algo = torch_rl.PPOAlgo(envs, acmodel, device, args.frames_per_proc, args.discount, args.lr, args.gae_lambda,
+                            args.entropy_coef, args.value_loss_coef, args.max_grad_norm, args.recurrence,
+                            args.optim_eps, args.clip_eps, args.epochs, args.batch_size, preprocess_obss)  # fmt: skip
+    assert (algo.device, algo.num_frames_per_proc, algo.discount, algo.batch_size) == (device, 128, 0.99, 256)
+    num_frames = 0
+    while num_frames < args.frames:
+        exps, logs1 = algo.collect_experiences()
+        logs2 = algo.update_parameters(exps)
+        logs = {**logs1, **logs2}
+        num_frames += logs["num_frames"]
+        assert min(logs["return_per_episode"]) >= 0 and np.isfinite(logs["policy_loss"])
+        if np.mean(logs["return_per_episode"]) >= 0.9:
+            break
+    algo.close()
+    mean, returns = penv_mean_return(acmodel.cpu(), preprocess_obss)
+    assert mean >= 0.8, returns
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_original_torch_rl_client_positional_order_without_device_learns_doorkey():
+    torch.manual_seed(0)
+    # The original torch-rl's flags at their defaults (--frames-per-proc None: the algorithm's own, 128 for PPO)
+    args = argparse.Namespace(
+        algo="ppo", procs=16, frames=100_000, frames_per_proc=None, discount=0.99, lr=7e-4, gae_lambda=0.95,
+        entropy_coef=0.01, value_loss_coef=0.5, max_grad_norm=0.5, recurrence=1, optim_eps=1e-5, optim_alpha=0.99,
+        clip_eps=0.2, epochs=4, batch_size=256,
+    )  # fmt: skip
+    envs = make_envs(ENV_ID, args.procs, seed=0)
+    obs_space, preprocess_obss = get_obss_preprocessor(envs[0].observation_space, use_text=False)
+    acmodel = ACModel(obs_space, envs[0].action_space)  # this repo's model.py, as torch-rl's own model.py
+    # torch-rl's scripts/train.py, line for line: no device, num_frames_per_proc third
+    algo = torch_rl.PPOAlgo(envs, acmodel, args.frames_per_proc, args.discount, args.lr, args.gae_lambda,
+                            args.entropy_coef, args.value_loss_coef, args.max_grad_norm, args.recurrence,
+                            args.optim_eps, args.clip_eps, args.epochs, args.batch_size, preprocess_obss)  # fmt: skip
+    assert (algo.num_frames_per_proc, algo.discount, algo.batch_size) == (128, 0.99, 256)
+    assert algo.optimizer.param_groups[0]["lr"] == 7e-4 and algo.optimizer.param_groups[0]["eps"] == 1e-5
+    num_frames = 0
+    while num_frames < args.frames:
+        logs = algo.update_parameters()  # torch-rl's one call: collect, then update
+        num_frames += logs["num_frames"]
+        assert min(logs["return_per_episode"]) >= 0 and np.isfinite(logs["policy_loss"])
+        if np.mean(logs["return_per_episode"]) >= 0.9:
+            break
+    algo.close()
+    mean, returns = penv_mean_return(acmodel, preprocess_obss)
+    assert mean >= 0.8, returns
 
 
 # ------------------------------------------------------------------------------------------------ the contract

@@ -138,7 +138,12 @@ def add_algorithm_arguments(group):
     group.add_argument(
         "--optim-alpha", type=number(0.0, 1.0, low_open=True, high_open=True), default=0.99, help="RMSprop alpha (A2C)"
     )
-    group.add_argument("--clip-eps", type=number(0.0, low_open=True), default=0.2, help="PPO clipping epsilon")
+    group.add_argument(
+        "--clip-eps",
+        type=number(0.0, 1.0, low_open=True),
+        default=0.2,
+        help="PPO clipping epsilon (beyond 1 the ratio's lower clip is negative)",
+    )
     group.add_argument("--epochs", type=integer(1), default=4, help="PPO epochs per update")
     group.add_argument("--batch-size", type=integer(1), default=256, help="PPO mini-batch size in frames")
     group.add_argument("--normalize-advantages", action="store_true", help="PPO: standardise advantages per batch")

@@ -8,6 +8,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
+from torch_rl.algos.checks import accepts_torch_rl_order, check_number
 from torch_rl.dictlist import DictList
 from torch_rl.exploration import ExplorationBonus
 from torch_rl.vec_env import EnvBatch
@@ -20,6 +21,7 @@ class A2CAlgo(BaseAlgo):
     ``num_frames_per_proc=None`` means 5 steps per env and update, the usual A2C setting.
     """
 
+    @accepts_torch_rl_order
     def __init__(
         self,
         envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch,
@@ -46,7 +48,9 @@ class A2CAlgo(BaseAlgo):
         lr_schedule: str = "constant",
         total_frames: int | None = None,
     ):
-        num_frames_per_proc = num_frames_per_proc or 5
+        num_frames_per_proc = 5 if num_frames_per_proc is None else num_frames_per_proc
+        check_number("rmsprop_alpha", rmsprop_alpha, 0, 1, high_open=True)
+        check_number("rmsprop_eps", rmsprop_eps, 0, low_open=True)
         super().__init__(
             envs,
             acmodel,

@@ -15,6 +15,16 @@ from torch import nn
 from torch.distributions import Distribution
 
 from torch_rl import distributed
+from torch_rl.algos.checks import (
+    check_acmodel,
+    check_actions,
+    check_callable,
+    check_int,
+    check_model_input,
+    check_model_output,
+    check_number,
+    reshape_reward_error,
+)
 from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.dictlist import DictList
 from torch_rl.exploration import ExplorationBonus
@@ -66,6 +76,11 @@ class BaseAlgo(ABC):
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
 
+    Every argument is checked where it is set, and the first step checks what ``preprocess_obss`` and the model
+    return (torch_rl/algos/checks.py): a mistake is a TypeError or ValueError naming the argument. A2CAlgo and
+    PPOAlgo also take the original torch-rl's positional order, without ``device`` (see
+    ``checks.accepts_torch_rl_order``).
+
     Under torch.distributed (a process group of several ranks, e.g. started by torchrun), gradients are
     averaged over ranks before each optimizer step (see torch_rl.distributed): give each rank the same
     ``num_envs`` and hyper-parameters, its own env seeds, and the same initial parameters.
@@ -95,18 +110,30 @@ class BaseAlgo(ABC):
         lr_schedule: str = "constant",
         total_frames: int | None = None,
     ):
-        if num_frames_per_proc < 1:
-            raise ValueError(f"num_frames_per_proc must be at least 1, got {num_frames_per_proc}")
+        check_acmodel(acmodel)
+        check_int("num_frames_per_proc", num_frames_per_proc, 1)
+        check_number("discount", discount, 0, 1)
+        check_number("lr", lr, 0, low_open=True)
+        check_number("gae_lambda", gae_lambda, 0, 1)
+        check_number("entropy_coef", entropy_coef, 0)
+        check_number("value_loss_coef", value_loss_coef, 0)
+        check_number("max_grad_norm", max_grad_norm, 0, low_open=True)
+        check_int("recurrence", recurrence, 1)
+        check_callable("preprocess_obss", preprocess_obss)
+        check_callable("reshape_reward", reshape_reward)
+        check_int("seed", seed, 0, allow_none=True)
+        check_int("num_workers", num_workers, 0, allow_none=True)
+        check_number("exploration_coef", exploration_coef, 0)
+        check_int("total_frames", total_frames, 1, allow_none=True)
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-        if lr_schedule == "linear" and (total_frames is None or total_frames < 1):
-            raise ValueError(f"a linear lr_schedule needs total_frames >= 1, got {total_frames}")
+        if lr_schedule == "linear" and total_frames is None:
+            raise ValueError("a linear lr_schedule needs total_frames (an int >= 1), got None")
+        num_frames_per_proc, recurrence = int(num_frames_per_proc), int(recurrence)  # e.g. from numpy ints
         self.recurrent = bool(getattr(acmodel, "recurrent", False))
         self.recurrence = recurrence if self.recurrent else 1
         # A model that runs whole sequences at once (see RecurrentACModel.forward_sequence) trains faster.
         self.sequence_model = self.recurrent and callable(getattr(acmodel, "forward_sequence", None))
-        if self.recurrence < 1:
-            raise ValueError(f"recurrence must be at least 1, got {recurrence}")
         if num_frames_per_proc % self.recurrence != 0:
             raise ValueError(
                 f"recurrence ({self.recurrence}) must divide num_frames_per_proc ({num_frames_per_proc}): "
@@ -144,6 +171,7 @@ class BaseAlgo(ABC):
         self.preprocessed_obs = None  # self.obs as the model's input, once computed
         self.mask = torch.ones(self.num_procs, device=self.device)  # 0 where an episode starts: memory zeroed
         self.memory = torch.zeros(self.num_procs, memory_size, device=self.device) if self.recurrent else None
+        self.outputs_checked = False  # the first step checks what preprocess_obss and the model return
 
     @property
     def masks(self) -> torch.Tensor:
@@ -223,8 +251,15 @@ class BaseAlgo(ABC):
         """Acts in every env, steps them and stores step ``t`` in the rollout."""
         model_input = self.preprocessed_obs
         with torch.no_grad():
-            dist, value, next_memory = self._model_step(model_input, self.memory, self.mask)
+            if self.outputs_checked:
+                dist, value, next_memory = self._model_step(model_input, self.memory, self.mask)
+            else:
+                dist, value, next_memory = self._first_model_step(model_input)
         action = self._sample(dist)
+        log_prob = _log_prob(dist, action)
+        if not self.outputs_checked:
+            check_actions(action, log_prob, self.num_procs)
+            self.outputs_checked = True
         env_action = actions_for_env(action, self.action_space, self.env.accepts_torch_actions)
         obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
         device = self.device
@@ -238,7 +273,7 @@ class BaseAlgo(ABC):
             obs=model_input,
             action=action,
             value=value,
-            log_prob=_log_prob(dist, action),
+            log_prob=log_prob,
             mask=self.mask,
             memory=self.memory,
             reward=reward,
@@ -253,6 +288,16 @@ class BaseAlgo(ABC):
         self.memory = next_memory
         self.mask = (~done).float()
         self.preprocessed_obs = self._preprocess(obs)
+
+    def _first_model_step(self, obs):
+        """``_model_step`` at the first step of the first rollout, checking what ``preprocess_obss`` and the
+        model return, so that a mistake is named in the caller's words rather than met deep in torch later (the
+        steps after it skip the checks)."""
+        check_model_input(obs, self.num_procs)
+        memory = self.memory * self.mask.unsqueeze(1) if self.recurrent else None
+        output = self.acmodel(obs, memory) if self.recurrent else self.acmodel(obs)
+        memory_size = self.acmodel.memory_size if self.recurrent else None
+        return check_model_output(output, self.recurrent, self.num_procs, memory_size)
 
     def _preprocess(self, batch):
         """A batch of observations as the model's input (see ``preprocess_obss``)."""
@@ -270,14 +315,18 @@ class BaseAlgo(ABC):
     def _reshaped_rewards(self, obs, env_action, reward, done):
         rewards = reward.tolist()
         dones = done.tolist()
-        return torch.tensor(
-            [
-                self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i])
-                for i in range(self.num_procs)
-            ],
-            device=self.device,
-            dtype=torch.float32,
-        )
+        values = [
+            self.reshape_reward(index_obs(obs, i), env_action[i], rewards[i], dones[i]) for i in range(self.num_procs)
+        ]
+        # Checked at every step, not only the first: a reward function may go wrong on a rare event, and these
+        # checks cost nothing beside the per-env Python calls above.
+        try:
+            reshaped = torch.tensor(values, device=self.device, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise reshape_reward_error(values) from None
+        if reshaped.shape != reward.shape:
+            raise reshape_reward_error(values)
+        return reshaped
 
     def _final_values(self, final_obs, terminated, truncated, memory):
         """V(final observation) where an episode was cut by a time limit (the bootstrap target), else 0;

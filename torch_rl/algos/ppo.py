@@ -8,6 +8,7 @@ from torch import nn
 from torch.distributions import Distribution
 
 from torch_rl.algos.base import BaseAlgo, PreprocessObss, ReshapeReward, _entropy, _log_prob
+from torch_rl.algos.checks import accepts_torch_rl_order, check_int, check_number
 from torch_rl.dictlist import DictList
 from torch_rl.exploration import ExplorationBonus
 from torch_rl.vec_env import EnvBatch
@@ -24,6 +25,7 @@ class PPOAlgo(BaseAlgo):
     ``num_frames_per_proc=None`` means 128 steps per env and update.
     """
 
+    @accepts_torch_rl_order
     def __init__(
         self,
         envs: Sequence[gym.Env] | gym.vector.VectorEnv | EnvBatch,
@@ -53,7 +55,13 @@ class PPOAlgo(BaseAlgo):
         lr_schedule: str = "constant",
         total_frames: int | None = None,
     ):
-        num_frames_per_proc = num_frames_per_proc or 128
+        num_frames_per_proc = 128 if num_frames_per_proc is None else num_frames_per_proc
+        # Checked before BaseAlgo starts the env workers (and recurrence before it divides batch_size).
+        check_number("adam_eps", adam_eps, 0, low_open=True)
+        check_number("clip_eps", clip_eps, 0, 1, low_open=True)  # beyond 1 the ratio's lower clip is negative
+        check_int("epochs", epochs, 1)
+        check_int("batch_size", batch_size, 1)
+        check_int("recurrence", recurrence, 1)
         recurrent = bool(getattr(acmodel, "recurrent", False))
         if recurrent and batch_size % recurrence != 0:
             raise ValueError(f"recurrence ({recurrence}) must divide batch_size ({batch_size})")
@@ -80,8 +88,8 @@ class PPOAlgo(BaseAlgo):
             total_frames=total_frames,
         )
         self.clip_eps = clip_eps
-        self.epochs = epochs
-        self.batch_size = batch_size
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
         self.normalize_advantages = normalize_advantages
         # foreach: one fused call over all parameters instead of a Python loop (torch picks it only on CUDA)
         self.optimizer = torch.optim.Adam(self.acmodel.parameters(), lr, eps=adam_eps, foreach=True)
