@@ -11,6 +11,8 @@ finish" would be. The same --seed gives the same episodes: a run with more --epi
 episodes and adds some, so it does not confirm a difference it showed; compare other seeds for that.
 
 --best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
+--worst-episodes-to-show N also prints the N episodes of lowest return, with their lengths. An env whose step or
+reset takes longer than --env-timeout seconds stops the evaluation with one line naming it (exit code 1).
 
 --json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
 model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
@@ -18,6 +20,7 @@ return_max, num_frames_mean, num_frames_std, num_frames_min, num_frames_max, suc
 episode), num_frames (per episode).
 """
 
+import functools
 import json
 import sys
 import time
@@ -25,18 +28,21 @@ import time
 import torch
 
 import torch_rl
-from torch_rl.vec_env import VectorEnvBatch
+from torch_rl.vec_env import VectorEnvBatch, report_to_stderr
 from utils import checkpoint as checkpoints
 from utils.agent import Agent, add_agent_arguments
 from utils.env import check_env_id, make_batched_env, make_envs
 from utils.errors import (
+    MAX_ENV_TIMEOUT,
     MAX_WORKERS,
     SEED,
     ArgumentParser,
     HelpFormatter,
+    UsageError,
     check_procs_fit_in_memory,
     cli,
     integer,
+    number,
 )
 from utils.evaluation import episode_statistics, run_episodes
 from utils.outputs import check_output_file, write_output_file
@@ -72,6 +78,21 @@ def parse_args(argv=None):
     p.add_argument(
         "--seed", type=SEED, default=0, help="random seed of the envs and of the action sampling, from 0 to 2**32 - 1"
     )
+    p.add_argument(
+        "--env-timeout",
+        type=number(0, MAX_ENV_TIMEOUT),
+        default=300.0,
+        metavar="SECONDS",
+        help="longest an env's step or reset may take; a longer one stops the evaluation with one line naming the "
+        "env (exit code 1); 0: no limit",
+    )
+    p.add_argument(
+        "--worst-episodes-to-show",
+        type=integer(0, MAX_EPISODES),
+        default=0,
+        metavar="N",
+        help="also print the N episodes of lowest return, with their returns and lengths (0: none)",
+    )
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON to FILE ('-': stdout)")
     return p.parse_args(argv)
 
@@ -79,6 +100,11 @@ def parse_args(argv=None):
 def validate(args):
     """What parse_args' types cannot check; before any episode runs, so that a bad --json wastes no evaluation."""
     check_procs_fit_in_memory(min(args.procs, args.episodes))
+    if args.worst_episodes_to_show and args.json == "-":
+        raise UsageError(
+            "--worst-episodes-to-show prints to stdout, which --json - keeps for the JSON (it holds every episode's "
+            "return and length): drop one of them"
+        )
     if args.json not in (None, "-"):  # never a file of a model folder, nor a FIFO that would block at the end
         check_output_file(args.json, "--json", [get_model_dir(args.model)])
     check_env_id(args.env)
@@ -118,6 +144,22 @@ def format_result(r, best=False):
     )
 
 
+def format_worst_episodes(r, n):
+    """The ``n`` episodes of lowest return (the first of equal ones first), as the starter files printed them."""
+    order = sorted(range(len(r["returns"])), key=lambda i: r["returns"][i])[:n]
+    lines = [f"{len(order)} worst episodes:"]
+    lines += [f"- episode {i}: return {r['returns'][i]:.3f}, {r['num_frames'][i]} frames" for i in order]
+    return "\n".join(lines)
+
+
+def env_hung(message, env_timeout):
+    """--env-timeout fired with envs stepped in this process (called from the watchdog thread, which then ends the
+    process with exit code 1: a stuck env call cannot be interrupted)."""
+    report_to_stderr(
+        f"an environment hung: {message} (raise --env-timeout, now {env_timeout:g} s, if its steps are this slow)"
+    )
+
+
 @cli
 def main(argv=None):
     args = parse_args(argv)
@@ -133,7 +175,12 @@ def main(argv=None):
     if args.batched:
         env_batch = VectorEnvBatch(make_batched_env(args.env, procs, seed=args.seed))
     else:
-        env_batch = torch_rl.ParallelEnv(make_envs(args.env, procs, seed=args.seed), num_workers=args.workers)
+        env_batch = torch_rl.ParallelEnv(
+            make_envs(args.env, procs, seed=args.seed),
+            num_workers=args.workers,
+            timeout=args.env_timeout or None,
+            on_timeout=functools.partial(env_hung, env_timeout=args.env_timeout),  # envs stepped in this process
+        )
     try:
         agent = Agent(
             env_batch.single_observation_space,
@@ -159,6 +206,8 @@ def main(argv=None):
         sys.stdout.write("\n")
         return result
     print(format_result(result, args.best))
+    if args.worst_episodes_to_show:
+        print(format_worst_episodes(result, args.worst_episodes_to_show))
     if args.json is not None:
         write_output_file(args.json, "--json", (json.dumps(result, indent=2) + "\n").encode())
         print(f"results written to {args.json}")

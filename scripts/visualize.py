@@ -3,6 +3,7 @@
 Without --gif the env is shown in its own window (render_mode="human"; needs a display). With --gif FILE the
 frames are rendered off-screen (render_mode="rgb_array") and written as an animated GIF, which works headless,
 for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). Each episode's return is printed.
+--shift N resets the env N more times before the first episode shown, to look at other layouts of the same --seed.
 """
 
 import os
@@ -32,6 +33,7 @@ from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
 
 MAX_EPISODES = 10**4  # a GIF keeps every frame in memory
+MAX_SHIFT = 10**6  # resets before the first episode: beyond that, choose another --seed
 
 
 def parse_args(argv=None):
@@ -44,6 +46,13 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--seed", type=SEED, default=0, help="random seed of the env and of the action sampling, from 0 to 2**32 - 1"
+    )
+    p.add_argument(
+        "--shift",
+        type=integer(0, MAX_SHIFT),
+        default=0,
+        metavar="N",
+        help="reset the env N times before the first episode shown, to look at other layouts of the same --seed",
     )
     p.add_argument(
         "--gif",
@@ -137,6 +146,8 @@ def main(argv=None):
     interrupted = False
     try:
         obs, _ = env.reset(seed=args.seed)
+        for _ in range(args.shift):
+            obs, _ = env.reset()
         for episode in range(1, args.episodes + 1):
             if episode > 1:
                 obs, _ = env.reset()

@@ -23,14 +23,14 @@ import torch
 from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.world_object import Ball, Box, Key
 
-from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.codes import ENCODINGS
-from torch_rl.envs.minigrid.registry import ENV_FAMILY, make_family
+from torch_rl.envs.minigrid.registry import ENV_FAMILY, MINIGRID_IDS, make_family
 from torch_rl.envs.minigrid.view import PAD
 
 REPO = Path(__file__).resolve().parent.parent
 
-NEW_IDS = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
+NEW_IDS = [i for i in MINIGRID_IDS if ENV_FAMILY[i] not in ("Empty", "DoorKey")]
 # part 2: the object and mission families (their episodes also start facing objects, carrying full boxes, ...)
 OBJECT_FAMILIES = (
     "KeyCorridor", "Unlock", "UnlockPickup", "BlockedUnlockPickup", "ObstructedMaze1D", "ObstructedMaze",
@@ -274,7 +274,7 @@ def test_fidelity_dynamic_obstacles_collisions():
     assert stats["negative"] > 0 and stats["rewards"] > 0, stats
 
 
-@pytest.mark.parametrize("env_id", SUPPORTED_ENV_IDS)
+@pytest.mark.parametrize("env_id", MINIGRID_IDS)
 def test_family_constants_match_minigrid(env_id):
     family = make_family(env_id)
     real = gym.make(env_id).unwrapped

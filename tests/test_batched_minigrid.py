@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from torch_rl.envs.batched_minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.minigrid.registry import BABYAI_IDS, MINIGRID_IDS
 
 # forward / pickup / toggle favoured so keys get picked up, doors opened and goals reached
 ACTION_P = np.array([0.14, 0.14, 0.34, 0.13, 0.06, 0.14, 0.05])
@@ -191,7 +192,8 @@ def test_unknown_id_raises():
     # FourRooms (before part 1) and KeyCorridor (before part 2), the ids used here before, are supported now
     with pytest.raises(ValueError, match="MiniGrid-DoorKey-5x5-v0"):
         BatchedMiniGridEnv("MiniGrid-WFC-MazeSimple-v0", 2)
-    assert len(SUPPORTED_ENV_IDS) == 76  # the 82 MiniGrid-* ids less the 6 WFC ids (no pattern files in the wheel)
+    assert len(MINIGRID_IDS) == 76  # the 82 MiniGrid-* ids less the 6 WFC ids (no pattern files in the wheel)
+    assert len(BABYAI_IDS) == 96 and set(SUPPORTED_ENV_IDS) == set(MINIGRID_IDS) | set(BABYAI_IDS)
     for env_id in SUPPORTED_ENV_IDS:
         assert env_id in gym.registry
 

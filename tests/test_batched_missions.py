@@ -9,8 +9,9 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import pytest
 import torch
 
-from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.missions import MAX_MISSION_WORDS, MISSION_WORDS, mission_tokens, mission_words
+from torch_rl.envs.minigrid.registry import MINIGRID_IDS
 from utils.format import MiniGridPreprocessor
 
 TINY_BANK = {"capacity": 64, "initial": 32, "chunk": 32}
@@ -18,7 +19,7 @@ TINY_BANK = {"capacity": 64, "initial": 32, "chunk": 32}
 
 def test_vocabulary_covers_every_mission_of_every_id():
     longest = 0
-    for env_id in SUPPORTED_ENV_IDS:
+    for env_id in MINIGRID_IDS:
         real = gym.make(env_id).unwrapped
         for seed in range(4):
             real.reset(seed=seed)

@@ -61,15 +61,17 @@ def resume_args(name, model_dir, more_updates=1):
         str(saved["procs"]),
         "--frames-per-proc",
         str(saved["frames_per_proc"]),
-        "--batch-size",
-        str(saved["batch_size"]),
-        "--epochs",
-        str(saved["epochs"]),
         "--seed",
         str(saved["seed"]),
         "--workers",
         "0",
         "--quiet",
+        # --batch-size and --epochs are PPO's: --algo a2c refuses them
+        *(
+            ["--batch-size", str(saved["batch_size"]), "--epochs", str(saved["epochs"])]
+            if "ppo" in OLD_MODELS[name]
+            else []
+        ),
     ]
 
 
@@ -240,6 +242,23 @@ def _wrong_normalizer_shape(status):
     status["obs_normalizer"] = {"mean": torch.zeros(5), "var": torch.ones(5), "count": 3.0}
 
 
+def _poison(*path, value=float("nan")):
+    """Damage: sets ``value`` into the tensor (its first element) or number at ``path`` in the status dict; a
+    path item None stands for the first key of a dict."""
+
+    def damage(status):
+        parent = status
+        for key in path[:-1]:
+            parent = parent[next(iter(parent)) if key is None else key]
+        last = next(iter(parent)) if path[-1] is None else path[-1]
+        if isinstance(parent[last], torch.Tensor):
+            parent[last].view(-1)[0] = value
+        else:
+            parent[last] = value
+
+    return damage
+
+
 MALFORMED = {
     # case: (damage to the status dict, words of the one-line error)
     "status not a dict": (lambda status: [status], ["not a torch_rl model"]),
@@ -269,6 +288,29 @@ MALFORMED = {
     "exploration_bonus not plain data": (_set("exploration_bonus", {"predictor": {3.5: 1}}), ["exploration_bonus"]),
     "exploration_bonus not a dict": (_set("exploration_bonus", "rnd"), ["exploration_bonus", "malformed"]),
     "best_eval_return not a number": (_set("best_eval_return", "0.9"), ["best_eval_return", "'0.9'"]),
+    # values, not only types (issue 32): every tensor finite, every variance >= 0
+    "model_state NaN": (_poison("model_state", "log_std"), ["model_state['log_std'] holds NaN or infinite values"]),
+    "model_state inf": (
+        _poison("model_state", "actor.0.weight", value=float("inf")),
+        ["model_state['actor.0.weight'] holds NaN or infinite values"],
+    ),
+    "optimizer_state NaN": (
+        _poison("optimizer_state", "state", None, "square_avg"),
+        ["optimizer_state['state'][", "['square_avg'] holds NaN"],
+    ),
+    "optimizer_state lr inf": (
+        _poison("optimizer_state", "param_groups", 0, "lr", value=float("inf")),
+        ["optimizer_state['param_groups'][0]['lr'] holds NaN"],
+    ),
+    "obs_normalizer NaN mean": (_poison("obs_normalizer", "mean"), ["obs_normalizer['mean'] holds NaN"]),
+    "obs_normalizer negative var": (
+        _poison("obs_normalizer", "var", value=-1.0),
+        ["obs_normalizer['var'] is negative"],
+    ),
+    "reward_scaler inf var": (
+        _poison("reward_scaler", "var", value=float("inf")),
+        ["reward_scaler['var'] holds NaN or infinite values"],
+    ),
 }
 
 
@@ -276,25 +318,66 @@ MALFORMED = {
 def test_a_malformed_field_is_one_line_naming_it_in_train_and_evaluate(case, storage, capsys):
     from scripts.evaluate import main as evaluate
     from scripts.train import main as train
+    from scripts.visualize import main as visualize
 
     damage, fragments = MALFORMED[case]
     model_dir = copy_old_model("pendulum_a2c", storage)
     runs = {
         "train": (train, resume_args("pendulum_a2c", model_dir)),
-        "evaluate": (evaluate, ["--env", "Pendulum-v1", "--model", "pendulum_a2c", "--episodes", "1"]),
+        "evaluate": (evaluate, ["--env", "Pendulum-v1", "--model", "pendulum_a2c", "--episodes", "1", "--argmax"]),
+        "visualize": (visualize, ["--env", "Pendulum-v1", "--model", "pendulum_a2c", "--gif", str(storage / "a.gif")]),
     }
     status = raw_status(model_dir)
     damaged = damage(status)  # changes status, or returns what replaces it
     torch.save(status if damaged is None else damaged, model_dir / "status.pt")
     before = (model_dir / "status.pt").read_bytes(), (model_dir / "log.csv").read_bytes()
     for script, (main, argv) in runs.items():
-        if script == "evaluate" and case == "optimizer_state of another model":
+        if script != "train" and case == "optimizer_state of another model":
             continue  # evaluation does not use the optimizer
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         line = one_line_error(capsys, exit_info)
         for fragment in fragments:
             assert fragment in line, (script, fragment, line)
+    assert ((model_dir / "status.pt").read_bytes(), (model_dir / "log.csv").read_bytes()) == before
+    assert not (storage / "a.gif").exists()
+
+
+# The flags saved in config["args"] that a resumed model keeps (utils.resume.KEPT_SETTINGS) meet the command line's
+# checks: case: ({flag: saved value}, words of the one-line error).
+SAVED_FLAGS = {
+    "procs -5": ({"procs": -5}, ["procs must be an integer at least 1, got -5", "give --procs"]),
+    "lr nan": ({"lr": float("nan")}, ["lr must be a finite number", "got nan", "give --lr"]),
+    "lr 1e39": ({"lr": 1e39}, ["lr must be a finite number more than 0 and at most 1", "got 1e+39"]),
+    "frames_per_proc 'lots'": ({"frames_per_proc": "lots"}, ["frames_per_proc must be an integer", "got 'lots'"]),
+    "epochs 0": ({"epochs": 0}, ["epochs must be an integer from 1 to 1000, got 0"]),
+    "eval_interval -3": ({"eval_interval": -3}, ["eval_interval must be an integer at least 0, got -3"]),
+    "discount 2.0": ({"discount": 2.0}, ["discount must be a finite number from 0 to 1, got 2.0"]),
+    "text 'yes'": ({"text": "yes"}, ["text must be true or false, got 'yes'"]),
+    "explore 'curiosity'": ({"explore": "curiosity"}, ["explore must be one of none, rnd", "got 'curiosity'"]),
+    "eval_env 3": ({"eval_env": 3, "eval_interval": 1}, ["eval_env must be one of same, real, got 3"]),
+    "recipe not a table": ({"recipe": "fast"}, ["recipe is not a table of flags"]),
+    "recipe with a bad value": ({"recipe": {"lr": -1.0}}, ["recipe: lr must be a finite number more than 0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SAVED_FLAGS))
+def test_a_saved_flag_out_of_range_is_one_line_naming_it_on_resume(case, storage, capsys):
+    from scripts.train import main as train
+
+    saved, fragments = SAVED_FLAGS[case]
+    model_dir = copy_old_model("pendulum_a2c", storage)
+    status = raw_status(model_dir)
+    status["config"]["args"].update(saved)
+    torch.save(status, model_dir / "status.pt")
+    before = (model_dir / "status.pt").read_bytes(), (model_dir / "log.csv").read_bytes()
+    argv = [*OLD_MODELS["pendulum_a2c"], "--model", "pendulum_a2c", "--frames", "1000", "--workers", "0", "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        train(argv)
+    line = one_line_error(capsys, exit_info)
+    assert f"the flags saved in {model_dir / 'status.pt'}" in line, line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
     assert ((model_dir / "status.pt").read_bytes(), (model_dir / "log.csv").read_bytes()) == before
 
 

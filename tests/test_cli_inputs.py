@@ -69,19 +69,19 @@ CASES = {
         "train",
         [*TRAIN, "--value-loss-coef", "-1"],
         2,
-        number_error("--value-loss-coef", "-1", "at least 0"),
+        number_error("--value-loss-coef", "-1", "from 0 to 100"),
     ),
     "train --entropy-coef nan": (
         "train",
         [*TRAIN, "--entropy-coef", "nan"],
         2,
-        number_error("--entropy-coef", "nan", "at least 0"),
+        number_error("--entropy-coef", "nan", "from 0 to 100"),
     ),
     "train --entropy-coef inf": (
         "train",
         [*TRAIN, "--entropy-coef", "inf"],
         2,
-        number_error("--entropy-coef", "inf", "at least 0"),
+        number_error("--entropy-coef", "inf", "from 0 to 100"),
     ),
     "train --optim-alpha 2": (
         "train",
@@ -100,8 +100,8 @@ CASES = {
         2,
         number_error("--max-grad-norm", "-1", ""),
     ),
-    "train --frames 0": ("train", [*TRAIN, "--frames", "0"], 2, integer_error("--frames", "0", "at least 1")),
-    "train --frames -5": ("train", [*TRAIN, "--frames", "-5"], 2, integer_error("--frames", "-5", "at least 1")),
+    "train --frames 0": ("train", [*TRAIN, "--frames", "0"], 2, integer_error("--frames", "0", "from 1 to")),
+    "train --frames -5": ("train", [*TRAIN, "--frames", "-5"], 2, integer_error("--frames", "-5", "from 1 to")),
     "train --frames-per-proc 0": (
         "train",
         [*TRAIN, "--frames-per-proc", "0"],
@@ -115,7 +115,7 @@ CASES = {
         integer_error("--save-interval", "-3", "at least 0"),
     ),
     "train --log-interval 0": ("train", [*TRAIN, "--log-interval", "0"], 2, integer_error("--log-interval", "0", "at")),
-    "train --epochs 0": ("train", [*TRAIN, "--epochs", "0"], 2, integer_error("--epochs", "0", "at least 1")),
+    "train --epochs 0": ("train", [*TRAIN, "--epochs", "0"], 2, integer_error("--epochs", "0", "from 1 to 1000")),
     "train --batch-size 0": ("train", [*TRAIN, "--batch-size", "0"], 2, integer_error("--batch-size", "0", "at least")),
     "train --recurrence 0": ("train", [*TRAIN, "--recurrence", "0"], 2, integer_error("--recurrence", "0", "at least")),
     "train --threads 0": ("train", [*TRAIN, "--threads", "0"], 2, integer_error("--threads", "0", "from 1 to 1024")),
@@ -154,6 +154,42 @@ CASES = {
         number_error("--env-timeout", "-1", "from 0"),
     ),
     "train --env-timeout nan": ("train", [*TRAIN, "--env-timeout", "nan"], 2, number_error("--env-timeout", "nan", "")),
+    # --- train: finite but huge values, which overflowed inside torch (issue 32) ---------------------------------
+    **{
+        f"train {' '.join(flags)}": ("train", [*TRAIN, *flags], 2, number_error(flags[-2], flags[-1], bounds))
+        for flags, bounds in [
+            (["--clip-eps", "1e308"], "more than 0 and at most 1"),
+            (["--clip-eps", "1.5"], "more than 0 and at most 1"),
+            (["--lr", "1e39"], "more than 0 and at most 1"),
+            (["--algo", "a2c", "--lr", "1e308"], "more than 0 and at most 1"),
+            (["--entropy-coef", "1e308"], "from 0 to 100"),
+            (["--value-loss-coef", "1e308"], "from 0 to 100"),
+            (["--max-grad-norm", "1e308"], "more than 0 and at most 1e\\+06"),
+            (["--optim-eps", "1e308"], "more than 0 and at most 1"),
+            (["--explore", "rnd", "--explore-coef", "1e308"], "from 0 to 100"),
+        ]
+    },
+    "train --epochs 1e12": ("train", [*TRAIN, "--epochs", "1e12"], 2, integer_error("--epochs", "1e12", "from 1 to")),
+    "train --frames 1e30": ("train", [*TRAIN, "--frames", "1e30"], 2, integer_error("--frames", "1e30", "from 1 to")),
+    # --- train: flags that would do nothing (issue 32) ----------------------------------------------------------
+    **{
+        f"train --algo a2c {' '.join(flag)}": (
+            "train",
+            [*TRAIN, "--algo", "a2c", *flag],
+            2,
+            rf"{flag[0]} is used by --algo ppo only, and --algo a2c would ignore it: drop {flag[0]}, or train with "
+            r"--algo ppo",
+        )
+        for flag in (["--clip-eps", "0.1"], ["--epochs", "2"], ["--batch-size", "8"], ["--normalize-advantages"])
+    },
+    "train --algo ppo --optim-alpha": (
+        "train",
+        [*TRAIN, "--optim-alpha", "0.9"],
+        2,
+        r"--optim-alpha is used by --algo a2c only, and --algo ppo would ignore it: drop --optim-alpha",
+    ),
+    "train --model ''": ("train", [*TRAIN, "--model", ""], 2, r"--model '' is not a folder name"),
+    "train --model ' '": ("train", [*TRAIN, "--model", " "], 2, r"--model ' ' is not a folder name"),
     # --- train: devices and env ids ---------------------------------------------------------------------------
     **{
         f"train --device {device}": (
@@ -178,7 +214,7 @@ CASES = {
         "train",
         [*TRAIN, "--explore", "rnd", "--explore-coef", "-1"],
         2,
-        number_error("--explore-coef", "-1", "at least 0"),
+        number_error("--explore-coef", "-1", "from 0 to 100"),
     ),
     "train --explore-coef without --explore": (
         "train",
@@ -238,6 +274,30 @@ CASES = {
         2,
         integer_error("--workers", "-1", "from 0"),
     ),
+    "evaluate --env-timeout -1": (
+        "evaluate",
+        [*EVALUATE, "--env-timeout", "-1"],
+        2,
+        number_error("--env-timeout", "-1", "from 0"),
+    ),
+    "evaluate --env-timeout nan": (
+        "evaluate",
+        [*EVALUATE, "--env-timeout", "nan"],
+        2,
+        number_error("--env-timeout", "nan", "from 0"),
+    ),
+    "evaluate --worst-episodes-to-show -1": (
+        "evaluate",
+        [*EVALUATE, "--worst-episodes-to-show", "-1"],
+        2,
+        integer_error("--worst-episodes-to-show", "-1", "from 0"),
+    ),
+    "evaluate --worst-episodes-to-show with --json -": (
+        "evaluate",
+        [*EVALUATE, "--worst-episodes-to-show", "3", "--json", "-"],
+        2,
+        r"--worst-episodes-to-show prints to stdout, which --json - keeps for the JSON .*: drop one of them",
+    ),
     "evaluate --json DIR": ("evaluate", [*EVALUATE, "--json", "."], 2, r"cannot write --json \.: it is a folder"),
     "evaluate --json missing/x.json": (
         "evaluate",
@@ -271,6 +331,13 @@ CASES = {
         [*VISUALIZE, "--pause", "-1"],
         2,
         number_error("--pause", "-1", "from 0 to 60"),
+    ),
+    "visualize --shift -1": ("visualize", [*VISUALIZE, "--shift", "-1"], 2, integer_error("--shift", "-1", "from 0")),
+    "visualize --shift 1e9": (
+        "visualize",
+        [*VISUALIZE, "--shift", "1e9"],
+        2,
+        integer_error("--shift", "1e9", "from 0 to 1000000"),
     ),
     "visualize --gif DIR": ("visualize", [*VISUALIZE, "--gif", "."], 2, r"cannot write --gif \.: it is a folder"),
     "visualize --gif DIR/": ("visualize", [*VISUALIZE, "--gif", "sub/"], 2, r"cannot write --gif sub/: it is a folder"),
@@ -458,6 +525,23 @@ def test_plot_when_storage_is_a_file(tmp_path, monkeypatch, capsys):
     assert storage.read_text() == "not a folder"
 
 
+@pytest.mark.parametrize(
+    "script, argv", [("train", TRAIN), ("evaluate", EVALUATE), ("visualize", VISUALIZE), ("plot", ["--model", "m"])]
+)
+def test_an_empty_storage_variable_is_refused_instead_of_using_the_current_folder(
+    script, argv, tmp_path, monkeypatch, capsys, restore_process_state
+):
+    monkeypatch.setenv("TORCH_RL_STORAGE", "")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"scripts.{script}").main(argv)
+    assert exit_info.value.code == 2
+    assert_one_line_error(
+        capsys.readouterr().err, r"TORCH_RL_STORAGE is set but empty; set it to the folder .*storage/"
+    )
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("script", ["train", "evaluate", "visualize", "plot"])
 def test_help_lists_the_exit_codes(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -600,6 +684,51 @@ def test_an_output_that_is_a_link_is_replaced_not_written_through(trained, tmp_p
     assert sorted(os.listdir(tmp_path)) == sorted([name, "victim"])  # no temporary file left
 
 
+def test_evaluate_shows_the_worst_episodes(trained, monkeypatch, capsys):
+    from scripts import evaluate
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(trained))
+    argv = ["--env", "MiniGrid-Empty-5x5-v0", "--model", "m", "--episodes", "6", "--procs", "2", "--workers", "0"]
+    result = evaluate.main([*argv, "--worst-episodes-to-show", "3"])
+    out = capsys.readouterr().out
+    worst = sorted(range(6), key=lambda i: result["returns"][i])[:3]
+    expected = [f"- episode {i}: return {result['returns'][i]:.3f}, {result['num_frames'][i]} frames" for i in worst]
+    assert out.splitlines()[-4:] == ["3 worst episodes:", *expected], out
+    evaluate.main([*argv, "--worst-episodes-to-show", "10"])  # more than --episodes: all of them
+    assert "6 worst episodes:" in capsys.readouterr().out
+    evaluate.main(argv)
+    assert "worst" not in capsys.readouterr().out
+
+
+def test_visualize_shift_resets_the_env_before_the_first_episode(trained, tmp_path, monkeypatch, capsys):
+    from scripts import visualize
+
+    resets = []
+    make_render_env = visualize.make_render_env
+
+    def counting_resets(*args, **kwargs):
+        env = make_render_env(*args, **kwargs)
+        reset = env.reset
+
+        def record(**kw):
+            obs, info = reset(**kw)
+            resets.append((kw.get("seed"), obs["image"].tobytes()))
+            return obs, info
+
+        env.reset = record
+        return env
+
+    monkeypatch.setattr(visualize, "make_render_env", counting_resets)
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(trained))
+    argv = ["--env", "MiniGrid-Empty-5x5-v0", "--model", "m", "--gif", str(tmp_path / "a.gif"), "--seed", "4"]
+    visualize.main([*argv, "--episodes", "3", "--pause", "0"])
+    unshifted, resets[:] = list(resets), []
+    visualize.main([*argv, "--shift", "2", "--pause", "0"])
+    assert [seed for seed, _ in resets] == [4, None, None]  # the seed's reset, then 2 more: the third layout
+    assert resets[-1][1] == unshifted[2][1]
+    assert "episode 1: return" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------- real processes
 def run(args, storage, timeout=120):
     env = {**os.environ, "TORCH_RL_STORAGE": str(storage), "PYTHONUNBUFFERED": "1"}
@@ -643,6 +772,23 @@ def test_a_hanging_env_stops_training_with_one_line_naming_it_and_keeps_the_chec
     assert time.time() - start < 60
     status = torch.load(tmp_path / "m" / "status.pt", weights_only=False)
     assert status["update"] == 2 and status["num_frames"] == 64
+
+
+@pytest.mark.parametrize("workers", ["0", "1"], ids=["in-process envs (watchdog)", "a worker process"])
+def test_a_hanging_env_stops_evaluate_with_one_line_naming_it(tmp_path, workers, monkeypatch, restore_process_state):
+    from scripts import train
+
+    # A model of the hanging env's spaces: 2 envs x 16 frames, before the envs hang (their 41st step).
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    train.main([*TRAIN, *TINY, "--env", f"{TEST_ENVS}:{HANGING}", "--frames", "32"])
+    # run's time-out (120 s) fails the test if the evaluation hangs
+    result = run(
+        ["scripts.evaluate", "--env", f"{TEST_ENVS}:{HANGING}", "--model", "m", "--episodes", "100", "--procs", "1"]
+        + ["--workers", workers, "--env-timeout", "1"],
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(result.stderr, rf"env 0 \({HANGING}\) did not return from step within 1 s \(at its step 41\)")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])

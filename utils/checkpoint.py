@@ -2,7 +2,8 @@
 
 A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)``, which rebuilds tensors and
 plain containers only and refuses anything that would call a function, and each field is checked before it is
-used, so that a crafted or damaged file ends in one line naming what is wrong. Checkpoints written before this
+used (its form, and its values: every tensor and number finite, every variance >= 0), so that a crafted or damaged
+file ends in one line naming what is wrong. Checkpoints written before this
 module (same keys) load as they are; a key added later gets a default.
 """
 
@@ -174,7 +175,7 @@ def from_dict(status, path="status.pt") -> Checkpoint:
     if not isinstance(status, dict) or MODEL not in status:
         raise UsageError(f"the checkpoint {path} is not a torch_rl model; train under another --model")
     try:
-        return Checkpoint(
+        checkpoint = Checkpoint(
             num_frames=_counter(status, NUM_FRAMES),
             update=_counter(status, UPDATE),
             duration=_duration(status),
@@ -193,6 +194,8 @@ def from_dict(status, path="status.pt") -> Checkpoint:
             config=_config(status),
             path=path,
         )
+        _check_values(status)
+        return checkpoint
     except _Malformed as error:
         raise UsageError(
             f"the checkpoint {path} is malformed: {error}; restore it from a backup or train under another --model"
@@ -232,6 +235,42 @@ def _optional_number(status, key):
     if value is not None and (not _is_number(value) or not math.isfinite(value)):
         raise _Malformed(f"its {key} is not a finite number (got {_describe(value)})")
     return None if value is None else float(value)
+
+
+# The fields whose every tensor and number must be finite: a NaN parameter makes a model act at random (or torch
+# raise deep inside), a NaN statistic turns every observation or reward into NaN.
+_FINITE_KEYS = (MODEL, OPTIMIZER, REWARD_SCALER, LR_SCHEDULER, EXPLORATION_BONUS, OBS_NORMALIZER)
+
+
+def _check_values(status):
+    """_Malformed naming the first field (down to its tensor) that holds NaN or an infinity, or a running
+    statistic's negative variance; the fields' forms are checked already."""
+    for key in _FINITE_KEYS:
+        where = _first_non_finite(status.get(key), key)
+        if where is not None:
+            raise _Malformed(f"its {where} holds NaN or infinite values")
+    for key in (REWARD_SCALER, OBS_NORMALIZER):
+        stats = status.get(key)
+        if stats is not None and bool((stats["var"] < 0).any()):
+            raise _Malformed(f"its {key}['var'] is negative, and a variance is never below 0")
+
+
+def _first_non_finite(value, where, depth=0):
+    """``where`` extended to the first tensor or float in ``value`` (nested dicts and lists) that is not finite,
+    e.g. "model_state['actor.0.weight']"; None if all are."""
+    if isinstance(value, torch.Tensor):
+        finite = not (value.is_floating_point() or value.is_complex()) or bool(torch.isfinite(value).all())
+        return None if finite else where
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    if depth > 8:  # deeper than any state torch_rl saves: the form checks refuse it
+        return None
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}[{key!r}]", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _config(status):

@@ -1,7 +1,10 @@
 """Creating environments by id, with errors that say what to do."""
 
+import contextlib
 import difflib
 import importlib
+import io
+import logging
 
 import gymnasium as gym
 import numpy as np  # noqa: F401  (registers the MiniGrid-* ids)
@@ -48,6 +51,8 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
     try:
         # render_mode only when one is needed: an env whose constructor takes none can still be trained.
         env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+        if _prints_on_reset(env):
+            env = QuietResets(env)
         fast = make_fast(env) if fast_obs else env
         if fast is env and isinstance(env.observation_space, gym.spaces.Box):
             fast = CheckedObservations(env)
@@ -62,6 +67,35 @@ def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
         env.close()
         raise EnvWorkerError(f"the environment {env_id} raised in reset: {type(error).__name__}: {error}") from error
     return env
+
+
+def _prints_on_reset(env):
+    """BabyAI's levels (Minigrid's RoomGridLevel) print a line for each sample their generator rejects."""
+    from minigrid.envs.babyai.core.roomgrid_level import RoomGridLevel
+
+    return isinstance(env.unwrapped, RoomGridLevel)
+
+
+class QuietResets(gym.Wrapper):
+    """Keeps what a level generator prints on reset ("Sampling rejected: ...", dozens of lines per thousand
+    episodes) out of the training log: the lines are counted (``rejected_samples``) and sent to the debug log."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.rejected_samples = 0
+
+    def reset(self, **kwargs):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            result = self.env.reset(**kwargs)
+        lines = printed.getvalue().splitlines()
+        if lines:
+            self.rejected_samples += len(lines)
+            logging.getLogger("torch_rl.envs").debug("%s: %s", self.spec.id if self.spec else "env", " | ".join(lines))
+        return result
+
+    def step(self, action):  # an episode's end resets through reset(), where the lines are caught
+        return self.env.step(action)
 
 
 class CheckedObservations(gym.Wrapper):

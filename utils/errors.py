@@ -89,7 +89,17 @@ def integer(low=None, high=None):
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
         return value
 
+    def check(value):
+        # A value that was never text (a recipe's TOML, a checkpoint's saved flags) meets the same range.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"must be {expected}, got {_describe(value)}")
+        try:
+            return parse(str(value))
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(str(error)) from None
+
     parse.__name__ = "integer"
+    parse.check = check
     return parse
 
 
@@ -110,8 +120,44 @@ def number(low=None, high=None, low_open=False, high_open=False):
             raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
         return value
 
+    def check(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"must be {expected}, got {_describe(value)}")
+        try:
+            return parse(repr(float(value)))
+        except OverflowError:  # an integer beyond any float
+            raise ValueError(f"must be {expected}, got {value}") from None
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(str(error)) from None
+
     parse.__name__ = "number"
+    parse.check = check
     return parse
+
+
+def _describe(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_flag_value(action, value):
+    """``value`` if it is one that the flag of the argparse ``action`` accepts from the command line (its type's
+    range, its choices, True/False for a switch); a ValueError saying what it must be otherwise. For values that
+    come from elsewhere than the command line: a recipe, the flags saved with a model."""
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {_describe(value)}")
+        return value
+    check = getattr(action.type, "check", None)
+    if check is not None:
+        return check(value)
+    if action.choices is not None:
+        if value not in action.choices:
+            raise ValueError(f"must be one of {', '.join(map(str, action.choices))}, got {_describe(value)}")
+        return value
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"must be a string, got {_describe(value)}")
+    return value
 
 
 SEED = integer(0, 2**32 - 1)  # what numpy's and torch's seeding accept

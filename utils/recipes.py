@@ -8,7 +8,6 @@ wins), and ``recipe_line`` says in the training log which recipe was used.
 """
 
 import argparse
-import math
 import os
 import stat
 import tomllib
@@ -19,64 +18,26 @@ from utils.errors import UsageError
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
 EXPLORE_CHOICES = ("none", *EXPLORATION_BONUSES)
 LR_SCHEDULE_CHOICES = ("constant", "linear")
-IMAGE_ENCODING_CHOICES = ("auto", "raw", "onehot")
-
-
-def _integer(low):
-    def check(value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"must be an integer of at least {low}")
-        return value
-
-    return check
-
-
-def _number(low, low_open=False, high=None):
-    def check(value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        if (value <= low if low_open else value < low) or (high is not None and value > high):
-            bounds = f"{'more than' if low_open else 'at least'} {low:g}" + (f" and at most {high:g}" if high else "")
-            raise ValueError(f"must be a number {bounds}")
-        return float(value)
-
-    return check
-
-
-def _boolean(value):
-    if not isinstance(value, bool):
-        raise ValueError("must be true or false")
-    return value
-
-
-def _choice(choices):
-    def check(value):
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return value
-
-    return check
-
-
-# The keys a recipe may hold: scripts.train's flags (dashes as underscores), checked as the flags are.
-RECIPE_KEYS = {
-    "frames": _integer(1),
-    "procs": _integer(1),
-    "frames_per_proc": _integer(1),
-    "lr": _number(0.0, low_open=True),
-    "lr_schedule": _choice(LR_SCHEDULE_CHOICES),
-    "entropy_coef": _number(0.0),
-    "discount": _number(0.0, high=1.0),
-    "gae_lambda": _number(0.0, high=1.0),
-    "epochs": _integer(1),
-    "batch_size": _integer(1),
-    "recurrence": _integer(1),
-    "text": _boolean,
-    "image_encoding": _choice(IMAGE_ENCODING_CHOICES),
-    "batched": _boolean,
-    "explore": _choice(EXPLORE_CHOICES),
-    "explore_coef": _number(0.0),
-}
+# The keys a recipe may hold: scripts.train's flags (dashes as underscores). Their values are checked by the flags'
+# own declarations (utils.train_args), so that a recipe meets the ranges of the command line.
+RECIPE_KEYS = (
+    "frames",
+    "procs",
+    "frames_per_proc",
+    "lr",
+    "lr_schedule",
+    "entropy_coef",
+    "discount",
+    "gae_lambda",
+    "epochs",
+    "batch_size",
+    "recurrence",
+    "text",
+    "image_encoding",
+    "batched",
+    "explore",
+    "explore_coef",
+)
 
 
 def recipes_path(algo: str) -> str:
@@ -123,14 +84,12 @@ def _open_regular_file(path):
 
 def check_recipe(recipe: dict, where: str) -> dict:
     """``recipe`` with each value checked (a UsageError naming ``where`` and the key otherwise)."""
-    checked = {}
-    for key, value in recipe.items():
-        if key not in RECIPE_KEYS:
-            raise UsageError(f"{where}: unknown key {key!r}; the keys are {', '.join(RECIPE_KEYS)}")
-        try:
-            checked[key] = RECIPE_KEYS[key](value)
-        except ValueError as error:
-            raise UsageError(f"{where}: {key} {error}, got {value!r}") from None
+    from utils.train_args import check_flag_values  # here: utils.train_args imports this module
+
+    unknown = [key for key in recipe if key not in RECIPE_KEYS]
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(RECIPE_KEYS)}")
+    checked = check_flag_values(recipe, where)
     if checked.get("explore") == "none" and "explore_coef" in checked:
         raise UsageError(f"{where}: explore_coef is set but explore is 'none'")
     return checked

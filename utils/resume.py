@@ -4,8 +4,9 @@ flags build, with a usage error (exit 2) naming what does not fit."""
 from utils import checkpoint as checkpoints
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.errors import UsageError, one_line
-from utils.recipes import RECIPE_KEYS
+from utils.recipes import RECIPE_KEYS, check_recipe
 from utils.storage import check_model_folder, check_writable_dir
+from utils.train_args import check_flag_values
 
 
 def open_checkpoint(args, model_dir):
@@ -26,7 +27,7 @@ def load_or_new_checkpoint(args, model_dir):
             args.image_encoding = "onehot" if args.use_memory else "raw"
         return checkpoints.Checkpoint(), {}
     checkpoint = checkpoints.load(model_dir)
-    kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}))
+    kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}), checkpoint.path)
     saved = checkpoint.architecture()
     if args.image_encoding == "auto":
         args.image_encoding = saved["image_encoding"]
@@ -52,16 +53,26 @@ KEPT_SETTINGS = (
 )
 
 
-def keep_settings(args, saved_args):
+def keep_settings(args, saved_args, path="status.pt"):
     """Resuming: the settings of KEPT_SETTINGS not given on the command line (``args.given``) take the values the
-    model was made with, and the recipe is the one it was made with; returns {flag: value} of what changed."""
+    model was made with, and the recipe is the one it was made with; returns {flag: value} of what changed.
+
+    The kept values go through the flags' own checks, as if given on the command line: a damaged or edited
+    ``path`` (procs -5, lr NaN, 'lots' of frames_per_proc) is a UsageError naming the flag, not a traceback."""
     kept = {}
     given = getattr(args, "given", ())
     for key in KEPT_SETTINGS:
         if key in saved_args and key not in given and getattr(args, key, None) != saved_args[key]:
             kept[key] = saved_args[key]
+    where = f"the flags saved in {path}"
+    kept = check_flag_values(
+        kept, where, advice="; give {flag} on the command line to replace it, or restore the file from a backup"
+    )
     if "recipe" in saved_args or kept:
-        kept["recipe"] = saved_args.get("recipe")
+        recipe = saved_args.get("recipe")
+        if recipe is not None and not isinstance(recipe, dict):
+            raise UsageError(f"{where}: recipe is not a table of flags, got {type(recipe).__name__}")
+        kept["recipe"] = None if recipe is None else check_recipe(recipe, f"{where}, recipe")
     apply_settings(args, kept)
     return kept
 

@@ -55,7 +55,14 @@ class WriteError(Exception):
 
 
 def get_storage_dir():
-    return os.environ.get("TORCH_RL_STORAGE", "storage")
+    """$TORCH_RL_STORAGE, or storage/ if it is not set; a UsageError if it is set but empty, which would put every
+    model in the current folder."""
+    storage = os.environ.get("TORCH_RL_STORAGE", "storage")
+    if storage == "":
+        raise UsageError(
+            "TORCH_RL_STORAGE is set but empty; set it to the folder that holds the models, or unset it to use storage/"
+        )
+    return storage
 
 
 def check_model_name(name):

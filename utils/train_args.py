@@ -13,6 +13,7 @@ from utils.errors import (
     ArgumentParser,
     HelpFormatter,
     UsageError,
+    check_flag_value,
     check_procs_fit_in_memory,
     integer,
     number,
@@ -24,6 +25,17 @@ from utils.storage import default_model_name
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
 MAX_EVAL_EPISODES = 10**6
+# Upper bounds of the numeric flags: far beyond any setting that trains, and below the values that overflow inside
+# torch (--lr 1e39 overflows Adam's float32 step, --clip-eps 1e308 the clamp of the ratio) or that only drown the
+# other terms of the loss, so that a typo is one line before anything runs.
+MAX_FRAMES = 10**13  # frames in total: days of the fastest batched GPU envs
+MAX_LR = 1.0  # Adam's and RMSprop's step size: a step of 1 per parameter and update already diverges
+MAX_LOSS_COEF = 100.0  # a loss or reward term weighed 100 times the policy loss drowns it
+MAX_GRAD_NORM = 1e6  # beyond any gradient norm of these models: a larger one only means "no clipping"
+MAX_OPTIM_EPS = 1.0  # the optimizers' epsilon: above 1 it, not the gradients, sets the step size
+MAX_EPOCHS = 1000  # PPO epochs per update (3-30 in practice)
+PPO_FLAGS = ("clip_eps", "epochs", "batch_size", "normalize_advantages")  # what --algo a2c has no use for
+A2C_FLAGS = ("optim_alpha",)  # RMSprop's: PPO uses Adam
 
 
 def parse_args(argv: list[str] | None, description: str | None) -> argparse.Namespace:
@@ -32,7 +44,8 @@ def parse_args(argv: list[str] | None, description: str | None) -> argparse.Name
     args = apply_recipe(build_parser(description), argv)
     if args.frames_per_proc is None:
         args.frames_per_proc = DEFAULT_FRAMES_PER_PROC[args.algo]
-    args.model = args.model or default_model_name(args.env, args.algo, args.seed)
+    if args.model is None:  # not when given empty: validate refuses --model '' as the other scripts do
+        args.model = default_model_name(args.env, args.algo, args.seed)
     args.use_memory = args.recurrence > 1
     args.use_text = args.text
     return args
@@ -54,7 +67,9 @@ def add_main_arguments(parser):
     parser.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
     parser.add_argument("--model", default=None, help="model folder name (default: ENV_ALGO_seedSEED)")
     parser.add_argument("--seed", type=SEED, default=1, help="random seed, from 0 to 2**32 - 1")
-    parser.add_argument("--frames", type=integer(1), default=10**7, help="train until this many frames in total")
+    parser.add_argument(
+        "--frames", type=integer(1, MAX_FRAMES), default=10**7, help="train until this many frames in total"
+    )
     parser.add_argument(
         "--stop-at-return",
         type=number(),
@@ -129,12 +144,16 @@ def add_algorithm_arguments(group):
         "--frames-per-proc", type=integer(1), default=None, help="steps per env and update (default: 128 PPO, 5 A2C)"
     )
     group.add_argument("--discount", type=number(0.0, 1.0), default=0.99, help="discount factor gamma")
-    group.add_argument("--lr", type=number(0.0, low_open=True), default=0.001, help="learning rate")
+    group.add_argument("--lr", type=number(0.0, MAX_LR, low_open=True), default=0.001, help="learning rate")
     group.add_argument("--gae-lambda", type=number(0.0, 1.0), default=0.95, help="lambda of GAE (1 means no GAE)")
-    group.add_argument("--entropy-coef", type=number(0.0), default=0.01, help="entropy bonus weight")
-    group.add_argument("--value-loss-coef", type=number(0.0), default=0.5, help="value loss weight")
-    group.add_argument("--max-grad-norm", type=number(0.0, low_open=True), default=0.5, help="gradient clipping norm")
-    group.add_argument("--optim-eps", type=number(0.0, low_open=True), default=1e-8, help="Adam / RMSprop epsilon")
+    group.add_argument("--entropy-coef", type=number(0.0, MAX_LOSS_COEF), default=0.01, help="entropy bonus weight")
+    group.add_argument("--value-loss-coef", type=number(0.0, MAX_LOSS_COEF), default=0.5, help="value loss weight")
+    group.add_argument(
+        "--max-grad-norm", type=number(0.0, MAX_GRAD_NORM, low_open=True), default=0.5, help="gradient clipping norm"
+    )
+    group.add_argument(
+        "--optim-eps", type=number(0.0, MAX_OPTIM_EPS, low_open=True), default=1e-8, help="Adam / RMSprop epsilon"
+    )
     group.add_argument(
         "--optim-alpha", type=number(0.0, 1.0, low_open=True, high_open=True), default=0.99, help="RMSprop alpha (A2C)"
     )
@@ -142,9 +161,9 @@ def add_algorithm_arguments(group):
         "--clip-eps",
         type=number(0.0, 1.0, low_open=True),
         default=0.2,
-        help="PPO clipping epsilon (beyond 1 the ratio's lower clip is negative)",
+        help="PPO clipping epsilon: the ratio of new to old action probabilities is clipped to [1 - eps, 1 + eps]",
     )
-    group.add_argument("--epochs", type=integer(1), default=4, help="PPO epochs per update")
+    group.add_argument("--epochs", type=integer(1, MAX_EPOCHS), default=4, help="PPO epochs per update")
     group.add_argument("--batch-size", type=integer(1), default=256, help="PPO mini-batch size in frames")
     group.add_argument("--normalize-advantages", action="store_true", help="PPO: standardise advantages per batch")
     group.add_argument(
@@ -166,7 +185,10 @@ def add_exploration_arguments(group):
         "(episodic, paying only what the count bonus grew by from one observation to the next) or both (rnd + count)",
     )
     group.add_argument(
-        "--explore-coef", type=number(0.0), default=0.01, help="weight of the exploration bonus in the reward"
+        "--explore-coef",
+        type=number(0.0, MAX_LOSS_COEF),
+        default=0.01,
+        help="weight of the exploration bonus in the reward",
     )
     group.add_argument(
         "--lr-schedule",
@@ -213,6 +235,13 @@ def validate(args: argparse.Namespace) -> None:
             f"--recurrence {args.recurrence} must divide --batch-size {args.batch_size}; change one of them"
         )
     given = getattr(args, "given", ())
+    for flag in PPO_FLAGS if args.algo == "a2c" else A2C_FLAGS:
+        if flag in given:  # a recipe's value is not refused: a recipe serves both algorithms
+            name, other = f"--{flag.replace('_', '-')}", "ppo" if args.algo == "a2c" else "a2c"
+            raise UsageError(
+                f"{name} is used by --algo {other} only, and --algo {args.algo} would ignore it: drop {name}, "
+                f"or train with --algo {other}"
+            )
     if "explore_coef" in given and args.explore == "none":
         raise UsageError("--explore-coef weighs an exploration bonus: add --explore, or drop it")
     for flag in ("eval_episodes", "eval_env"):
@@ -224,3 +253,18 @@ def validate(args: argparse.Namespace) -> None:
     if args.device is not None:
         check_device(args.device)
     check_env_id(args.env)
+
+
+def check_flag_values(values: dict, where: str, advice: str = "") -> dict:
+    """``values`` ({dest: value}, flags of scripts.train that did not come from its command line: a recipe, the
+    flags saved with a model) checked by the flags' own declarations, as the command line checks them; a UsageError
+    ``{where}: {key} must be ..., got ...{advice}`` for the first that is not valid (``advice`` may name the flag as
+    ``{flag}``)."""
+    actions = {action.dest: action for action in build_parser(None)._actions}
+    checked = {}
+    for key, value in values.items():
+        try:
+            checked[key] = check_flag_value(actions[key], value)
+        except ValueError as error:
+            raise UsageError(f"{where}: {key} {error}{advice.format(flag='--' + key.replace('_', '-'))}") from None
+    return checked

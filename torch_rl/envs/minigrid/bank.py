@@ -18,7 +18,9 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -64,6 +66,10 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
         env = gym.make(env_id).unwrapped
         lut = _code_table()
         K = family.num_task_positions
+        extras_spec = family.layout_extras_spec()
+        # BabyAI's level generators print a line for each rejected sample ("Sampling rejected: ..."): counted
+        # here, so that they never reach the trainer's output
+        printed = io.StringIO()
         for start in range(0, capacity, chunk):
             if os.getppid() != parent:  # the trainer was killed (e.g. kill -9): an orphan must not go on for hours
                 out.cancel_join_thread()  # nobody reads the queue any more: exit without flushing it
@@ -76,8 +82,10 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
             hashes = np.empty(n, np.int64)
             contents = np.full((n, family.height, family.width), C.C_EMPTY, np.uint8) if family.box_contents else None
             missions = []
+            extras = {name: np.zeros((n, *shape), dtype) for name, (shape, dtype) in extras_spec.items()}
             for k in range(n):
-                env.reset(seed=base_seed + start + k)
+                with contextlib.redirect_stdout(printed):
+                    env.reset(seed=base_seed + start + k)
                 enc = env.grid.encode()  # (W, H, 3)
                 g = lut[enc[..., 0], enc[..., 1], enc[..., 2]].T
                 full_boxes = [
@@ -93,12 +101,19 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
                 dirs[k] = env.agent_dir
                 task[k] = np.asarray(family.task_positions_from_minigrid(env), np.int64).reshape(K, 2)
                 missions.append(env.mission)
+                for name, value in family.layout_extras(env).items():
+                    extras[name][k] = value
                 h = hashlib.blake2b(digest_size=8)
                 for part in (g, agent[k], dirs[k : k + 1], task[k]) + (() if contents is None else (contents[k],)):
                     h.update(part.tobytes())
+                for name in sorted(extras):
+                    h.update(extras[name][k].tobytes())
                 h.update(env.mission.encode())
                 hashes[k] = int.from_bytes(h.digest(), "little", signed=True)
-            out.put(("layouts", grids, agent, dirs, task, missions, hashes, contents))
+            rejected = printed.getvalue().count("\n")
+            printed.seek(0)
+            printed.truncate()
+            out.put(("layouts", grids, agent, dirs, task, missions, hashes, contents, extras, rejected))
         out.put(("done",))
     except Exception as error:  # reported to the env, which raises it
         out.put(("error", f"{type(error).__name__}: {error}"))
@@ -157,6 +172,11 @@ class LayoutBank:
             if family.box_contents
             else None
         )
+        self.extras = {
+            name: torch.empty(self.capacity, *shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype, device=dev)
+            for name, (shape, dtype) in family.layout_extras_spec().items()
+        }
+        self.rejected_samples = 0  # lines the level generator printed (BabyAI's rejection sampling)
         self.unique = torch.empty(self.capacity, dtype=torch.int64, device=dev)  # distinct-layout number
         self.drawn = torch.zeros(self.capacity, dtype=torch.bool, device=dev)  # by distinct-layout number
         self.missions: list[str] = []
@@ -203,9 +223,12 @@ class LayoutBank:
         if kind == "done":
             self._done = True
             return True
-        _, grids, agent, dirs, task, missions, hashes, contents = msg
+        _, grids, agent, dirs, task, missions, hashes, contents, extras, rejected = msg
         n, r = len(dirs), self.received
         dev = self.device
+        self.rejected_samples += rejected
+        for name, values in extras.items():
+            self.extras[name][r : r + n] = torch.as_tensor(values, device=dev)
         self.grid[r : r + n] = torch.as_tensor(grids.reshape(n, -1), device=dev)
         if self.contents is not None:
             self.contents[r : r + n] = torch.as_tensor(contents.reshape(n, -1), device=dev)
@@ -262,7 +285,8 @@ class LayoutBank:
                 0, idx
             ).view(m, self.height, self.width)
         mission = self.mission.index_select(0, idx)
-        return Layouts(grid, agent, self.dir.index_select(0, idx), task, mission, contents)
+        extras = {name: values.index_select(0, idx) for name, values in self.extras.items()} or None
+        return Layouts(grid, agent, self.dir.index_select(0, idx), task, mission, contents, extras)
 
     def stats(self) -> dict[str, Any]:
         """Bank size, distinct layouts in it and drawn, and how long the first ``initial`` layouts took."""
@@ -271,6 +295,7 @@ class LayoutBank:
             "bank_distinct": len(self._unique_index),
             "layouts_drawn": int(self.drawn.sum()),
             "bank_ready_s": self.ready_after_s,
+            "rejected_samples": self.rejected_samples,
         }
 
     def close(self) -> None:

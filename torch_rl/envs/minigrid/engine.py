@@ -33,7 +33,7 @@ from gymnasium.vector.utils import batch_space
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid import view
 from torch_rl.envs.minigrid.family import Family
-from torch_rl.envs.minigrid.missions import MAX_MISSION_WORDS, MISSION_WORDS, mission_tokens
+from torch_rl.envs.minigrid.missions import MISSION_WORDS, mission_tokens
 from torch_rl.envs.minigrid.registry import SUPPORTED_ENV_IDS, make_family
 
 __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
@@ -86,7 +86,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``).
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
-    identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``MAX_MISSION_WORDS``), the missions
+    identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``max_mission_words``), the missions
     as token ids of the fixed vocabulary in :mod:`.missions` (0-padded), for text models.
     Rewards are float32 ``(B,)``, terminated/truncated bool ``(B,)``, all
     on ``device``. Actions may be a torch tensor (any device), numpy array or sequence of ints in ``0..6``.
@@ -121,7 +121,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         fam = self.family
         self.width, self.height = fam.width, fam.height
         self.size = self.width  # the square families' size (Empty, DoorKey, ...)
-        self.max_steps = fam.max_steps
+        self.max_steps = fam.max_steps  # a family with variable_max_steps keeps each episode's in self.limit
+        self.max_mission_words = fam.max_mission_words
         self.see_through_walls = fam.see_through_walls
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
@@ -137,7 +138,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
                 "image": spaces.Box(0, 255, (VIEW, VIEW, 3), np.uint8),
                 "direction": spaces.Discrete(4),
                 "mission": real.observation_space["mission"],
-                "mission_tokens": spaces.Box(0, len(MISSION_WORDS), (MAX_MISSION_WORDS,), np.int64),
+                "mission_tokens": spaces.Box(0, len(MISSION_WORDS), (self.max_mission_words,), np.int64),
             }
         )
         self.single_action_space = spaces.Discrete(fam.num_actions)
@@ -170,8 +171,11 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
         self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
         self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
-        self._mission_tokens = torch.zeros(0, MAX_MISSION_WORDS, dtype=torch.int64, device=dev)
+        self._mission_tokens = torch.zeros(0, self.max_mission_words, dtype=torch.int64, device=dev)
+        # each episode's step limit, for families whose limit depends on the episode (else max_steps for all)
+        self.limit = torch.full((B,), fam.max_steps, dtype=torch.int64, device=dev) if fam.variable_max_steps else None
         self._all = torch.arange(B, device=dev)
+        fam.init_state(self)
         with self._threads():
             self._reset_rows(self._all)
 
@@ -232,8 +236,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self._tri = torch.as_tensor(tri, device=dev)
         self._n_tri = n_tri
 
-        sc = np.arange(self.max_steps + 1, dtype=np.float64)
-        self._reward_tab = torch.as_tensor((1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
+        if not self.family.variable_max_steps:
+            sc = np.arange(self.max_steps + 1, dtype=np.float64)
+            self._reward_tab = torch.as_tensor((1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
 
     # ------------------------------------------------------------------
     # helpers for families' layout generators
@@ -266,6 +271,15 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         """The env's torch generator (layouts, and a family's random moves)."""
         return self._gen
 
+    def pad_cells(self, cells: torch.Tensor, fill: int = 0) -> torch.Tensor:
+        """(m, Hp * Wp) padded flat grids of per-cell values given as (m, H * W) (row-major), ``fill`` outside."""
+        m = cells.shape[0]
+        out = torch.full((m, self.Hp * self.Wp), fill, dtype=cells.dtype, device=self.device)
+        out.view(m, self.Hp, self.Wp)[:, PAD : PAD + self.height, PAD : PAD + self.width] = cells.view(
+            m, self.height, self.width
+        )
+        return out
+
     def grid_view(self, grids: torch.Tensor) -> torch.Tensor:
         """(m, Hp, Wp) view of flat padded grids."""
         return grids.view(-1, self.Hp, self.Wp)
@@ -295,6 +309,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if self.contents is not None:
             self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
             self.carry_contents[rows] = C.C_EMPTY
+        self.family.reset_rows(self, rows, lay)
 
     def _refresh_mission_tables(self) -> None:
         """Per mission of the list: its tokens and the codes it names (made once per new mission: the bank
@@ -306,7 +321,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         codes = [self.family.mission_codes(m) for m in new]
         codes = torch.tensor(codes, dtype=torch.int64, device=self.device).view(len(new), -1)
         self._mission_codes = torch.cat([self._mission_codes, codes])
-        self._mission_tokens = torch.cat([self._mission_tokens, mission_tokens(new, self.device)])
+        tokens = mission_tokens(new, self.device, self.max_mission_words)
+        self._mission_tokens = torch.cat([self._mission_tokens, tokens])
 
     def _mission_rows(self) -> torch.Tensor:
         """(B,) each env's index in the mission list (0 for a family's one mission)."""
@@ -319,7 +335,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return self._mission_codes.index_select(0, self._mission_rows())
 
     def mission_token_ids(self) -> torch.Tensor:
-        """(B, ``MAX_MISSION_WORDS``) int64 each env's mission as token ids (:mod:`.missions`), 0-padded."""
+        """(B, ``max_mission_words``) int64 each env's mission as token ids (:mod:`.missions`), 0-padded."""
         self._refresh_mission_tables()
         return self._mission_tokens.index_select(0, self._mission_rows())
 
@@ -434,7 +450,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
         reward = torch.where(goal, self.success_reward(), 0.0)
         reward, terminated = fam.after_step(self, a, context, reward, terminated)
-        truncated = self.step_count >= self.max_steps
+        truncated = self.step_count >= (self.max_steps if self.limit is None else self.limit)
 
         image = self._image(self.grid, self.agent, self.dir, self.carry)
         missions = self._mission_list()
@@ -465,7 +481,10 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
 
     def success_reward(self) -> torch.Tensor:
         """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``."""
-        return self._reward_tab.index_select(0, self.step_count.clamp(max=self.max_steps))
+        if self.limit is None:
+            return self._reward_tab.index_select(0, self.step_count.clamp(max=self.max_steps))
+        # Minigrid computes it in Python floats (float64), then it is returned as float32 here
+        return (1 - 0.9 * (self.step_count.double() / self.limit.clamp(min=1).double())).float()
 
     def close(self, **kwargs):
         if self.bank is not None:
@@ -494,7 +513,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             raise ValueError(f"grid is {u.grid.width}x{u.grid.height}, env is {W}x{H}")
         if bool(getattr(u, "see_through_walls", self.see_through_walls)) != self.see_through_walls:
             raise ValueError("see_through_walls of the Minigrid env differs from this env's")
-        if u.max_steps != self.max_steps:
+        if self.limit is not None:
+            self.limit[i] = int(u.max_steps)
+        elif u.max_steps != self.max_steps:
             raise ValueError(f"max_steps {u.max_steps} != {self.max_steps}")
         g = np.full((self.Hp, self.Wp), C.C_WALL, np.uint8)
         inside = np.full((self.Hp, self.Wp), C.C_EMPTY, np.uint8)
@@ -524,6 +545,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self.mission_id[i] = self.intern_mission(u.mission)
         elif u.mission != self.mission:
             raise ValueError(f"mission {u.mission!r} != {self.mission!r}")
+        self.family.load_minigrid_state(self, i, u)
 
     def intern_mission(self, mission: str) -> int:
         """Index of ``mission`` in the mission list (added if new)."""

@@ -34,6 +34,7 @@ class Layouts:
     task: torch.Tensor | None = None
     mission: torch.Tensor | None = None
     contents: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] | None = None
 
 
 class Family:
@@ -55,9 +56,34 @@ class Family:
     native: bool = False  # True when generate() makes the layouts (no bank)
     box_contents: bool = False  # True when the family's boxes may hold objects (the engine then tracks them)
     num_mission_codes: int = 0  # codes a mission names (the object to fetch, ...): see mission_codes()
+    max_mission_words: int = 17  # width of the mission tokens (LockedRoom's mission is the longest MiniGrid one)
+    variable_max_steps: bool = False  # True when each episode has its own limit (BabyAI: from its instruction)
+
+    @classmethod
+    def from_registration(cls, entry_point: str, kwargs: dict[str, Any]) -> Family:
+        """The family for a registered id (its Minigrid class ``entry_point``, its keyword arguments)."""
+        return cls(**kwargs)
 
     def generate(self, env: BatchedMiniGridEnv, m: int) -> Layouts:
         raise NotImplementedError
+
+    def layout_extras_spec(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """{name: (shape, numpy dtype)} of the per-layout arrays that :meth:`layout_extras` returns (bank families
+        whose rule needs more than the grid: the bank stores and draws them with the layout)."""
+        return {}
+
+    def layout_extras(self, env: Any) -> dict[str, Any]:
+        """The family's per-layout arrays for a real Minigrid env (unwrapped) just reset (made in the bank's worker)."""
+        return {}
+
+    def init_state(self, env: BatchedMiniGridEnv) -> None:
+        """Allocates the family's own per-env state on ``env`` (called once, before the first reset)."""
+
+    def reset_rows(self, env: BatchedMiniGridEnv, rows: torch.Tensor, layouts: Layouts) -> None:
+        """Sets the family's own state of the env rows ``rows`` from their fresh ``layouts``."""
+
+    def load_minigrid_state(self, env: BatchedMiniGridEnv, i: int, real: Any) -> None:
+        """Copies the family's own state of a real Minigrid env (unwrapped) into row ``i`` (fidelity tests)."""
 
     def task_positions_from_minigrid(self, env: Any) -> list[tuple[int, int]]:
         """The (x, y) task positions of a real Minigrid env (unwrapped) of this family."""

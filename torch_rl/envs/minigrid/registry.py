@@ -36,6 +36,7 @@ FAMILIES: dict[str, str] = {
     "PutNear": "putnear:PutNearFamily",
     "RedBlueDoors": "redbluedoors:RedBlueDoorsFamily",
     "Playground": "playground:PlaygroundFamily",
+    "BabyAI": "babyai:BabyAIFamily",
 }
 
 # id -> family name
@@ -117,6 +118,108 @@ ENV_FAMILY: dict[str, str] = {
     "MiniGrid-Unlock-v0": "Unlock",
     "MiniGrid-UnlockPickup-v0": "UnlockPickup",
 }
+# BabyAI: every level is one rule (RoomGridLevel.step with its verifier); Minigrid's own reset makes each
+# level's layouts and instructions (families/babyai.py)
+BABYAI_IDS: tuple[str, ...] = (
+    "BabyAI-GoToRedBallGrey-v0",
+    "BabyAI-GoToRedBall-v0",
+    "BabyAI-GoToRedBallNoDists-v0",
+    "BabyAI-GoToObj-v0",
+    "BabyAI-GoToObjS4-v0",
+    "BabyAI-GoToObjS6-v1",
+    "BabyAI-GoToLocal-v0",
+    "BabyAI-GoToLocalS5N2-v0",
+    "BabyAI-GoToLocalS6N2-v0",
+    "BabyAI-GoToLocalS6N3-v0",
+    "BabyAI-GoToLocalS6N4-v0",
+    "BabyAI-GoToLocalS7N4-v0",
+    "BabyAI-GoToLocalS7N5-v0",
+    "BabyAI-GoToLocalS8N2-v0",
+    "BabyAI-GoToLocalS8N3-v0",
+    "BabyAI-GoToLocalS8N4-v0",
+    "BabyAI-GoToLocalS8N5-v0",
+    "BabyAI-GoToLocalS8N6-v0",
+    "BabyAI-GoToLocalS8N7-v0",
+    "BabyAI-GoTo-v0",
+    "BabyAI-GoToOpen-v0",
+    "BabyAI-GoToObjMaze-v0",
+    "BabyAI-GoToObjMazeOpen-v0",
+    "BabyAI-GoToObjMazeS4R2-v0",
+    "BabyAI-GoToObjMazeS4-v0",
+    "BabyAI-GoToObjMazeS5-v0",
+    "BabyAI-GoToObjMazeS6-v0",
+    "BabyAI-GoToObjMazeS7-v0",
+    "BabyAI-GoToImpUnlock-v0",
+    "BabyAI-GoToSeq-v0",
+    "BabyAI-GoToSeqS5R2-v0",
+    "BabyAI-GoToRedBlueBall-v0",
+    "BabyAI-GoToDoor-v0",
+    "BabyAI-GoToObjDoor-v0",
+    "BabyAI-Open-v0",
+    "BabyAI-OpenRedDoor-v0",
+    "BabyAI-OpenDoor-v0",
+    "BabyAI-OpenDoorDebug-v0",
+    "BabyAI-OpenDoorColor-v0",
+    "BabyAI-OpenDoorLoc-v0",
+    "BabyAI-OpenTwoDoors-v0",
+    "BabyAI-OpenRedBlueDoors-v0",
+    "BabyAI-OpenRedBlueDoorsDebug-v0",
+    "BabyAI-OpenDoorsOrderN2-v0",
+    "BabyAI-OpenDoorsOrderN4-v0",
+    "BabyAI-OpenDoorsOrderN2Debug-v0",
+    "BabyAI-OpenDoorsOrderN4Debug-v0",
+    "BabyAI-Pickup-v0",
+    "BabyAI-UnblockPickup-v0",
+    "BabyAI-PickupLoc-v0",
+    "BabyAI-PickupDist-v0",
+    "BabyAI-PickupDistDebug-v0",
+    "BabyAI-PickupAbove-v0",
+    "BabyAI-PutNextLocal-v0",
+    "BabyAI-PutNextLocalS5N3-v0",
+    "BabyAI-PutNextLocalS6N4-v0",
+    "BabyAI-PutNextS4N1-v0",
+    "BabyAI-PutNextS5N2-v0",
+    "BabyAI-PutNextS5N1-v0",
+    "BabyAI-PutNextS6N3-v0",
+    "BabyAI-PutNextS7N4-v0",
+    "BabyAI-PutNextS5N2Carrying-v0",
+    "BabyAI-PutNextS6N3Carrying-v0",
+    "BabyAI-PutNextS7N4Carrying-v0",
+    "BabyAI-Unlock-v0",
+    "BabyAI-UnlockLocal-v0",
+    "BabyAI-UnlockLocalDist-v0",
+    "BabyAI-KeyInBox-v0",
+    "BabyAI-UnlockPickup-v0",
+    "BabyAI-UnlockPickupDist-v0",
+    "BabyAI-BlockedUnlockPickup-v0",
+    "BabyAI-UnlockToUnlock-v0",
+    "BabyAI-ActionObjDoor-v0",
+    "BabyAI-FindObjS5-v0",
+    "BabyAI-FindObjS6-v0",
+    "BabyAI-FindObjS7-v0",
+    "BabyAI-KeyCorridor-v0",
+    "BabyAI-KeyCorridorS3R1-v0",
+    "BabyAI-KeyCorridorS3R2-v0",
+    "BabyAI-KeyCorridorS3R3-v0",
+    "BabyAI-KeyCorridorS4R3-v0",
+    "BabyAI-KeyCorridorS5R3-v0",
+    "BabyAI-KeyCorridorS6R3-v0",
+    "BabyAI-OneRoomS8-v0",
+    "BabyAI-OneRoomS12-v0",
+    "BabyAI-OneRoomS16-v0",
+    "BabyAI-OneRoomS20-v0",
+    "BabyAI-MoveTwoAcrossS5N2-v0",
+    "BabyAI-MoveTwoAcrossS8N9-v0",
+    "BabyAI-Synth-v0",
+    "BabyAI-SynthS5R2-v0",
+    "BabyAI-SynthLoc-v0",
+    "BabyAI-SynthSeq-v0",
+    "BabyAI-MiniBossLevel-v0",
+    "BabyAI-BossLevel-v0",
+    "BabyAI-BossLevelNoUnlock-v0",
+)
+ENV_FAMILY.update({env_id: "BabyAI" for env_id in BABYAI_IDS})
+MINIGRID_IDS: tuple[str, ...] = tuple(i for i in ENV_FAMILY if i.startswith("MiniGrid-"))
 # Not supported: WFC (its generator needs pattern images that minigrid 3.2's wheel does not ship).
 SUPPORTED_ENV_IDS: tuple[str, ...] = tuple(ENV_FAMILY)
 
@@ -133,8 +236,9 @@ def make_family(env_id: str) -> Family:
             + ", ".join(SUPPORTED_ENV_IDS)
         )
     import gymnasium as gym
-    import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+    import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
 
     module, cls = FAMILIES[ENV_FAMILY[env_id]].split(":")
     family_cls = getattr(importlib.import_module(f"torch_rl.envs.minigrid.families.{module}"), cls)
-    return family_cls(**gym.registry[env_id].kwargs)
+    spec = gym.registry[env_id]
+    return family_cls.from_registration(spec.entry_point, dict(spec.kwargs))

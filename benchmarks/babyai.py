@@ -1,0 +1,137 @@
+"""Batched BabyAI: random-action steps/s of every BabyAI id, side by side with Minigrid and EnvPool.
+
+    python -m benchmarks.babyai [--env ID ...] [--batch 1024] [--seconds 1] [--threads 2] [--device cpu|cuda]
+    python -m benchmarks.babyai --bank [--env ID ...] [--seconds 5]
+
+For each id, one row: steps/s (transitions summed over the batch) of
+
+* ``torch_rl``: :class:`torch_rl.envs.BatchedMiniGridEnv` at ``--batch`` envs (one torch thread on CPU), its
+  layouts drawn from a bank that was filled before timing (the bank's fill rate is ``--bank``'s subject);
+* ``minigrid``: one ``gym.make(id)`` env, Python;
+* ``envpool``: EnvPool's BabyAI at the same batch with ``--threads`` threads (``pip install envpool``; the column
+  says "absent" without it). EnvPool's layouts come from its own C++ generator and random stream, so its episodes
+  are not Minigrid's for the same seed: the comparison is of speed only.
+
+``--bank``: layouts/s that Minigrid's own ``reset`` makes on one core for the slow levels, i.e. how fast a bank
+grows (the rejection sampling of BossLevel, SynthSeq and GoToSeq is most of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import time
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the BabyAI-* ids)
+import numpy as np
+import torch
+
+from torch_rl.envs.minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid.registry import BABYAI_IDS
+
+SLOW_LEVELS = ("BabyAI-BossLevel-v0", "BabyAI-SynthSeq-v0", "BabyAI-GoToSeq-v0", "BabyAI-GoToLocal-v0")
+
+
+def torch_rl_steps(env_id: str, batch: int, seconds: float, device: str) -> float:
+    env = BatchedMiniGridEnv(env_id, batch, device=device, seed=0, bank_options={"capacity": 4096, "initial": 4096})
+    actions = torch.randint(7, (64, batch), device=device)
+    env.reset(seed=0)
+    for t in range(10):
+        env.step(actions[t])
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for t in range(16):
+            env.step(actions[(steps + t) % 64])
+        steps += 16
+    if env.device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = steps * batch / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def minigrid_steps(env_id: str, seconds: float) -> float:
+    env = gym.make(env_id).unwrapped
+    rng = np.random.default_rng(0)
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet):
+        env.reset(seed=0)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(7)))
+            steps += 1
+            if terminated or truncated:
+                env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def envpool_steps(env_id: str, batch: int, threads: int, seconds: float) -> float | None:
+    try:
+        import envpool
+    except ImportError:
+        return None
+    env = envpool.make_gymnasium(env_id, num_envs=batch, num_threads=threads, seed=0)
+    env.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.integers(7, size=(64, batch))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(actions[steps % 64])
+        steps += 1
+    return steps * batch / (time.perf_counter() - start)
+
+
+def bank_rate(env_id: str, seconds: float) -> float:
+    env = gym.make(env_id).unwrapped
+    made, start = 0, time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        while time.perf_counter() - start < seconds:
+            env.reset(seed=made)
+            made += 1
+    return made / (time.perf_counter() - start)
+
+
+def _k(rate: float | None) -> str:
+    return "absent" if rate is None else f"{rate / 1000:,.0f}k"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", nargs="+", default=None, help="BabyAI ids (default: all 96)")
+    parser.add_argument("--batch", type=int, default=1024, help="envs per batch (default 1024)")
+    parser.add_argument("--threads", type=int, default=2, help="EnvPool's threads (default 2)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timing per measurement (default 1)")
+    parser.add_argument("--device", default="cpu", help="torch_rl's device (default cpu)")
+    parser.add_argument("--no-minigrid", action="store_true", help="skip Minigrid's own envs (slow to time)")
+    parser.add_argument("--bank", action="store_true", help="measure layouts/s of Minigrid's reset instead")
+    args = parser.parse_args(argv)
+    ids = args.env or (list(SLOW_LEVELS) if args.bank else list(BABYAI_IDS))
+    unknown = [i for i in ids if i not in BABYAI_IDS]
+    if unknown or args.batch < 1 or args.seconds <= 0 or args.threads < 1:
+        parser.error(f"unknown BabyAI ids {unknown}" if unknown else "--batch, --threads and --seconds must be > 0")
+    if args.bank:
+        print("| id | layouts/s, one core |\n|---|---|")
+        for env_id in ids:
+            print(f"| {env_id} | {bank_rate(env_id, args.seconds):,.0f} |", flush=True)
+        return
+    print(f"random actions, B = {args.batch}, torch_rl on {args.device} (1 thread), EnvPool with {args.threads}")
+    print("| id | torch_rl | minigrid (1 env) | envpool | torch_rl / envpool |\n|---|---|---|---|---|")
+    ratios = []
+    for env_id in ids:
+        ours = torch_rl_steps(env_id, args.batch, args.seconds, args.device)
+        theirs = envpool_steps(env_id, args.batch, args.threads, args.seconds)
+        plain = None if args.no_minigrid else minigrid_steps(env_id, args.seconds)
+        ratio = "" if theirs is None else f"{ours / theirs:.1f}x"
+        if theirs is not None:
+            ratios.append(ours / theirs)
+        plain_text = "-" if plain is None else f"{plain / 1000:,.1f}k"
+        print(f"| {env_id} | {_k(ours)} | {plain_text} | {_k(theirs)} | {ratio} |", flush=True)
+    if ratios:
+        median = float(np.median(ratios))
+        print(f"torch_rl / envpool: min {min(ratios):.1f}x, median {median:.1f}x over {len(ratios)} ids")
+
+
+if __name__ == "__main__":
+    main()
