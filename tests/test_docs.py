@@ -179,12 +179,15 @@ def table_rows(page, header):
     return rows
 
 
-def test_the_id_table_lists_every_supported_batched_id_once():
+def test_the_id_table_lists_every_supported_minigrid_id_once_and_the_counts_are_right():
     rows = table_rows("batched-envs.md", "| id (`MiniGrid-…`)")
     ids = ["MiniGrid-" + row[0] for row in rows]
     assert len(ids) == len(set(ids))
-    assert set(ids) == set(SUPPORTED_ENV_IDS)
-    assert len(SUPPORTED_ENV_IDS) == 76  # the number the pages give
+    assert set(ids) == {env_id for env_id in SUPPORTED_ENV_IDS if env_id.startswith("MiniGrid-")}
+    babyai = [env_id for env_id in SUPPORTED_ENV_IDS if env_id.startswith("BabyAI-")]
+    text = open(os.path.join(DOCS, "batched-envs.md"), encoding="utf-8").read()
+    assert f"**{len(ids)} of the 82 registered `MiniGrid-*` ids and all {len(babyai)} `BabyAI-*` ids**" in text
+    assert f"({len(SUPPORTED_ENV_IDS)} ids in" in text
 
 
 def recipe_row(env_id, recipe):
