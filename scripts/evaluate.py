@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--batched",
         action="store_true",
-        help="evaluate on torch_rl's BatchedMiniGridEnv (the MiniGrid ids listed in the README) instead of Minigrid",
+        help="evaluate on torch_rl's BatchedMiniGridEnv (the ids listed in docs/batched-envs.md) instead of Minigrid",
     )
     p.add_argument(
         "--workers",

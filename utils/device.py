@@ -7,8 +7,8 @@ from utils.errors import UsageError
 
 def default_device(batched):
     """cuda only for the batched env: with Python-stepped envs every step round-trips actions and observations
-    between host and GPU, and the starter model is too small for the GPU to win that back (the README's "On a GPU
-    machine" has the measurements)."""
+    between host and GPU, and the starter model is too small for the GPU to win that back (docs/speed.md, "On a GPU
+    machine", has the measurements)."""
     return "cuda" if batched and torch.cuda.is_available() else "cpu"
 
 

@@ -147,7 +147,7 @@ def make_batched_env(env_id, num_envs, device="cpu", seed=None):
     if env_id not in SUPPORTED_ENV_IDS:
         raise UsageError(
             f"--batched does not support {env_id}; it supports the MiniGrid families {', '.join(family_names())} "
-            f"({len(SUPPORTED_ENV_IDS)} ids, listed in the README); drop --batched"
+            f"({len(SUPPORTED_ENV_IDS)} ids, listed in docs/batched-envs.md); drop --batched"
         )
     try:
         return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)

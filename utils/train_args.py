@@ -89,21 +89,21 @@ def add_main_arguments(parser):
     parser.add_argument(
         "--batched",
         action="store_true",
-        help="step the env as batched torch tensors on --device (the MiniGrid ids listed in the README; "
+        help="step the env as batched torch tensors on --device (the ids listed in docs/batched-envs.md; "
         "torch_rl.envs.BatchedMiniGridEnv) instead of Minigrid's Python envs",
     )
     parser.add_argument(
         "--device",
         default=None,
         help="cpu or cuda (default: cuda with --batched when a GPU is there, else cpu: with envs stepped "
-        "by Python the small starter model trains faster on the CPU, see the README's throughput table)",
+        "by Python the small starter model trains faster on the CPU, see docs/speed.md)",
     )
     parser.add_argument(
         "--threads",
         type=integer(1, MAX_THREADS),
         default=1,
         help="torch CPU threads of the learner; 1 is fastest for the small starter model, whose updates are "
-        "too small to gain from sharing them between threads (measurements in the README's Speed section)",
+        "too small to gain from sharing them between threads (measurements in docs/speed.md)",
     )
     parser.add_argument(
         "--env-timeout",
@@ -134,7 +134,7 @@ def add_model_arguments(group):
         choices=("auto", *IMAGE_ENCODINGS),
         default="auto",
         help="MiniGrid images as raw cell codes or one-hot per code (20 channels, so that a key and a "
-        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; slower, see the README). auto: "
+        "ball differ clearly: memory tasks such as MiniGrid-MemoryS7 need it; slower, see docs/results.md). auto: "
         "onehot with memory (--recurrence > 1), else raw; a resumed model keeps its own",
     )
 

@@ -77,7 +77,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         env_id: one of :data:`SUPPORTED_ENV_IDS` (registered Minigrid 3.x ids).
         num_envs: batch size ``B``.
         device: torch device for all state and returned tensors.
-        seed: optional seed of the layouts (same as ``reset(seed=)``); see the README on what a seed repeats.
+        seed: optional seed of the layouts (same as ``reset(seed=)``); see docs/batched-envs.md on what a seed repeats.
         num_threads: torch intra-op threads used inside ``reset``/``step`` on CPU (the previous setting is
             restored on return). The default 1 is usually fastest for these small ops and, above all, avoids
             the OpenMP collapse (10-100x slower ops) that multi-threaded torch suffers when the CPU cores are
