@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -55,6 +55,9 @@ class Family:
     native: bool = False  # True when generate() makes the layouts (no bank)
     box_contents: bool = False  # True when the family's boxes may hold objects (the engine then tracks them)
     num_mission_codes: int = 0  # codes a mission names (the object to fetch, ...): see mission_codes()
+    # the bank's options for this family where they differ from LayoutBank's (a slow generator starts smaller)
+    bank_defaults: ClassVar[dict[str, Any]] = {}
+    slow_layouts: bool = False  # True when Minigrid makes few layouts per second (the bank then says how to cache)
 
     def generate(self, env: BatchedMiniGridEnv, m: int) -> Layouts:
         raise NotImplementedError

@@ -19,6 +19,7 @@ MISSION_WORDS: tuple[str, ...] = (
     *("key", "ball", "box", "door", "goal", "square", "lava", "room", "rooms", "opening", "object", "hallway"),
     *("a", "and", "at", "end", "from", "near", "of", "the", "then", "to", "up", "you", "must"),
     *("avoid", "fetch", "find", "get", "go", "matching", "open", "pick", "put", "reach", "traverse", "unlock", "use"),
+    "maze",  # WFC's "traverse the maze to get to the goal"
 )
 MAX_MISSION_WORDS = 17  # LockedRoom's "get the red key from the blue room, unlock the ... goal"
 TOKEN_OF_WORD = {word: k + 1 for k, word in enumerate(MISSION_WORDS)}

@@ -36,6 +36,7 @@ FAMILIES: dict[str, str] = {
     "PutNear": "putnear:PutNearFamily",
     "RedBlueDoors": "redbluedoors:RedBlueDoorsFamily",
     "Playground": "playground:PlaygroundFamily",
+    "WFC": "wfc:WFCFamily",
 }
 
 # id -> family name
@@ -116,8 +117,13 @@ ENV_FAMILY: dict[str, str] = {
     "MiniGrid-RedBlueDoors-8x8-v0": "RedBlueDoors",
     "MiniGrid-Unlock-v0": "Unlock",
     "MiniGrid-UnlockPickup-v0": "UnlockPickup",
+    "MiniGrid-WFC-MazeSimple-v0": "WFC",
+    "MiniGrid-WFC-DungeonMazeScaled-v0": "WFC",
+    "MiniGrid-WFC-RoomsFabric-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesBlackdots-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesAngular-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesHogs3-v0": "WFC",
 }
-# Not supported: WFC (its generator needs pattern images that minigrid 3.2's wheel does not ship).
 SUPPORTED_ENV_IDS: tuple[str, ...] = tuple(ENV_FAMILY)
 
 
@@ -135,6 +141,9 @@ def make_family(env_id: str) -> Family:
     import gymnasium as gym
     import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 
+    from torch_rl.envs.minigrid.wfc import use_shipped_patterns
+
+    use_shipped_patterns()  # the WFC ids read their pattern images from torch_rl's copy
     module, cls = FAMILIES[ENV_FAMILY[env_id]].split(":")
     family_cls = getattr(importlib.import_module(f"torch_rl.envs.minigrid.families.{module}"), cls)
     return family_cls(**gym.registry[env_id].kwargs)
