@@ -153,6 +153,7 @@ class LayoutBank:
         self.ready_after_s: float | None = None
 
         self.cache_path = layout_cache.cache_path(env_id, self.seed, cache_dir) if cache and self.seeded else None
+        self._refused = False  # the file at cache_path was refused: the next write replaces it whatever it holds
         self.cached = self._load_cache() if self.cache_path is not None else 0  # layouts the run started from
         self.saved = self.cached  # layouts the cache file holds, as far as this bank knows
         self._saved_at = time.perf_counter()
@@ -269,6 +270,7 @@ class LayoutBank:
         try:
             layouts = layout_cache.load(self.cache_path, key, self.family)
         except layout_cache.CacheRefused as why:
+            self._refused = True
             layout_cache.warn(
                 f"{self.env_id}: the layout cache {self.cache_path} is refused ({why}); generating layouts instead"
             )
@@ -299,9 +301,9 @@ class LayoutBank:
         key = layout_cache.cache_key(self.env_id, self.seed)
         self._saved_at = time.perf_counter()
         try:
-            if layout_cache.stored_count(self.cache_path, key) < self.received:
+            if self._refused or layout_cache.stored_count(self.cache_path, key) < self.received:
                 layout_cache.save(self.cache_path, key, self.layouts())
-            self.saved = self.received
+            self.saved, self._refused = self.received, False
         except OSError as error:
             layout_cache.warn(f"{self.env_id}: cannot write the layout cache {self.cache_path} ({error}); not caching")
             self.cache_path = None
