@@ -427,6 +427,26 @@ def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
     assert "Dynamic" in bad.stderr and "Memory" in bad.stderr and bad.stderr.startswith("error: ")
 
 
+def test_scripts_train_and_evaluate_on_wfc_batched_and_plain(tmp_path):
+    """WFC from the scripts: batched from a small layout cache (filled ahead, as the README says), and plain
+    Minigrid with torch_rl's pattern images."""
+    from tests.test_scripts import run_script
+    from torch_rl.envs.minigrid.prepare import fill
+
+    env_id = "MiniGrid-WFC-ObstaclesBlackdots-v0"
+    assert fill(env_id, 16, seed=1) == (0, 16)  # scripts.train's --seed 1 names the layouts
+    train = run_script("train", "--algo", "ppo", "--env", env_id, "--model", "b", "--batched", "--procs", "8",
+                       "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
+    assert "16 from the layout cache" in train.stderr and "prepare --env" in train.stderr, train.stderr
+    out = run_script("evaluate", "--env", env_id, "--model", "b", "--batched", "--episodes", "8", "--seed", "1",
+                     storage=tmp_path)  # fmt: skip
+    assert "8 episodes" in out.stdout
+    run_script("train", "--algo", "ppo", "--env", env_id, "--model", "p", "--procs", "2", "--frames", "256",
+               "--quiet", storage=tmp_path)  # fmt: skip
+    out = run_script("evaluate", "--env", env_id, "--model", "p", "--episodes", "2", "--procs", "2", storage=tmp_path)
+    assert "2 episodes" in out.stdout
+
+
 # ---------------------------------------------------------------------------
 # native generators against Minigrid's distribution
 # ---------------------------------------------------------------------------
@@ -561,6 +581,53 @@ def _random_policy_episodes(env_id, episodes, seed=0):
 def test_random_policy_statistics_match_minigrid(env_id):
     (lengths, returns), (real_lengths, real_returns) = _random_policy_episodes(env_id, 1000)
     for ours, theirs in ((lengths, real_lengths), (returns, real_returns), (returns > 0, real_returns > 0)):
+        ours, theirs = ours.astype(float), theirs.astype(float)
+        error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
+        assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)
+
+
+@pytest.mark.parametrize(
+    "env_id, layouts", [("MiniGrid-WFC-ObstaclesBlackdots-v0", 24), ("MiniGrid-WFC-MazeSimple-v0", 8)]
+)
+def test_wfc_random_policy_statistics_match_minigrid(env_id, layouts):
+    """Random-action episodes on the same few WFC layouts (Minigrid's resets 0 .. layouts - 1, drawn uniformly: a
+    bank of that size, and Minigrid's envs restored from copies of those resets): length, return and success
+    rate agree within 4 standard errors. The WFC generator makes about a layout per second, hence so few."""
+    B = 1024
+    env = BatchedMiniGridEnv(env_id, B, seed=0, bank_options={"capacity": layouts, "initial": layouts})
+    gen = torch.Generator().manual_seed(0)
+    steps, ret = torch.zeros(B), torch.zeros(B)
+    length, returns, ended = torch.zeros(B), torch.zeros(B), torch.zeros(B, dtype=torch.bool)
+    for _ in range(env.max_steps):  # every env's first episode has ended by max_steps
+        _, rew, term, trunc, _ = env.step(torch.randint(0, 7, (B,), generator=gen))
+        steps += 1
+        ret += rew
+        first = (term | trunc) & ~ended
+        length[first], returns[first] = steps[first], ret[first]
+        ended |= first
+        steps[term | trunc], ret[term | trunc] = 0, 0
+    assert ended.all()
+    env.close()
+    resets = []
+    for i in range(layouts):
+        real = make_minigrid_env(env_id)
+        real.reset(seed=i)
+        real.gen_obs = lambda: {}  # only rewards and ends are compared: skip Minigrid's slow observations
+        resets.append(real)
+    rng = np.random.default_rng(0)
+    real_length, real_returns = [], []
+    for _ in range(300):
+        real = copy.deepcopy(resets[rng.integers(layouts)])
+        n, total, done = 0, 0.0, False
+        while not done:
+            _, r, te, tr, _ = real.step(int(rng.integers(7)))
+            n, total, done = n + 1, total + r, te or tr
+        real_length.append(n)
+        real_returns.append(total)
+    real_length, real_returns = np.array(real_length, float), np.array(real_returns)
+    assert 0.05 < (real_returns > 0).mean() < 0.95  # both outcomes happen: the comparison can tell them apart
+    for ours, theirs in ((length.numpy(), real_length), (returns.numpy(), real_returns),
+                         (returns.numpy() > 0, real_returns > 0)):  # fmt: skip
         ours, theirs = ours.astype(float), theirs.astype(float)
         error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
         assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)
