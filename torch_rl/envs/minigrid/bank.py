@@ -360,9 +360,12 @@ class LayoutBank:
             try:
                 while process is not None and not self._done and self._receive(timeout=None):
                     pass
+            except RuntimeError:  # the worker failed: that was reported where it happened; keep what came before
+                pass
+            try:
                 if self.received > self.saved:
                     self.save_cache()
-            except Exception as error:  # closing must not fail: a worker's error was reported where it happened
+            except Exception as error:  # closing must not fail (e.g. an interpreter already shutting down)
                 layout_cache.warn(f"{self.env_id}: the layout cache was not written at close ({error})")
         if process is not None and process.is_alive():
             process.terminate()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -56,8 +57,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _init_worker(env_id: str) -> None:
+def _init_worker(env_id: str, in_pool: bool = True) -> None:
     from torch_rl.envs.minigrid.registry import make_family
+
+    if in_pool:  # Ctrl-C is the main process's to handle: it saves what was made and ends the pool
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     _worker.update(env_id=env_id, family=make_family(env_id), env=make_minigrid_env(env_id))
 
@@ -114,7 +118,7 @@ def fill(
     pool = ctx.Pool(procs, initializer=_init_worker, initargs=(env_id,)) if procs > 1 else None
     try:
         if pool is None:
-            _init_worker(env_id)
+            _init_worker(env_id, in_pool=False)
         results = pool.imap(_make, tasks) if pool is not None else map(_make, tasks)
         for part in results:  # in order: the file is layouts 0 .. done - 1 at every write
             have.append(part)
