@@ -83,14 +83,14 @@ def _damaged(path):
         return lambda: save({**good, **changes})
 
     grid = good["layout_grid"].copy()
-    grid[3, 2, 2] ^= 1  # a cell changed, its hash not: a bit flip or an edit
+    grid[3, 2, 2] = 1 if grid[3, 2, 2] != 1 else 2  # a cell changed to another valid code, its hash not: an edit
     codes = good["layout_grid"].copy()
     codes[0, 0, 0] = 200
     raw = path.read_bytes()
     return {
         "garbage": lambda: path.write_bytes(b"not a cache at all"),
         "truncated": lambda: path.write_bytes(raw[: len(raw) // 2]),
-        "a flipped cell": retouched(layout_grid=grid),
+        "a changed cell": retouched(layout_grid=grid),
         "an unknown code": retouched(layout_grid=codes),
         "a missing array": lambda: save({k: v for k, v in good.items() if k != "layout_agent"}),
         "a wrong shape": retouched(layout_agent=np.zeros((len(grid), 3), np.int64)),
@@ -169,9 +169,10 @@ def test_writes_replace_a_symlink_never_write_through_it(tmp_path):
 
 
 def test_a_bank_never_shrinks_a_longer_cache():
-    _bank(FAST, 4, 24).close()
     key = layout_cache.cache_key(FAST, 4)
-    _bank(FAST, 4, 8).close()  # starts from 8 of the 24 cached layouts, has nothing newer
+    shorter = _bank(FAST, 4, 8)  # two runs of the same key at once: this one has 8 new layouts to write ...
+    _bank(FAST, 4, 24).close()  # ... and this one wrote 24 meanwhile
+    shorter.close()  # layout i is the same in both: the longer file is kept
     assert layout_cache.stored_count(layout_cache.cache_path(FAST, 4), key) == 24
 
 

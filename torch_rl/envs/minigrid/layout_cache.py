@@ -107,6 +107,13 @@ def stored_count(path: Path, key: dict[str, Any]) -> int:
 def load(path: Path, key: dict[str, Any], family: Any) -> dict[str, np.ndarray]:
     """The layouts in ``path``, checked whole against ``key`` and ``family``; CacheRefused says why not."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as error:
+        raise CacheRefused(f"unreadable ({_one_line(error)})") from None
+    if magic != b"PK\x03\x04":  # np.load would try a non-zip file as .npy or pickle: neither is a cache
+        raise CacheRefused("not an .npz archive of arrays")
+    try:
         data = np.load(path, allow_pickle=False)
     except Exception as error:  # not a NumPy file, a pickle, a truncated header, ...
         raise CacheRefused(f"unreadable ({_one_line(error)})") from None
