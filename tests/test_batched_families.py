@@ -198,6 +198,32 @@ def test_fidelity_every_id(env_id):
         return
     stats = run_fidelity(env_id, num_envs=4, num_steps=120, seed=3)
     assert stats["steps"] == 480 and stats["ends"] > 0, stats
+    if ENV_FAMILY[env_id] == "WFC":  # the goal reached (at some step count), not only the step limit
+        assert stats["rewards"] > 0, stats
+
+
+def test_wfc_ids_run_in_plain_minigrid_from_the_shipped_pattern_images():
+    """``import torch_rl.envs`` is all a fresh process needs for gym.make of every WFC id to reset (the minigrid
+    wheel lacks the images); the images and their notice are in the package."""
+    from minigrid.envs.wfc.config import WFC_PRESETS_ALL
+
+    from torch_rl.envs.minigrid.wfc import PATTERN_DIR
+
+    wfc_ids = [i for i in SUPPORTED_ENV_IDS if ENV_FAMILY[i] == "WFC"]
+    assert len(wfc_ids) == 6 and len(SUPPORTED_ENV_IDS) == 82
+    for env_id in wfc_ids:
+        config = gym.registry[env_id].kwargs["wfc_config"]  # a name where Minigrid has its own image (a source install)
+        config = WFC_PRESETS_ALL[config] if isinstance(config, str) else config
+        assert Path(config.pattern_path).is_file(), env_id
+    assert "Apache" in (PATTERN_DIR / "NOTICE.md").read_text() and len(list(PATTERN_DIR.glob("*.png"))) == 6
+    code = (
+        "import gymnasium as gym, torch_rl.envs\n"
+        "env = gym.make('MiniGrid-WFC-ObstaclesBlackdots-v0')\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "print(obs['mission'], env.unwrapped.grid.encode()[..., 0].tolist().count([2] * 25))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("traverse the maze to get to the goal 2"), out.stderr
 
 
 # one id per object family: its success rule, its failure rule where it has one, boxes opened where they hold keys
