@@ -14,6 +14,13 @@ draws come from the seeded torch generator; what is not repeatable by default is
 at each draw (it depends on timing). ``grow_every=k`` makes that deterministic too: before the c-th draw the
 bank holds exactly ``min(capacity, initial + chunk * (c // k))`` layouts, waiting for the worker if it is
 behind.
+
+The layout cache (:mod:`.layout_cache`): a seeded bank starts from the cache file of its (id, base seed, Minigrid
+version), its worker making only the layouts after it, and writes what it adds (in geometric steps at most every
+30 s, when the worker is done, and at close). Since layout i is the same wherever it is made, starting from the
+cache changes only how soon layouts arrive, never which. A slow generator (``Family.slow_layouts``: WFC) says at
+start how many layouts it starts from, and any bank warns once when its episodes run far ahead of its layouts;
+both lines name the ``prepare`` command that fills the cache ahead.
 """
 
 from __future__ import annotations
