@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -255,4 +256,15 @@ def test_the_bank_warns_once_when_episodes_run_far_ahead_of_its_layouts(capfd):
     warnings = _warnings(capfd.readouterr().err)
     assert len(warnings) == 1, warnings
     assert "8 layouts" in warnings[0] and f"prepare --env {FAST} --seed 1" in warnings[0], warnings
+    env.close()
+
+
+def test_a_running_bank_writes_its_cache_in_the_background():
+    """Once its worker is done the bank writes the file (in a thread, while the env keeps stepping), unclosed."""
+    env = BatchedMiniGridEnv(FAST, 4, seed=8, bank_options={"capacity": 32, "initial": 8, "chunk": 8})
+    key, deadline = layout_cache.cache_key(FAST, 8), time.perf_counter() + 60
+    while env.bank.saved < 32 and time.perf_counter() < deadline:
+        env.reset()  # each reset takes in what the worker sent, and starts the write once it is all there
+        time.sleep(0.05)
+    assert env.bank.saved == 32 and layout_cache.stored_count(layout_cache.cache_path(FAST, 8), key) == 32
     env.close()

@@ -31,6 +31,7 @@ import os
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 import weakref
 from typing import Any
@@ -161,6 +162,7 @@ class LayoutBank:
 
         self.cache_path = layout_cache.cache_path(env_id, self.seed, cache_dir) if cache and self.seeded else None
         self._refused = False  # the file at cache_path was refused: the next write replaces it whatever it holds
+        self._writer: threading.Thread | None = None  # the cache write in progress, if any
         self.cached = self._load_cache() if self.cache_path is not None else 0  # layouts the run started from
         self.saved = self.cached  # layouts the cache file holds, as far as this bank knows
         self._saved_at = time.perf_counter()
@@ -301,19 +303,36 @@ class LayoutBank:
             out["contents"] = self.contents[:n].cpu().numpy().reshape(shape)
         return out
 
-    def save_cache(self) -> None:
+    def save_cache(self, wait: bool = False) -> None:
         """Writes the bank's layouts to its cache file, unless the file already holds as many (another run grew
-        it: layout i is the same everywhere, so the longer file is the better one). A failed write says so once
-        and turns the cache off for this bank; the run goes on."""
-        key = layout_cache.cache_key(self.env_id, self.seed)
+        it: layout i is the same everywhere, so the longer file is the better one). The write runs in a thread
+        (compressing 100,000 layouts takes a second or two, which training need not wait for) unless ``wait``;
+        while one is running, a new one is skipped (``wait``: waited for). A failed write says so once and turns
+        the cache off for this bank; the run goes on."""
+        if self._writer is not None and self._writer.is_alive():
+            if not wait:
+                return
+            self._writer.join()
+        path, key, count = self.cache_path, layout_cache.cache_key(self.env_id, self.seed), self.received
+        if path is None:  # the previous write failed
+            return
+        snapshot = self.layouts()  # copies: the thread never reads the bank's tensors
         self._saved_at = time.perf_counter()
-        try:
-            if self._refused or layout_cache.stored_count(self.cache_path, key) < self.received:
-                layout_cache.save(self.cache_path, key, self.layouts())
-            self.saved, self._refused = self.received, False
-        except OSError as error:
-            layout_cache.warn(f"{self.env_id}: cannot write the layout cache {self.cache_path} ({error}); not caching")
-            self.cache_path = None
+
+        def write() -> None:
+            try:
+                if self._refused or layout_cache.stored_count(path, key) < count:
+                    layout_cache.save(path, key, snapshot)
+                self.saved, self._refused = count, False
+            except OSError as error:
+                layout_cache.warn(f"{self.env_id}: cannot write the layout cache {path} ({error}); not caching")
+                self.cache_path = None
+
+        if wait:
+            write()
+        else:
+            self._writer = threading.Thread(target=write, name=f"layout-cache {self.env_id}", daemon=True)
+            self._writer.start()
 
     # ------------------------------------------------------------------
     def draw(self, env: Any, m: int, generator: torch.Generator) -> Layouts:
@@ -371,7 +390,7 @@ class LayoutBank:
                 pass
             try:
                 if self.received > self.saved:
-                    self.save_cache()
+                    self.save_cache(wait=True)
             except Exception as error:  # closing must not fail (e.g. an interpreter already shutting down)
                 layout_cache.warn(f"{self.env_id}: the layout cache was not written at close ({error})")
         if process is not None and process.is_alive():
