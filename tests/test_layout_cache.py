@@ -210,6 +210,20 @@ def test_prepare_resumes_from_what_the_cache_holds(tmp_path):
     env.close()
 
 
+def test_prepare_remakes_a_refused_cache_from_layout_0(tmp_path, capfd):
+    path = layout_cache.cache_path(FAST, 2, tmp_path)
+    assert fill(FAST, 12, procs=1, seed=2, cache_dir=tmp_path) == (0, 12)
+    good = _load(FAST, 2, tmp_path)
+    _damaged(path)["a changed cell"]()  # the same key and 12 layouts, one of them edited
+    capfd.readouterr()
+    assert fill(FAST, 12, procs=1, seed=2, cache_dir=tmp_path) == (0, 12)
+    warnings = _warnings(capfd.readouterr().err)
+    assert len(warnings) == 1 and "refused" in warnings[0], warnings
+    remade = _load(FAST, 2, tmp_path)
+    for name in good:
+        np.testing.assert_array_equal(remade[name], good[name], err_msg=name)
+
+
 def _prepare(*args):
     return subprocess.run(
         [sys.executable, "-m", "torch_rl.envs.minigrid.prepare", *map(str, args)],

@@ -95,10 +95,12 @@ def fill(
     path = layout_cache.cache_path(env_id, seed, cache_dir)
     key = layout_cache.cache_key(env_id, seed)
     have: list[dict[str, np.ndarray]] = []
+    refused = False  # the file was refused: the first write replaces it whatever it holds
     if path.exists():
         try:
             have.append(layout_cache.load(path, key, family))
         except layout_cache.CacheRefused as why:
+            refused = True
             layout_cache.warn(f"the layout cache {path} is refused ({why}); it is made again from layout 0")
     start = length(have[0]) if have else 0
     if start >= layouts:
@@ -110,9 +112,14 @@ def fill(
     done, started, saved_at = start, time.perf_counter(), time.perf_counter()
 
     def save() -> None:
+        nonlocal refused
         merged = concat(have)
         have[:] = [merged]
-        layout_cache.save(path, key, merged)
+        # a bank of the same key may have grown the file past this run meanwhile: layout i is the same in
+        # both, so the longer file is kept
+        if refused or layout_cache.stored_count(path, key) < length(merged):
+            layout_cache.save(path, key, merged)
+        refused = False
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     pool = ctx.Pool(procs, initializer=_init_worker, initargs=(env_id,)) if procs > 1 else None
