@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--env", required=True, help="a MiniGrid id whose batched layouts come from the bank")
     parser.add_argument("--layouts", type=int, required=True, help="how many layouts the cache should hold")
     parser.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="processes (default: every core)")
-    parser.add_argument("--seed", type=int, default=1, help="base seed: the env's seed (scripts.train's default: 1)")
+    parser.add_argument("--seed", type=int, default=1, help="layouts' base seed: scripts.train's --seed (default: 1)")
     parser.add_argument("--cache-dir", default=None, help="default: $TORCH_RL_CACHE or ~/.cache/torch_rl/layouts")
     parser.add_argument("--chunk", type=int, default=None, help="layouts per task (default: the bank's chunk)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except OSError as error:
         print(f"error: cannot write the layout cache {path}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as error:  # Minigrid's generator raised: what was made before is kept
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"error: making layouts of {args.env} failed: {type(error).__name__}: {first}", file=sys.stderr)
         raise SystemExit(1) from None
     made = "already held" if after == before else f"now holds (it held {before:,})"
     print(f"{path} {made} {after:,} layouts of {args.env}, seed {args.seed}")
