@@ -251,6 +251,25 @@ def test_prepare_bad_flags_are_one_line_errors(args, says, capsys):
     assert err.startswith("error: ") and says in err, err
 
 
+def test_prepare_generator_error_is_one_line_and_keeps_what_was_made(monkeypatch, capsys):
+    from torch_rl.envs.minigrid import prepare
+
+    made = prepare._make
+
+    def failing(seeds):
+        if seeds.start >= 1 + 8:  # the second chunk of 8 fails
+            raise RuntimeError("Could not generate a valid pattern\nwithin 1000 attempts")
+        return made(seeds)
+
+    monkeypatch.setattr(prepare, "_make", failing)
+    with pytest.raises(SystemExit) as exit_:
+        prepare_main(["--env", FAST, "--layouts", "64", "--procs", "1", "--chunk", "8", "--quiet"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert "Could not generate a valid pattern" in err
+    assert layout_cache.stored_count(layout_cache.cache_path(FAST, 1), layout_cache.cache_key(FAST, 1)) == 8
+
+
 def test_prepare_command_fills_the_cache_with_a_progress_bar():
     proc = _prepare("--env", FAST, "--layouts", "40", "--procs", "2", "--seed", "1")
     assert proc.returncode == 0, proc.stderr
