@@ -5,6 +5,7 @@ A train subprocess finds them by the ``module:id`` form of an env id, which impo
 """
 
 import gymnasium as gym
+import pytest
 
 # Each train run of test_reliability that trains 2 updates (64 frames) saves them, then meets the fault in update 3.
 TEST_ENVS = {
@@ -21,3 +22,10 @@ TEST_ENVS = {
 for _id, (_class, _kwargs) in TEST_ENVS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point=f"tests.envs:{_class}", kwargs=_kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _layout_cache_per_test(tmp_path_factory, monkeypatch):
+    """Each test's layout banks (and the scripts it runs) use a fresh layout cache folder of their own: a cache in
+    the user's home or one left by another test would change how many layouts a bank starts from."""
+    monkeypatch.setenv("TORCH_RL_CACHE", str(tmp_path_factory.mktemp("layout-cache")))

@@ -25,6 +25,7 @@ from minigrid.core.world_object import Ball, Box, Key
 
 from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.codes import ENCODINGS
+from torch_rl.envs.minigrid.layouts import make_minigrid_env
 from torch_rl.envs.minigrid.registry import ENV_FAMILY, MINIGRID_IDS, make_family
 from torch_rl.envs.minigrid.view import PAD
 
@@ -105,8 +106,30 @@ def _enclosed_cells(u):
     return sorted(seen)
 
 
+# WFC's generator takes about a second per reset: its fidelity runs re-use a few real layouts (deep copies of
+# resets, each episode moved on elsewhere by _move_on), and a bank that stops at once (the states are copied in)
+SLOW_RESETS = ("WFC",)
+_RESET_POOL: dict[str, list] = {}
+
+
+def _tiny_bank(env_id):
+    return {"capacity": 1, "initial": 1, "chunk": 1} if ENV_FAMILY[env_id] in SLOW_RESETS else TINY_BANK
+
+
+def _reset(real, env_id, seed):
+    if ENV_FAMILY[env_id] not in SLOW_RESETS:
+        real.reset(seed=seed)
+        return
+    pool = _RESET_POOL.setdefault(env_id, [])
+    if len(pool) < 2:
+        real.reset(seed=seed)
+        pool.append(copy.deepcopy(real))
+    else:
+        real.__dict__.update(copy.deepcopy(pool[seed % len(pool)]).__dict__)
+
+
 def _copy_episode(real, env, i, rng, seed):
-    real.reset(seed=seed)
+    _reset(real, env.env_id, seed)
     _move_on(real, rng, objects=ENV_FAMILY[env.env_id] in OBJECT_FAMILIES)
     env.set_state_from_minigrid(i, real)
 
@@ -119,8 +142,8 @@ def _forced_ball_moves(env, reals):
 
 def run_fidelity(env_id: str, num_envs: int, num_steps: int, seed: int, device: str = "cpu") -> dict[str, int]:
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=TINY_BANK)
-    reals = [gym.make(env_id).unwrapped for _ in range(num_envs)]
+    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=_tiny_bank(env_id))
+    reals = [make_minigrid_env(env_id) for _ in range(num_envs)]
     for i, real in enumerate(reals):
         _copy_episode(real, env, i, rng, seed * 1000 + i)
     obs = env.get_obs()
@@ -175,6 +198,32 @@ def test_fidelity_every_id(env_id):
         return
     stats = run_fidelity(env_id, num_envs=4, num_steps=120, seed=3)
     assert stats["steps"] == 480 and stats["ends"] > 0, stats
+    if ENV_FAMILY[env_id] == "WFC":  # the goal reached (at some step count), not only the step limit
+        assert stats["rewards"] > 0, stats
+
+
+def test_wfc_ids_run_in_plain_minigrid_from_the_shipped_pattern_images():
+    """``import torch_rl.envs`` is all a fresh process needs for gym.make of every WFC id to reset (the minigrid
+    wheel lacks the images); the images and their notice are in the package."""
+    from minigrid.envs.wfc.config import WFC_PRESETS_ALL
+
+    from torch_rl.envs.minigrid.wfc import PATTERN_DIR
+
+    wfc_ids = [i for i in MINIGRID_IDS if ENV_FAMILY[i] == "WFC"]
+    assert len(wfc_ids) == 6 and len(MINIGRID_IDS) == 82
+    for env_id in wfc_ids:
+        config = gym.registry[env_id].kwargs["wfc_config"]  # a name where Minigrid has its own image (a source install)
+        config = WFC_PRESETS_ALL[config] if isinstance(config, str) else config
+        assert Path(config.pattern_path).is_file(), env_id
+    assert "Apache" in (PATTERN_DIR / "NOTICE.md").read_text() and len(list(PATTERN_DIR.glob("*.png"))) == 6
+    code = (
+        "import gymnasium as gym, torch_rl.envs\n"
+        "env = gym.make('MiniGrid-WFC-ObstaclesBlackdots-v0')\n"
+        "obs, _ = env.reset(seed=0)\n"
+        "print(obs['mission'], env.unwrapped.grid.encode()[..., 0].tolist().count([2] * 25))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("traverse the maze to get to the goal 2"), out.stderr
 
 
 # one id per object family: its success rule, its failure rule where it has one, boxes opened where they hold keys
@@ -398,10 +447,30 @@ def test_scripts_train_and_evaluate_batched_on_a_bank_family(tmp_path):
                "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
     out = run_script("evaluate", "--env", env_id, "--model", "m", "--batched", "--episodes", "8", storage=tmp_path)
     assert "8 episodes" in out.stdout
-    bad = run_script("train", "--algo", "ppo", "--env", "MiniGrid-WFC-MazeSimple-v0", "--model", "k", "--batched",
+    bad = run_script("train", "--algo", "ppo", "--env", "CartPole-v1", "--model", "k", "--batched",
                      storage=tmp_path, check=False)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "Dynamic" in bad.stderr and "Memory" in bad.stderr and bad.stderr.startswith("error: ")
+
+
+def test_scripts_train_and_evaluate_on_wfc_batched_and_plain(tmp_path):
+    """WFC from the scripts: batched from a small layout cache (filled ahead, as the README says), and plain
+    Minigrid with torch_rl's pattern images."""
+    from tests.test_scripts import run_script
+    from torch_rl.envs.minigrid.prepare import fill
+
+    env_id = "MiniGrid-WFC-ObstaclesBlackdots-v0"
+    assert fill(env_id, 16, seed=1) == (0, 16)  # scripts.train's --seed 1 names the layouts
+    train = run_script("train", "--algo", "ppo", "--env", env_id, "--model", "b", "--batched", "--procs", "8",
+                       "--frames", "2048", "--quiet", storage=tmp_path)  # fmt: skip
+    assert "16 from the layout cache" in train.stderr and "prepare --env" in train.stderr, train.stderr
+    out = run_script("evaluate", "--env", env_id, "--model", "b", "--batched", "--episodes", "8", "--seed", "1",
+                     storage=tmp_path)  # fmt: skip
+    assert "8 episodes" in out.stdout
+    run_script("train", "--algo", "ppo", "--env", env_id, "--model", "p", "--procs", "2", "--frames", "256",
+               "--quiet", storage=tmp_path)  # fmt: skip
+    out = run_script("evaluate", "--env", env_id, "--model", "p", "--episodes", "2", "--procs", "2", storage=tmp_path)
+    assert "2 episodes" in out.stdout
 
 
 # ---------------------------------------------------------------------------
@@ -538,6 +607,53 @@ def _random_policy_episodes(env_id, episodes, seed=0):
 def test_random_policy_statistics_match_minigrid(env_id):
     (lengths, returns), (real_lengths, real_returns) = _random_policy_episodes(env_id, 1000)
     for ours, theirs in ((lengths, real_lengths), (returns, real_returns), (returns > 0, real_returns > 0)):
+        ours, theirs = ours.astype(float), theirs.astype(float)
+        error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
+        assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)
+
+
+@pytest.mark.parametrize(
+    "env_id, layouts", [("MiniGrid-WFC-ObstaclesBlackdots-v0", 24), ("MiniGrid-WFC-MazeSimple-v0", 8)]
+)
+def test_wfc_random_policy_statistics_match_minigrid(env_id, layouts):
+    """Random-action episodes on the same few WFC layouts (Minigrid's resets 0 .. layouts - 1, drawn uniformly: a
+    bank of that size, and Minigrid's envs restored from copies of those resets): length, return and success
+    rate agree within 4 standard errors. The WFC generator makes about a layout per second, hence so few."""
+    B = 1024
+    env = BatchedMiniGridEnv(env_id, B, seed=0, bank_options={"capacity": layouts, "initial": layouts})
+    gen = torch.Generator().manual_seed(0)
+    steps, ret = torch.zeros(B), torch.zeros(B)
+    length, returns, ended = torch.zeros(B), torch.zeros(B), torch.zeros(B, dtype=torch.bool)
+    for _ in range(env.max_steps):  # every env's first episode has ended by max_steps
+        _, rew, term, trunc, _ = env.step(torch.randint(0, 7, (B,), generator=gen))
+        steps += 1
+        ret += rew
+        first = (term | trunc) & ~ended
+        length[first], returns[first] = steps[first], ret[first]
+        ended |= first
+        steps[term | trunc], ret[term | trunc] = 0, 0
+    assert ended.all()
+    env.close()
+    resets = []
+    for i in range(layouts):
+        real = make_minigrid_env(env_id)
+        real.reset(seed=i)
+        real.gen_obs = lambda: {}  # only rewards and ends are compared: skip Minigrid's slow observations
+        resets.append(real)
+    rng = np.random.default_rng(0)
+    real_length, real_returns = [], []
+    for _ in range(300):
+        real = copy.deepcopy(resets[rng.integers(layouts)])
+        n, total, done = 0, 0.0, False
+        while not done:
+            _, r, te, tr, _ = real.step(int(rng.integers(7)))
+            n, total, done = n + 1, total + r, te or tr
+        real_length.append(n)
+        real_returns.append(total)
+    real_length, real_returns = np.array(real_length, float), np.array(real_returns)
+    assert 0.05 < (real_returns > 0).mean() < 0.95  # both outcomes happen: the comparison can tell them apart
+    for ours, theirs in ((length.numpy(), real_length), (returns.numpy(), real_returns),
+                         (returns.numpy() > 0, real_returns > 0)):  # fmt: skip
         ours, theirs = ours.astype(float), theirs.astype(float)
         error = np.sqrt(ours.var() / len(ours) + theirs.var() / len(theirs))
         assert abs(ours.mean() - theirs.mean()) < 4 * error + 1e-9, (ours.mean(), theirs.mean(), error)

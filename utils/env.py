@@ -139,8 +139,11 @@ def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
     return [make_env(env_id, seed + 10_000 * i, render_mode, fast_obs) for i in range(num_envs)]
 
 
-def make_batched_env(env_id, num_envs, device="cpu", seed=None):
-    """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``."""
+def make_batched_env(env_id, num_envs, device="cpu", seed=None, layout_seed=None):
+    """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``.
+
+    ``layout_seed``: the base seed of the bank's layouts where it differs from ``seed`` (a resumed run keeps
+    training on the same layouts, and its layout cache, while its envs' seed moves on)."""
     from torch_rl.envs import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
     from torch_rl.envs.minigrid.registry import family_names
 
@@ -150,6 +153,7 @@ def make_batched_env(env_id, num_envs, device="cpu", seed=None):
             f"({len(SUPPORTED_ENV_IDS)} ids, listed in docs/batched-envs.md); drop --batched"
         )
     try:
-        return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed)
+        bank_options = {"seed": layout_seed} if layout_seed is not None else None
+        return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=bank_options)
     except RuntimeError as error:  # the layout bank's worker failed or timed out
         raise EnvWorkerError(f"creating the batched environment {env_id} failed: {one_line(error)}") from error

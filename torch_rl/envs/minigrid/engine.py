@@ -83,7 +83,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             the OpenMP collapse (10-100x slower ops) that multi-threaded torch suffers when the CPU cores are
             shared with other busy processes. ``None`` leaves torch's setting alone. Ignored on CUDA.
         bank_options: keyword arguments of :class:`~torch_rl.envs.minigrid.bank.LayoutBank` for families whose
-            layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``).
+            layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``, ``cache``;
+            ``seed``: the layouts' base seed, by default the env's ``seed``).
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
     identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``max_mission_words``), the missions
@@ -156,8 +157,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if not fam.native:
             from torch_rl.envs.minigrid.bank import LayoutBank
 
-            bank_seed = int(seed) if seed is not None else None
-            self.bank = LayoutBank(env_id, self.device, seed=bank_seed, **(bank_options or {}))
+            # layout i is reset(seed=seed + i), unless bank_options names the layouts' own base seed
+            options = {"seed": int(seed) if seed is not None else None, **(bank_options or {})}
+            self.bank = LayoutBank(env_id, self.device, **options)
 
         B, dev = self.num_envs, self.device
         self.grid = self.blank_grids(B)  # (B, Hp*Wp) uint8

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -56,6 +56,9 @@ class Family:
     native: bool = False  # True when generate() makes the layouts (no bank)
     box_contents: bool = False  # True when the family's boxes may hold objects (the engine then tracks them)
     num_mission_codes: int = 0  # codes a mission names (the object to fetch, ...): see mission_codes()
+    # the bank's options for this family where they differ from LayoutBank's (a slow generator starts smaller)
+    bank_defaults: ClassVar[dict[str, Any]] = {}
+    slow_layouts: bool = False  # True when Minigrid makes few layouts per second (the bank then says how to cache)
     max_mission_words: int = 17  # width of the mission tokens (LockedRoom's mission is the longest MiniGrid one)
     variable_max_steps: bool = False  # True when each episode has its own limit (BabyAI: from its instruction)
 
@@ -75,6 +78,9 @@ class Family:
     def layout_extras(self, env: Any) -> dict[str, Any]:
         """The family's per-layout arrays for a real Minigrid env (unwrapped) just reset (made in the bank's worker)."""
         return {}
+
+    def check_layout_extras(self, layouts: dict[str, Any]) -> None:
+        """ValueError unless the family's arrays in ``layouts`` (read from a cache file) are in range."""
 
     def init_state(self, env: BatchedMiniGridEnv) -> None:
         """Allocates the family's own per-env state on ``env`` (called once, before the first reset)."""

@@ -188,3 +188,29 @@ def encode(env: Any) -> dict[str, np.ndarray]:
         "leaf": leaf,
         "done": done,
     }
+
+
+def check_arrays(arrays: dict[str, np.ndarray], height: int, width: int) -> None:
+    """ValueError unless encoded instructions (n layouts, :func:`extras_spec`'s names) hold only values that
+    :func:`encode` makes: ids, kinds and flags in range, positions inside the grid, the limit positive."""
+    leaf, tree, pos = arrays["leaf"], arrays["tree"], arrays["obj_pos"]
+    inside = ((pos == -1).all(-1)) | (
+        (pos[..., 0] >= 0) & (pos[..., 0] < width) & (pos[..., 1] >= 0) & (pos[..., 1] < height)
+    )
+    checks = {
+        "ids": (arrays["ids"] < MAX_IDS).all(),
+        "known": (arrays["known"] < 1 << NUM_SLOTS).all(),
+        "obj_pos": inside.all(),
+        "carry": ((arrays["carry"][:, 0] >= 0) & (arrays["carry"][:, 0] < C.N_CODES)).all()
+        and ((arrays["carry"][:, 1] >= 0) & (arrays["carry"][:, 1] < MAX_IDS)).all(),
+        "limit": (arrays["limit"] > 0).all(),
+        "tree": np.isin(tree[:, :2], (0, 1)).all() and np.isin(tree[:, 2:], (PART_NONE, PART_ACTION, PART_AND)).all(),
+        "leaf": np.isin(leaf[..., 0], range(5)).all()
+        and np.isin(leaf[..., 1], (0, 1)).all()
+        and (leaf[..., 2:4] >= 0).all()
+        and ((leaf[..., 4] >= 0) & (leaf[..., 4] < MAX_IDS)).all(),
+        "done": np.isin(arrays["done"], (0, 1)).all(),
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"its instruction arrays {bad} hold values out of range")

@@ -22,6 +22,7 @@ MISSION_WORDS: tuple[str, ...] = (
     *("avoid", "fetch", "find", "get", "go", "matching", "open", "pick", "put", "reach", "traverse", "unlock", "use"),
     # BabyAI's grammar (minigrid/envs/babyai/core/verifier.py): locations, "next to", "after you"
     *("after", "behind", "front", "in", "left", "next", "on", "right", "your"),
+    "maze",  # WFC's "traverse the maze to get to the goal"
 )
 MAX_MISSION_WORDS = 17  # LockedRoom's "get the red key from the blue room, unlock the ... goal"
 TOKEN_OF_WORD = {word: k + 1 for k, word in enumerate(MISSION_WORDS)}

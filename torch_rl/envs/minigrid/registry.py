@@ -37,6 +37,7 @@ FAMILIES: dict[str, str] = {
     "RedBlueDoors": "redbluedoors:RedBlueDoorsFamily",
     "Playground": "playground:PlaygroundFamily",
     "BabyAI": "babyai:BabyAIFamily",
+    "WFC": "wfc:WFCFamily",
 }
 
 # id -> family name
@@ -117,6 +118,12 @@ ENV_FAMILY: dict[str, str] = {
     "MiniGrid-RedBlueDoors-8x8-v0": "RedBlueDoors",
     "MiniGrid-Unlock-v0": "Unlock",
     "MiniGrid-UnlockPickup-v0": "UnlockPickup",
+    "MiniGrid-WFC-MazeSimple-v0": "WFC",
+    "MiniGrid-WFC-DungeonMazeScaled-v0": "WFC",
+    "MiniGrid-WFC-RoomsFabric-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesBlackdots-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesAngular-v0": "WFC",
+    "MiniGrid-WFC-ObstaclesHogs3-v0": "WFC",
 }
 # BabyAI: every level is one rule (RoomGridLevel.step with its verifier); Minigrid's own reset makes each
 # level's layouts and instructions (families/babyai.py)
@@ -220,7 +227,6 @@ BABYAI_IDS: tuple[str, ...] = (
 )
 ENV_FAMILY.update({env_id: "BabyAI" for env_id in BABYAI_IDS})
 MINIGRID_IDS: tuple[str, ...] = tuple(i for i in ENV_FAMILY if i.startswith("MiniGrid-"))
-# Not supported: WFC (its generator needs pattern images that minigrid 3.2's wheel does not ship).
 SUPPORTED_ENV_IDS: tuple[str, ...] = tuple(ENV_FAMILY)
 
 
@@ -238,6 +244,9 @@ def make_family(env_id: str) -> Family:
     import gymnasium as gym
     import minigrid  # noqa: F401  (registers the MiniGrid-* and BabyAI-* ids)
 
+    from torch_rl.envs.minigrid.wfc import use_shipped_patterns
+
+    use_shipped_patterns()  # the WFC ids read their pattern images from torch_rl's copy
     module, cls = FAMILIES[ENV_FAMILY[env_id]].split(":")
     family_cls = getattr(importlib.import_module(f"torch_rl.envs.minigrid.families.{module}"), cls)
     spec = gym.registry[env_id]

@@ -45,6 +45,9 @@ class BabyAIFamily(BankFamily):
     def layout_extras(self, env: Any) -> dict[str, Any]:
         return instructions.encode(env)
 
+    def check_layout_extras(self, layouts: dict[str, Any]) -> None:
+        instructions.check_arrays(layouts, self.height, self.width)
+
     def init_state(self, env) -> None:
         self.verifier = BatchedVerifier(env)
 
