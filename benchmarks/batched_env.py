@@ -29,7 +29,8 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 import torch
 
-from torch_rl.envs.minigrid import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
+from torch_rl.envs.minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid.registry import MINIGRID_IDS
 
 DEFAULT_ENVS = ("MiniGrid-DoorKey-8x8-v0", "MiniGrid-Empty-8x8-v0")
 BATCH_SIZES = (16, 64, 256, 1024, 4096)
@@ -355,7 +356,7 @@ def main(argv=None) -> None:
     env_threads = args.env_threads or None
     if args.table:
         batch = args.batch or (65536 if args.device == "cuda" else 1024)
-        for line in id_table_section(args.env or SUPPORTED_ENV_IDS, batch, args.device, args.seconds or 1.0):
+        for line in id_table_section(args.env or MINIGRID_IDS, batch, args.device, args.seconds or 1.0):
             print(line)
         return
     summaries = env_stepping_section(env_ids, batch_sizes, args.device, duration, env_threads)

@@ -89,9 +89,9 @@ def _count_searches(bot, limit=100):
     return calls
 
 
-def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True):
+def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True, device="cpu"):
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, bank_options=TINY_BANK)
+    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=TINY_BANK)
     players = [Player(env_id, rng) for _ in range(num_envs)]
     episode_seed = seed * 1000
     for i, player in enumerate(players):
@@ -100,7 +100,7 @@ def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True):
     episode_seed += num_envs
     obs = env.get_obs()
     for i, player in enumerate(players):
-        np.testing.assert_array_equal(obs["image"][i].numpy(), player.real.gen_obs()["image"])
+        np.testing.assert_array_equal(obs["image"][i].cpu().numpy(), player.real.gen_obs()["image"])
     stats = {"steps": 0, "successes": 0, "failures": 0, "truncations": 0, "drops": 0, "pickups": 0, "boxes_opened": 0}
     succeeded_kinds: set[str] = set()
     for t in range(num_steps):
@@ -118,7 +118,7 @@ def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True):
         for i, (player, ((ro, rr, rte, rtr, _), kinds)) in enumerate(zip(players, results, strict=True)):
             ctx = f"{env_id} step {t} env {i} action {actions[i]} mission {ro['mission']!r}"
             src = info["final_obs"] if (rte or rtr) else obs
-            np.testing.assert_array_equal(src["image"][i].numpy(), ro["image"], err_msg=ctx)
+            np.testing.assert_array_equal(src["image"][i].cpu().numpy(), ro["image"], err_msg=ctx)
             assert int(src["direction"][i]) == ro["direction"], ctx
             assert src["mission"][i] == ro["mission"], ctx
             assert rew[i].item() == np.float32(rr), ctx
@@ -133,7 +133,8 @@ def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True):
                 player.new_episode(episode_seed, move_on)
                 episode_seed += 1
                 env.set_state_from_minigrid(i, player.real)
-                np.testing.assert_array_equal(env.get_obs()["image"][i].numpy(), player.real.gen_obs()["image"], ctx)
+                image = env.get_obs()["image"][i].cpu().numpy()
+                np.testing.assert_array_equal(image, player.real.gen_obs()["image"], ctx)
     env.close()
     stats["succeeded_kinds"] = succeeded_kinds
     return stats
@@ -143,6 +144,13 @@ def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True):
 def test_fidelity_every_babyai_id(env_id):
     stats = run_fidelity(env_id, num_envs=4, num_steps=40, seed=3)
     assert stats["steps"] == 160, stats
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("env_id", ["BabyAI-SynthS5R2-v0", "BabyAI-PutNextS5N2Carrying-v0", "BabyAI-KeyInBox-v0"])
+def test_fidelity_on_cuda(env_id):
+    stats = run_fidelity(env_id, num_envs=6, num_steps=80, seed=7, device="cuda")
+    assert stats["steps"] == 480, stats
 
 
 # Levels run longer, asserting which verdicts were reached (the same in both, step by step), with how often the
