@@ -201,8 +201,8 @@ def test_vocabulary_covers_babyai_missions():
 # The random policy's episodes, real and batched: the same distribution. Layouts are Minigrid's own resets, drawn
 # from a bank; the statistics would differ if the bank's draws, the episode limits, the missions or the verdicts
 # did. An episode is followed for its first HORIZON steps (BabyAI's limits run to thousands of steps).
-HORIZON = 48
-EPISODES = 96
+HORIZON = 40
+EPISODES = 64
 OBJECT_TYPES = (4, 5, 6, 7)  # door, key, ball, box
 
 
