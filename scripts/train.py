@@ -14,17 +14,17 @@ import torch
 import torch_rl
 from model import ACModel
 from torch_rl.exploration import make_exploration_bonus
-from utils.device import default_device
 from utils.distributed_setup import decided_by_rank0, init_distributed
 from utils.env import make_batched_env, make_envs
 from utils.errors import UsageError, cli
 from utils.evaluation import Evaluator, make_eval_env_batch
 from utils.format import get_obss_preprocessor, has_mission
+from utils.hyperparams import constructor_kwargs
 from utils.recipes import recipe_line
-from utils.resume import apply_settings, open_checkpoint, restore_model
+from utils.resume import open_checkpoint, restore_model
 from utils.seeding import seed as seed_everything
+from utils.settings import resolve_settings
 from utils.storage import get_model_dir
-from utils.train_args import parse_args, validate
 from utils.training import EvaluationDuringTraining, Trainer, env_hung, exit_now
 
 
@@ -35,36 +35,19 @@ def make_algo(
         envs = torch_rl.ParallelEnv(
             envs, num_workers=args.workers, timeout=args.env_timeout or None, on_timeout=on_env_timeout
         )
-    common = dict(
+    # The hyper-parameters come from their table (utils.hyperparams), by keyword: the positional order stays
+    # torch-ac's. What is derived from other flags is added here.
+    kwargs = constructor_kwargs(args, args.algo) | dict(
         device=device,
-        num_frames_per_proc=args.frames_per_proc,
-        discount=args.discount,
-        lr=args.lr,
-        gae_lambda=args.gae_lambda,
-        entropy_coef=args.entropy_coef,
-        value_loss_coef=args.value_loss_coef,
-        max_grad_norm=args.max_grad_norm,
-        recurrence=args.recurrence,
         preprocess_obss=preprocess_obss,
         num_workers=args.workers,
         normalize_rewards=normalize,
         exploration_bonus=bonus,
-        exploration_coef=args.explore_coef,
-        lr_schedule=args.lr_schedule,
         total_frames=max(1, args.frames // world_size),  # each rank's share: the schedule counts its own frames
     )
     if args.algo == "a2c":
-        return torch_rl.A2CAlgo(envs, acmodel, rmsprop_alpha=args.optim_alpha, rmsprop_eps=args.optim_eps, **common)
-    return torch_rl.PPOAlgo(
-        envs,
-        acmodel,
-        adam_eps=args.optim_eps,
-        clip_eps=args.clip_eps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        normalize_advantages=args.normalize_advantages or normalize,
-        **common,
-    )
+        return torch_rl.A2CAlgo(envs, acmodel, **kwargs)
+    return torch_rl.PPOAlgo(envs, acmodel, normalize_advantages=args.normalize_advantages or normalize, **kwargs)
 
 
 def make_bonus(args, obs_space):
@@ -89,17 +72,20 @@ def make_evaluation(args, device, rank):
     return EvaluationDuringTraining(evaluator, args.eval_interval, stop_at_return)
 
 
-@cli
-def main(argv=None):
-    args = parse_args(argv, __doc__)
-    validate(args)
-    args.device = args.device or default_device(args.batched)
+def open_model(args):
+    """Joins the torchrun job, if any, and opens the model folder of ``args`` (rank 0 reads it, the others get
+    what it found): ((checkpoint, model_dir, rank, world_size, distributed device or None), image encoding, the
+    settings the resumed model keeps), as utils.settings.resolve_settings expects."""
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
-    checkpoint, args.image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
-    apply_settings(args, kept)  # on every rank: rank 0 read them from the checkpoint
-    if kept:
-        validate(args)
+    checkpoint, image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    return (checkpoint, model_dir, rank, world_size, dist_device), image_encoding, kept
+
+
+@cli
+def main(argv=None):
+    args, kept, opened = resolve_settings(argv, __doc__, open_model)
+    checkpoint, model_dir, rank, world_size, dist_device = opened
 
     seed_everything(args.seed + checkpoint.update + 7919 * rank)
     torch.set_num_threads(args.threads)

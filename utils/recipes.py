@@ -12,32 +12,13 @@ import os
 import stat
 import tomllib
 
-from torch_rl.exploration import EXPLORATION_BONUSES
+from utils import hyperparams
 from utils.errors import UsageError
 
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
-EXPLORE_CHOICES = ("none", *EXPLORATION_BONUSES)
-LR_SCHEDULE_CHOICES = ("constant", "linear")
-# The keys a recipe may hold: scripts.train's flags (dashes as underscores). Their values are checked by the flags'
-# own declarations (utils.train_args), so that a recipe meets the ranges of the command line.
-RECIPE_KEYS = (
-    "frames",
-    "procs",
-    "frames_per_proc",
-    "lr",
-    "lr_schedule",
-    "entropy_coef",
-    "discount",
-    "gae_lambda",
-    "epochs",
-    "batch_size",
-    "recurrence",
-    "text",
-    "image_encoding",
-    "batched",
-    "explore",
-    "explore_coef",
-)
+# The keys a recipe may hold: the hyper-parameters marked so in their table (utils.hyperparams), whose flags'
+# declarations check their values, so that a recipe meets the ranges of the command line.
+RECIPE_KEYS = hyperparams.RECIPE_KEYS
 
 
 def recipes_path(algo: str) -> str:

@@ -2,9 +2,10 @@
 flags build, with a usage error (exit 2) naming what does not fit."""
 
 from utils import checkpoint as checkpoints
+from utils import hyperparams
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.errors import UsageError, one_line
-from utils.recipes import RECIPE_KEYS, check_recipe
+from utils.recipes import check_recipe
 from utils.storage import check_model_folder, check_writable_dir
 from utils.train_args import check_flag_values
 
@@ -12,50 +13,51 @@ from utils.train_args import check_flag_values
 def open_checkpoint(args, model_dir):
     """The checkpoint to train from, the image encoding it resolves and the settings a resumed model keeps (see
     keep_settings); a UsageError, with nothing created, if the folder is not a model's, the flags do not fit the
-    model, or the folder cannot be written."""
+    model, or the folder cannot be written. ``args`` is read, never changed: utils.settings.resolve_settings
+    merges what this returns."""
     check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
-    checkpoint, kept = load_or_new_checkpoint(args, model_dir)
+    checkpoint, image_encoding, kept = load_or_new_checkpoint(args, model_dir)
     check_writable_dir(model_dir)  # creates nothing: a failure later leaves no new folder behind
-    return checkpoint, args.image_encoding, kept
+    return checkpoint, image_encoding, kept
 
 
 def load_or_new_checkpoint(args, model_dir):
-    """(the model's checkpoint, or a new one; the settings it keeps); resolves ``--image-encoding auto`` (a resumed
-    model keeps its own)."""
+    """(the model's checkpoint, or a new one; the image encoding, ``auto`` resolved (a resumed model keeps its
+    own); the settings it keeps)."""
     if not checkpoints.exists(model_dir):
-        if args.image_encoding == "auto":
-            args.image_encoding = "onehot" if args.use_memory else "raw"
-        return checkpoints.Checkpoint(), {}
+        return checkpoints.Checkpoint(), new_image_encoding(args), {}
     checkpoint = checkpoints.load(model_dir)
     kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}), checkpoint.path)
     saved = checkpoint.architecture()
-    if args.image_encoding == "auto":
-        args.image_encoding = saved["image_encoding"]
-    differences = [
-        describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS if saved[k] != getattr(args, k)
-    ]
+    image_encoding = saved["image_encoding"] if args.image_encoding == "auto" else args.image_encoding
+    resumed = with_settings(args, kept | {"image_encoding": image_encoding})  # what the run would build
+    differences = [describe_difference(k, saved[k], resumed[k]) for k in ARCHITECTURE_KEYS if saved[k] != resumed[k]]
     if differences:
         raise UsageError(
             f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
             f"pass the same flags to resume it, or choose a new --model"
         )
-    return checkpoint, kept
+    return checkpoint, image_encoding, kept
 
 
-# What a resumed model keeps of the run that made it, unless given on the command line: what a recipe sets, and
-# the evaluation that keeps its best checkpoint. (Its other flags are this run's, as before recipes; the image
-# encoding is the architecture's, resolved by load_or_new_checkpoint.)
-KEPT_SETTINGS = (
-    *(key for key in RECIPE_KEYS if key != "image_encoding"),
-    "eval_interval",
-    "eval_episodes",
-    "eval_env",
-)
+def new_image_encoding(args):
+    """A new model's image encoding: ``auto`` is one-hot with memory, raw without."""
+    if args.image_encoding != "auto":
+        return args.image_encoding
+    return "onehot" if args.use_memory else "raw"
+
+
+# What a resumed model keeps of the run that made it, unless given on the command line: the hyper-parameters marked
+# so in their table (utils.hyperparams: what a recipe sets, and the evaluation that keeps its best checkpoint). Its
+# other flags are this run's, as before recipes; the image encoding is the architecture's, resolved by
+# load_or_new_checkpoint.
+KEPT_SETTINGS = hyperparams.KEPT_SETTINGS
 
 
 def keep_settings(args, saved_args, path="status.pt"):
     """Resuming: the settings of KEPT_SETTINGS not given on the command line (``args.given``) take the values the
-    model was made with, and the recipe is the one it was made with; returns {flag: value} of what changed.
+    model was made with, and the recipe is the one it was made with; returns {flag: value} of what changes (``args``
+    itself is left as it is).
 
     The kept values go through the flags' own checks, as if given on the command line: a damaged or edited
     ``path`` (procs -5, lr NaN, 'lots' of frames_per_proc) is a UsageError naming the flag, not a traceback."""
@@ -73,16 +75,16 @@ def keep_settings(args, saved_args, path="status.pt"):
         if recipe is not None and not isinstance(recipe, dict):
             raise UsageError(f"{where}: recipe is not a table of flags, got {type(recipe).__name__}")
         kept["recipe"] = None if recipe is None else check_recipe(recipe, f"{where}, recipe")
-    apply_settings(args, kept)
     return kept
 
 
-def apply_settings(args, settings):
-    """Sets ``settings`` ({flag: value}) on ``args`` and what follows from them."""
-    for key, value in settings.items():
-        setattr(args, key, value)
-    args.use_memory = args.recurrence > 1
-    args.use_text = args.text
+def with_settings(args, settings):
+    """{flag: value} of ``args`` (a namespace) with ``settings`` ({flag: value}) in place and what follows from
+    them (the switches of the architecture)."""
+    merged = dict(vars(args)) | settings
+    merged["use_memory"] = merged["recurrence"] > 1
+    merged["use_text"] = merged["text"]
+    return merged
 
 
 def describe_difference(key, saved, now):

@@ -65,14 +65,16 @@ def get_storage_dir():
     return storage
 
 
-def check_model_name(name):
+def check_model_name(name, flag="--model"):
     """``name`` if it names a folder under storage (letters, digits, ``-_.``, ``/`` between parts, no ``..``
-    part); a UsageError otherwise, so that a model never reaches outside its storage folder."""
+    part); a UsageError otherwise, so that a model never reaches outside its storage folder. ``flag`` names the
+    flag that gave it (scripts.tune's study folders follow the same rules: --study)."""
     parts = name.split("/")
     if not all(MODEL_NAME_PART.fullmatch(part) and part not in (".", "..") for part in parts) or len(name) > 200:
+        what = "a model name" if flag == "--model" else "a folder name under storage"
         raise UsageError(
-            f"--model {name!r} is not a model name: use letters, digits, '-', '_', '.' and '/' between sub-folder "
-            f"names, without '..' or a leading '/', e.g. --model {MODEL_NAME_EXAMPLE.split(' or ')[1]}"
+            f"{flag} {name!r} is not {what}: use letters, digits, '-', '_', '.' and '/' between sub-folder "
+            f"names, without '..' or a leading '/', e.g. {flag} {MODEL_NAME_EXAMPLE.split(' or ')[1]}"
         )
     return name
 
@@ -90,7 +92,7 @@ def get_model_dir(model_name):
     return model_dir
 
 
-def check_no_linked_folder(storage, model_name):
+def check_no_linked_folder(storage, model_name, flag="--model"):
     """A UsageError if storage/A, storage/A/B... up to the model folder storage/NAME is a symbolic link: the model
     would be written, or rewritten, wherever the link points. The storage folder itself, and the folders above it,
     may be links: where models are kept is the user's choice (TORCH_RL_STORAGE, or ./storage linked to another
@@ -101,7 +103,7 @@ def check_no_linked_folder(storage, model_name):
         if os.path.islink(path):
             raise UsageError(
                 f"{path} is a symbolic link; torch_rl does not follow links below the storage folder (the model "
-                "would be read or written wherever it points): put the folder itself there, or choose another --model"
+                f"would be read or written wherever it points): put the folder itself there, or choose another {flag}"
             )
         if not os.path.lexists(path):
             return
