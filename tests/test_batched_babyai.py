@@ -511,3 +511,20 @@ def test_pickup_asked_late_remembers_what_was_carried_when_last_asked():
         assert run.act(last_action) == verdict  # the first part done: the pickup is asked
         if verdict == "continue":
             assert run.act(3) == "continue"  # asked before, with the object in hand
+
+
+def test_scripts_train_batched_with_text_then_evaluate_on_both_backends_with_a_clean_log(tmp_path):
+    """The starter files on a BabyAI level: batched training reads the mission tokens; evaluation runs on the
+    real env and on the batched one; neither prints the level generator's "Sampling rejected" lines."""
+    from tests.test_scripts import run_script
+
+    env_id = "BabyAI-GoToSeqS5R2-v0"  # rejection sampling: its generator prints while it makes layouts
+    out = run_script("train", "--algo", "ppo", "--env", env_id, "--model", "b", "--batched", "--text",
+                     "--procs", "8", "--frames", "2048", storage=tmp_path)  # fmt: skip
+    assert "Sampling rejected" not in out.stdout + out.stderr
+    plain = run_script("train", "--algo", "ppo", "--env", env_id, "--model", "p", "--text", "--procs", "2",
+                       "--frames", "2048", "--workers", "0", storage=tmp_path)  # fmt: skip
+    assert "Sampling rejected" not in plain.stdout + plain.stderr
+    for backend in ([], ["--batched"]):
+        result = run_script("evaluate", "--env", env_id, "--model", "b", "--episodes", "8", *backend, storage=tmp_path)
+        assert "8 episodes" in result.stdout and "Sampling rejected" not in result.stdout + result.stderr
