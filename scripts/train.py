@@ -24,6 +24,7 @@ from utils.recipes import recipe_line
 from utils.resume import apply_settings, open_checkpoint, restore_model
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
+from utils.tracking import require_wandb
 from utils.train_args import parse_args, validate
 from utils.training import EvaluationDuringTraining, Trainer, env_hung, exit_now
 
@@ -93,6 +94,8 @@ def make_evaluation(args, device, rank):
 def main(argv=None):
     args = parse_args(argv, __doc__)
     validate(args)
+    if args.wandb is not None:
+        require_wandb()  # an optional extra: a missing one is one line before anything is made
     args.device = args.device or default_device(args.batched)
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)

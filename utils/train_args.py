@@ -22,6 +22,7 @@ from utils.evaluation import EVAL_ENVS
 from utils.format import IMAGE_ENCODINGS
 from utils.recipes import EXPLORE_CHOICES, LR_SCHEDULE_CHOICES, apply_recipe
 from utils.storage import default_model_name
+from utils.tracking import add_wandb_argument
 
 DEFAULT_FRAMES_PER_PROC = {"a2c": 5, "ppo": 128}
 MAX_EVAL_EPISODES = 10**6
@@ -118,6 +119,7 @@ def add_main_arguments(parser):
         "--save-interval", type=integer(0), default=10, help="updates between checkpoints (0: only at the end)"
     )
     parser.add_argument("--tb", action="store_true", help="also write TensorBoard logs to the model folder")
+    add_wandb_argument(parser, "the run's configuration and every scalar of the TensorBoard log")
     parser.add_argument("--quiet", action="store_true", help="write logs to the model folder only")
 
 
