@@ -84,8 +84,9 @@ def main(argv=None):
     memory = None
     if agent.model.recurrent:
         memory = torch.randn(CHECK_OBSERVATIONS, agent.model.memory_size, generator=generator).numpy()
+    # The model's own vocabulary, before the check's missions add the words it never saw (as evaluation would).
+    vocab = dict(agent.preprocess_obss.vocab.vocab) if exported.text else None
     inputs = model_inputs(exported, observations, memory)
-    vocab = dict(agent.preprocess_obss.vocab.vocab) if exported.text else None  # after the missions were read
     metadata = {
         "torch_rl.model": args.model,
         "torch_rl.env": env_id,
