@@ -1,4 +1,4 @@
-"""The starter files: train, evaluate, visualize, plot (run as ``python -m scripts.NAME``)."""
+"""The starter files: train, evaluate, visualize, plot, export (run as ``python -m scripts.NAME``)."""
 
 import sys
 

@@ -10,6 +10,10 @@ episodes % procs envs), so that the sample is not biased towards short episodes,
 finish" would be. The same --seed gives the same episodes: a run with more --episodes repeats the shorter run's
 episodes and adds some, so it does not confirm a difference it showed; compare other seeds for that.
 
+--onnx FILE evaluates a graph written by scripts.export instead of a model folder (onnxruntime plays it: the export
+extra), so that an export is seen to act as its model does: with --argmax and the same --seed, its returns are the
+model's.
+
 --best evaluates the model's best checkpoint (status_best.pt, kept when training evaluates, --eval-interval).
 --worst-episodes-to-show N also prints the N episodes of lowest return, with their lengths. An env whose step or
 reset takes longer than --env-timeout seconds stops the evaluation with one line naming it (exit code 1).
@@ -17,11 +21,12 @@ reset takes longer than --env-timeout seconds stops the evaluation with one line
 --json FILE writes the numbers as JSON (FILE "-": stdout, and nothing else is printed there). Its keys: env,
 model, argmax, seed, procs, episodes, frames, fps, duration, return_mean, return_std, return_min,
 return_max, num_frames_mean, num_frames_std, num_frames_min, num_frames_max, success_rate, returns (per
-episode), num_frames (per episode).
+episode), num_frames (per episode); with --onnx, model is null and onnx is the graph's file.
 """
 
 import functools
 import json
+import os
 import sys
 import time
 
@@ -45,6 +50,7 @@ from utils.errors import (
     number,
 )
 from utils.evaluation import episode_statistics, run_episodes
+from utils.export import OnnxPolicy, require_onnx
 from utils.outputs import check_output_file, write_output_file
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
@@ -55,7 +61,11 @@ MAX_EPISODES = 10**7  # their returns and lengths are kept in memory
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m scripts.evaluate", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium env id, e.g. MiniGrid-DoorKey-5x5-v0 or Pendulum-v1")
-    p.add_argument("--model", required=True, help="model folder name, in storage/ or $TORCH_RL_STORAGE")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="model folder name, in storage/ or $TORCH_RL_STORAGE")
+    which.add_argument(
+        "--onnx", metavar="FILE", help="evaluate this graph, written by scripts.export, instead of a --model"
+    )
     p.add_argument(
         "--episodes", type=integer(1, MAX_EPISODES), default=100, help="number of episodes to evaluate (default: 100)"
     )
@@ -105,9 +115,22 @@ def validate(args):
             "--worst-episodes-to-show prints to stdout, which --json - keeps for the JSON (it holds every episode's "
             "return and length): drop one of them"
         )
+    if args.onnx is not None:
+        check_onnx_args(args)
     if args.json not in (None, "-"):  # never a file of a model folder, nor a FIFO that would block at the end
-        check_output_file(args.json, "--json", [get_model_dir(args.model)])
+        check_output_file(args.json, "--json", [get_model_dir(args.model)] if args.model is not None else [])
     check_env_id(args.env)
+
+
+def check_onnx_args(args):
+    """--onnx's own checks: a graph has one policy and runs on real envs; onnxruntime is installed."""
+    if args.best:
+        raise UsageError("--best picks a checkpoint of a --model, and an --onnx graph holds one policy: drop --best")
+    if args.batched:
+        raise UsageError("--onnx plays the graph on Minigrid's own envs, not the batched ones: drop --batched")
+    if not os.path.isfile(args.onnx):
+        raise UsageError(f"--onnx {args.onnx}: no such file; write one with python -m scripts.export --model NAME")
+    require_onnx()
 
 
 def summarize(args, procs, returns, lengths, duration):
@@ -115,6 +138,7 @@ def summarize(args, procs, returns, lengths, duration):
     result = {
         "env": args.env,
         "model": args.model,
+        **({"onnx": args.onnx} if args.onnx is not None else {}),
         "argmax": args.argmax,
         "seed": args.seed,
         "procs": procs,
@@ -130,9 +154,10 @@ def summarize(args, procs, returns, lengths, duration):
 
 
 def format_result(r, best=False):
+    policy = f"model {r['model']}" if r["model"] is not None else f"ONNX graph {r['onnx']}"
     return "\n".join(
         [
-            f"{r['env']}, model {r['model']}{' (best checkpoint)' if best else ''}: {r['episodes']} episodes, "
+            f"{r['env']}, {policy}{' (best checkpoint)' if best else ''}: {r['episodes']} episodes, "
             f"{'argmax' if r['argmax'] else 'sampled'} actions, {r['procs']} envs, seed {r['seed']}",
             f"F {r['frames']} | FPS {r['fps']:.0f} | D {r['duration']:.1f} s",
             f"return         mean {r['return_mean']:.3f} | std {r['return_std']:.3f} | "
@@ -165,10 +190,9 @@ def main(argv=None):
     args = parse_args(argv)
     validate(args)
     torch.set_num_threads(1)
-    model_dir = get_model_dir(args.model)
-    checkpoint = checkpoints.load(
-        model_dir, best=args.best
-    )  # a missing or broken model fails here, before any env is made
+    if args.onnx is None:
+        model_dir = get_model_dir(args.model)
+        checkpoint = checkpoints.load(model_dir, best=args.best)  # a missing or broken model fails here, before envs
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
@@ -181,15 +205,12 @@ def main(argv=None):
             timeout=args.env_timeout or None,
             on_timeout=functools.partial(env_hung, env_timeout=args.env_timeout),  # envs stepped in this process
         )
+    obs_space, action_space = env_batch.single_observation_space, env_batch.single_action_space
     try:
-        agent = Agent(
-            env_batch.single_observation_space,
-            env_batch.single_action_space,
-            model_dir,
-            argmax=args.argmax,
-            num_envs=procs,
-            checkpoint=checkpoint,
-        )
+        if args.onnx is not None:
+            agent = OnnxPolicy(args.onnx, obs_space, action_space, argmax=args.argmax, num_envs=procs)
+        else:
+            agent = Agent(obs_space, action_space, model_dir, argmax=args.argmax, num_envs=procs, checkpoint=checkpoint)
     except BaseException:
         env_batch.close()
         raise

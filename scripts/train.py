@@ -25,6 +25,7 @@ from utils.resume import open_checkpoint, restore_model
 from utils.seeding import seed as seed_everything
 from utils.settings import resolve_settings
 from utils.storage import get_model_dir
+from utils.tracking import require_wandb
 from utils.training import EvaluationDuringTraining, Trainer, env_hung, exit_now
 
 
@@ -76,6 +77,8 @@ def open_model(args):
     """Joins the torchrun job, if any, and opens the model folder of ``args`` (rank 0 reads it, the others get
     what it found): ((checkpoint, model_dir, rank, world_size, distributed device or None), image encoding, the
     settings the resumed model keeps), as utils.settings.resolve_settings expects."""
+    if args.wandb is not None:
+        require_wandb()  # an optional extra: a missing one is one line before anything is made
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
     checkpoint, image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)

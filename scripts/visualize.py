@@ -4,6 +4,8 @@ Without --gif the env is shown in its own window (render_mode="human"; needs a d
 frames are rendered off-screen (render_mode="rgb_array") and written as an animated GIF, which works headless,
 for MiniGrid as for other envs that render rgb_array frames (e.g. Pendulum-v1). Each episode's return is printed.
 --shift N resets the env N more times before the first episode shown, to look at other layouts of the same --seed.
+--wandb [PROJECT], with --gif, also logs the GIF and the episodes' mean return to Weights & Biases, as a run named
+after the model, in the group of its training runs (the wandb extra: pip install -e ".[wandb]").
 """
 
 import os
@@ -31,6 +33,7 @@ from utils.errors import (
 from utils.outputs import check_output_file, write_output_file
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
+from utils.tracking import add_wandb_argument, log_gif, require_wandb
 
 MAX_EPISODES = 10**4  # a GIF keeps every frame in memory
 MAX_SHIFT = 10**6  # resets before the first episode: beyond that, choose another --seed
@@ -67,6 +70,7 @@ def parse_args(argv=None):
         default=0.1,
         help="seconds between frames, in the window and in the GIF (default: 0.1)",
     )
+    add_wandb_argument(p, "the GIF (with --gif)")
     return p.parse_args(argv)
 
 
@@ -84,6 +88,10 @@ def gif_path(name):
 
 def validate(args):
     """What parse_args' types cannot check; creates nothing."""
+    if args.wandb is not None:
+        if args.gif is None:
+            raise UsageError("--wandb logs the GIF that --gif writes: add --gif NAME")
+        require_wandb()
     if args.gif is None and not has_display():
         raise UsageError(
             "no display to open a window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
@@ -175,6 +183,11 @@ def main(argv=None):
     if gif and frames:
         write_gif(args.gif, frames, args.pause)
         print(f"{len(frames)} frames written to {args.gif}")
+        if args.wandb is not None and returns:
+            shown = {key: getattr(args, key) for key in ("env", "seed", "shift", "episodes", "argmax", "best", "gif")}
+            config = dict(checkpoint.config.get(checkpoints.ARGS, {})) | {"visualize": shown}
+            log_gif(args.wandb, args.model, config, args.gif, returns)
+            print(f"GIF logged to Weights & Biases, project {args.wandb}")
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
     return returns

@@ -526,7 +526,14 @@ def test_plot_when_storage_is_a_file(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "script, argv", [("train", TRAIN), ("evaluate", EVALUATE), ("visualize", VISUALIZE), ("plot", ["--model", "m"])]
+    "script, argv",
+    [
+        ("train", TRAIN),
+        ("evaluate", EVALUATE),
+        ("visualize", VISUALIZE),
+        ("plot", ["--model", "m"]),
+        ("export", ["--model", "m"]),
+    ],
 )
 def test_an_empty_storage_variable_is_refused_instead_of_using_the_current_folder(
     script, argv, tmp_path, monkeypatch, capsys, restore_process_state
@@ -542,7 +549,7 @@ def test_an_empty_storage_variable_is_refused_instead_of_using_the_current_folde
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("script", ["train", "evaluate", "visualize", "plot"])
+@pytest.mark.parametrize("script", ["train", "evaluate", "visualize", "plot", "export"])
 def test_help_lists_the_exit_codes(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module(f"scripts.{script}").main(["--help"])

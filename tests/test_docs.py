@@ -129,7 +129,9 @@ def test_a_command_shown_in_the_docs_parses(page, module, args):
     # else a mention in the prose (`scripts.evaluate --best`): its flags exist
 
 
-@pytest.mark.parametrize("module", ["scripts.train", "scripts.evaluate", "scripts.visualize", "scripts.plot"])
+@pytest.mark.parametrize(
+    "module", ["scripts.train", "scripts.evaluate", "scripts.visualize", "scripts.plot", "scripts.export"]
+)
 def test_every_script_lists_the_exit_codes_at_the_end_of_its_help(module):
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:

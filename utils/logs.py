@@ -85,9 +85,10 @@ def format_line(row):
 
 class TrainingLog:
     """Rank 0's logs in the model folder: log.txt (and stdout unless quiet), log.csv and, with ``tensorboard``,
-    TensorBoard event files. The files are closed by ``cleanup`` (a contextlib.ExitStack)."""
+    TensorBoard event files; ``tracker`` (a utils.tracking.TrainingTracker, --wandb) gets each row too. The files
+    are closed by ``cleanup`` (a contextlib.ExitStack), as the tracker is by its opener."""
 
-    def __init__(self, model_dir, cleanup, quiet=False, tensorboard=False):
+    def __init__(self, model_dir, cleanup, quiet=False, tensorboard=False, tracker=None):
         self.text = cleanup.enter_context(contextlib.closing(TextLogger(model_dir, quiet=quiet)))
         self.csv = cleanup.enter_context(contextlib.closing(CSVLogger(model_dir, CSV_FIELDS)))
         self.tensorboard = None
@@ -95,6 +96,7 @@ class TrainingLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tensorboard = cleanup.enter_context(contextlib.closing(SummaryWriter(model_dir)))
+        self.tracker = tracker
 
     def line(self, text):
         """A line of log.txt (the ones that are not rows start with "#")."""
@@ -107,6 +109,8 @@ class TrainingLog:
             for key, value in row.items():
                 if key not in ("update", "frames") and value != "":
                     self.tensorboard.add_scalar(key, value, row["frames"])
+        if self.tracker is not None:
+            self.tracker.row(row)
 
 
 class NullLog:

@@ -1,5 +1,5 @@
 """The files the scripts write for the user: evaluate --json, visualize --gif, plot --out (and plot's default
-storage/plot.png).
+storage/plot.png), export --out (and a --text model's vocabulary beside it).
 
 Each is checked before any work (an evaluation can take hours), and refused with one line if it is, or resolves
 to, a file in a model folder (a mistyped ``--json storage/G1/status.pt`` must not replace a trained model), or if
@@ -49,7 +49,7 @@ def check_output_file(path, flag, model_dirs=()):
         model_dir = _model_folder(candidate, model_dirs)
         if model_dir is not None:
             raise UsageError(
-                f"{what}: {model_dir} is a model folder; evaluate, visualize and plot never write into one (a "
+                f"{what}: {model_dir} is a model folder; evaluate, visualize, plot and export never write into one (a "
                 "file there could replace the model or its logs): give a file outside it"
             )
     if not os.access(folder, os.W_OK):

@@ -24,6 +24,7 @@ from utils.errors import (
 from utils.hyperparams import ALGOS, BY_NAME, add_flags, only_for
 from utils.recipes import apply_recipe
 from utils.storage import default_model_name
+from utils.tracking import add_wandb_argument
 
 # Which algorithm has no use for which hyper-parameter: for the refusal of a flag the algorithm would ignore.
 UNUSED_BY = {algo: only_for(algo) for algo in ALGOS}
@@ -99,6 +100,7 @@ def add_main_arguments(parser):
         "--save-interval", type=integer(0), default=10, help="updates between checkpoints (0: only at the end)"
     )
     parser.add_argument("--tb", action="store_true", help="also write TensorBoard logs to the model folder")
+    add_wandb_argument(parser, "the run's configuration and every scalar of the TensorBoard log")
     parser.add_argument("--quiet", action="store_true", help="write logs to the model folder only")
     add_flags(parser, "main")
 

@@ -35,6 +35,7 @@ from utils.storage import (
     save_config,
     trim_csv_log,
 )
+from utils.tracking import TrainingTracker
 
 STOP_WINDOW = 5  # logged updates whose mean returns --stop-at-return averages
 EPISODE_LOG_KEYS = (
@@ -68,7 +69,12 @@ def open_log(model_dir, checkpoint, args, config, cleanup):
     """Rank 0's start: takes the model folder, opens the logs (closed by ``cleanup``), writes config.json for a new
     model and the command line; returns the TrainingLog."""
     open_model_folder(model_dir, checkpoint, args.model, cleanup)
-    log = TrainingLog(model_dir, cleanup, quiet=args.quiet, tensorboard=args.tb)
+    tracker = None
+    if getattr(args, "wandb", None) is not None:
+        tracker = cleanup.enter_context(
+            contextlib.closing(TrainingTracker(args.wandb, args.model, config, quiet=args.quiet))
+        )
+    log = TrainingLog(model_dir, cleanup, quiet=args.quiet, tensorboard=args.tb, tracker=tracker)
     if checkpoint.update == 0:
         save_config(config, model_dir)
     log.line(f"# {command_line()}")
