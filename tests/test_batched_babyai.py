@@ -287,11 +287,20 @@ class Scripted:
     """A real env and row 0 of a batched env, driven together."""
 
     def __init__(self, env_id, seed):
-        self.env = BatchedMiniGridEnv(env_id, 1, seed=seed, bank_options=TINY_BANK)
+        self.env_id, self.seed = env_id, seed
         self.real = gym.make(env_id).unwrapped
         _reset(self.real, seed)
-        self.env.set_state_from_minigrid(0, self.real)
+        self._env = None
         self.verdicts = []
+
+    @property
+    def env(self):
+        """The batched env, made when first used (tests search many seeds for an instruction of a given shape),
+        with the real env's state, which no step has changed yet."""
+        if self._env is None:
+            self._env = BatchedMiniGridEnv(self.env_id, 1, seed=self.seed, bank_options=TINY_BANK)
+            self._env.set_state_from_minigrid(0, self.real)
+        return self._env
 
     def face(self, wanted):
         """Moves the agent (in both) to face a cell that ``wanted(obj, (x, y))`` accepts."""
@@ -495,7 +504,6 @@ def _first_then(env_id, first_kinds, then_kind, seeds=2000):
         objs = (then.desc_move if isinstance(then, V.PutNextInstr) else then.desc).obj_set
         if len(objs) == 1 and objs[0].type != "door" and id(objs[0]) not in _objects(first.desc):
             return run, first, then, objs[0]
-        run.env.close()
     raise AssertionError(f"no fitting sequence in {seeds} seeds of {env_id}")
 
 
