@@ -31,7 +31,7 @@ import torch_rl
 from torch_rl.vec_env import VectorEnvBatch, report_to_stderr
 from utils import checkpoint as checkpoints
 from utils.agent import Agent, add_agent_arguments
-from utils.env import check_env_id, make_batched_env, make_envs
+from utils.env import check_batched_obs, check_env_id, make_batched_env, make_envs
 from utils.errors import (
     MAX_ENV_TIMEOUT,
     MAX_WORKERS,
@@ -169,6 +169,9 @@ def main(argv=None):
     checkpoint = checkpoints.load(
         model_dir, best=args.best
     )  # a missing or broken model fails here, before any env is made
+    obs = checkpoint.architecture()["obs"]  # what the model was trained to see (scripts.train --obs)
+    if args.batched:
+        check_batched_obs(obs, f"the model {args.model} was trained with it: drop --batched")
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
@@ -176,7 +179,7 @@ def main(argv=None):
         env_batch = VectorEnvBatch(make_batched_env(args.env, procs, seed=args.seed))
     else:
         env_batch = torch_rl.ParallelEnv(
-            make_envs(args.env, procs, seed=args.seed),
+            make_envs(args.env, procs, seed=args.seed, obs=obs),
             num_workers=args.workers,
             timeout=args.env_timeout or None,
             on_timeout=functools.partial(env_hung, env_timeout=args.env_timeout),  # envs stepped in this process

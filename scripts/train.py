@@ -83,7 +83,9 @@ def make_evaluation(args, device, rank):
     evaluator = None
     if rank == 0:
         num_envs = min(args.procs, args.eval_episodes)
-        env_batch = make_eval_env_batch(args.env, num_envs, args.batched, args.eval_env, device, args.seed)
+        env_batch = make_eval_env_batch(
+            args.env, num_envs, args.batched, args.eval_env, device, args.seed, obs=args.obs
+        )
         evaluator = Evaluator(env_batch, args.eval_episodes, args.seed)
     stop_at_return = args.stop_at_return
     return EvaluationDuringTraining(evaluator, args.eval_interval, stop_at_return)
@@ -96,7 +98,8 @@ def main(argv=None):
     args.device = args.device or default_device(args.batched)
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
-    checkpoint, args.image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    checkpoint, resolved, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    vars(args).update(resolved)  # on every rank: rank 0 read the model's own settings
     apply_settings(args, kept)  # on every rank: rank 0 read them from the checkpoint
     if kept:
         validate(args)
@@ -111,7 +114,7 @@ def main(argv=None):
         envs = make_batched_env(args.env, args.procs, device, seed=env_seed, layout_seed=args.seed)
         observation_space, action_space = envs.single_observation_space, envs.single_action_space
     else:
-        envs = make_envs(args.env, args.procs, seed=env_seed)
+        envs = make_envs(args.env, args.procs, seed=env_seed, obs=args.obs)
         observation_space, action_space = envs[0].observation_space, envs[0].action_space
     if args.text and not has_mission(observation_space):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")

@@ -4,33 +4,44 @@ flags build, with a usage error (exit 2) naming what does not fit."""
 from utils import checkpoint as checkpoints
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.errors import UsageError, one_line
+from utils.format import RGB_OBS
 from utils.recipes import RECIPE_KEYS, check_recipe
 from utils.storage import check_model_folder, check_writable_dir
-from utils.train_args import check_flag_values
+from utils.train_args import check_flag_values, check_obs
 
 
 def open_checkpoint(args, model_dir):
-    """The checkpoint to train from, the image encoding it resolves and the settings a resumed model keeps (see
-    keep_settings); a UsageError, with nothing created, if the folder is not a model's, the flags do not fit the
-    model, or the folder cannot be written."""
+    """The checkpoint to train from, the flags it resolves ({flag: value}: the image encoding, --obs, and --batched,
+    which a recipe may give up for --obs) and the settings a resumed model keeps (see keep_settings); a UsageError,
+    with nothing created, if the folder is not a model's, the flags do not fit the model, or the folder cannot be
+    written."""
     check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
     checkpoint, kept = load_or_new_checkpoint(args, model_dir)
     check_writable_dir(model_dir)  # creates nothing: a failure later leaves no new folder behind
-    return checkpoint, args.image_encoding, kept
+    return checkpoint, {key: getattr(args, key) for key in RESOLVED_FLAGS}, kept
+
+
+RESOLVED_FLAGS = ("image_encoding", "obs", "batched")
 
 
 def load_or_new_checkpoint(args, model_dir):
-    """(the model's checkpoint, or a new one; the settings it keeps); resolves ``--image-encoding auto`` (a resumed
-    model keeps its own)."""
+    """(the model's checkpoint, or a new one; the settings it keeps); resolves ``--image-encoding auto`` and an
+    absent ``--obs`` (a resumed model keeps its own)."""
     if not checkpoints.exists(model_dir):
+        if args.obs is None:
+            args.obs = "partial"
         if args.image_encoding == "auto":
-            args.image_encoding = "onehot" if args.use_memory else "raw"
+            # one-hot encodes cell codes: pixels stay raw
+            args.image_encoding = "onehot" if args.use_memory and args.obs not in RGB_OBS else "raw"
         return checkpoints.Checkpoint(), {}
     checkpoint = checkpoints.load(model_dir)
     kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}), checkpoint.path)
     saved = checkpoint.architecture()
+    if args.obs is None:
+        args.obs = saved["obs"]
     if args.image_encoding == "auto":
         args.image_encoding = saved["image_encoding"]
+    check_obs(args)
     differences = [
         describe_difference(k, saved[k], getattr(args, k)) for k in ARCHITECTURE_KEYS if saved[k] != getattr(args, k)
     ]

@@ -4,7 +4,7 @@ flags, and the checks that argparse's types cannot make alone (flags against eac
 import argparse
 
 from utils.device import check_device
-from utils.env import check_env_id
+from utils.env import OBS_WRAPPERS, check_batched_obs, check_env_id
 from utils.errors import (
     MAX_ENV_TIMEOUT,
     MAX_THREADS,
@@ -19,7 +19,7 @@ from utils.errors import (
     number,
 )
 from utils.evaluation import EVAL_ENVS
-from utils.format import IMAGE_ENCODINGS
+from utils.format import IMAGE_ENCODINGS, OBS_VARIANTS, RGB_OBS
 from utils.recipes import EXPLORE_CHOICES, LR_SCHEDULE_CHOICES, apply_recipe
 from utils.storage import default_model_name
 
@@ -122,6 +122,15 @@ def add_main_arguments(parser):
 
 
 def add_model_arguments(group):
+    group.add_argument(
+        "--obs",
+        choices=OBS_VARIANTS,
+        default=None,
+        help="what a MiniGrid agent sees: partial (its 7x7 view of cell codes), full (the whole grid of cell codes, "
+        f"Minigrid's {OBS_WRAPPERS['full']}), rgb (its view as pixels, {OBS_WRAPPERS['rgb']}) or rgb-full (the "
+        f"whole grid as pixels, {OBS_WRAPPERS['rgb-full']}); the default model sizes itself to the image. "
+        "Default: partial; a resumed model keeps its own, and evaluate and visualize read it from the model",
+    )
     group.add_argument(
         "--recurrence",
         type=integer(1),
@@ -249,10 +258,29 @@ def validate(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"--{flag.replace('_', '-')} sets up evaluations during training: add --eval-interval N, or drop it"
             )
+    check_obs(args)
     check_procs_fit_in_memory(args.procs, args.frames_per_proc)
     if args.device is not None:
         check_device(args.device)
     check_env_id(args.env)
+
+
+def check_obs(args: argparse.Namespace) -> None:
+    """Checks --obs against the flags it cannot go with (nothing to check while it is None: a resumed model's own
+    is checked once read). A recipe's --batched is dropped for a variant the batched env does not step: the recipe
+    chose it for speed, and its other settings still fit."""
+    if args.obs is None or args.obs == "partial":
+        return
+    given = getattr(args, "given", ())
+    if args.batched:
+        if "batched" in given:
+            check_batched_obs(args.obs, "drop --batched to train on Minigrid's envs")
+        args.batched = False
+    if args.obs in RGB_OBS and args.image_encoding == "onehot":
+        raise UsageError(
+            f"--image-encoding onehot encodes Minigrid's cell codes, and --obs {args.obs} gives pixels: "
+            "drop --image-encoding onehot (or train with --obs partial or full)"
+        )
 
 
 def check_flag_values(values: dict, where: str, advice: str = "") -> dict:
