@@ -89,8 +89,13 @@ class Checkpoint:
 
 
 def make_config(args: dict) -> dict:
-    """The config saved with a model: its architecture keys, and every flag under "args"."""
-    return {key: args[key] for key in ARCHITECTURE_KEYS} | {ARGS: dict(args)}
+    """The config saved with a model: its architecture keys, and every flag under "args". Flags made before --obs
+    (a script of one's own that builds them for utils.training.Trainer) saw the partial view."""
+    return (
+        {key: args[key] for key in ARCHITECTURE_KEYS if key != "obs"}
+        | {"obs": args.get("obs", "partial")}
+        | {ARGS: dict(args)}
+    )
 
 
 def best_status_path(model_dir) -> str:
