@@ -267,3 +267,11 @@ def test_a_recipes_batched_gives_way_to_a_variant(tmp_path, monkeypatch):
     train.main(argv)
     status = checkpoints.load(tmp_path / "m")
     assert status.config["args"]["batched"] is False and status.architecture()["obs"] == "full"
+
+
+def test_evaluation_during_training_sees_the_variant(tmp_path, monkeypatch):
+    """--eval-interval's envs are made with --obs too: the model being trained acts on them."""
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    argv = ["--env", DOORKEY, "--model", "m", "--obs", "full", "--frames", "64", "--eval-interval", "1"]
+    train.main([*argv, "--eval-episodes", "2", *TINY])
+    assert checkpoints.load(tmp_path / "m", best=True).architecture()["obs"] == "full"
