@@ -1,7 +1,9 @@
 """The default actor-critic model of the starter files: edit it, or copy it, for your own environments.
 
-- MiniGrid (dict observation with a 7x7x3 ``image``): a small conv net (16-32-64 filters, 2x2 kernels, one
-  max-pool) to a 64-d embedding; with ``use_text`` a word embedding + GRU over the mission is appended.
+- MiniGrid (dict observation with an ``image``): a small conv net sized to the image (``image_net``): the 7x7 view
+  of cell codes goes through 16-32-64 filters, 2x2 kernels and one max-pool to a 64-d embedding; full grids
+  (``--obs full``) and RGB frames (``--obs rgb``, ``rgb-full``) get the same net, fitted to their size. With
+  ``use_text`` a word embedding + GRU over the mission is appended.
 - Flat Box observations: a 2-layer MLP (64 units, tanh).
 - ``use_memory``: an LSTM cell after the embedding, so the agent remembers across steps.
 - Discrete actions: a Categorical head; Box actions: a diagonal Gaussian with a learned log-std.
@@ -25,6 +27,52 @@ def init_params(module):
             module.bias.data.fill_(0)
 
 
+# Images whose sides are this long or longer are RGB frames (Minigrid's RGB wrappers draw 8x8 pixels per cell: a
+# 7x7 view is 56x56, a 5x5 grid 40x40); smaller ones are grids of cell codes (MiniGrid's largest are 25x25).
+PIXELS_MIN_SIDE = 32
+TILE_SIZE = 8  # pixels per cell in Minigrid's RGB wrappers (their default tile_size)
+MAX_POOLED_SIDE = 4  # large grids are max-pooled to at most 4x4 cells of 64 features: the embedding stays <= 1024
+
+
+def image_net(height, width, channels):
+    """(conv net, embedding size) for images of ``height`` x ``width`` x ``channels`` (NCHW into the net).
+
+    - Grids of cell codes of 7x7 or more: the classic starter-files net (2x2 convs of 16, 32, 64 filters, one
+      2x2 max-pool); on the 7x7 view it ends at 1x1x64, and its layers are exactly those of models saved before
+      the net was sized, so that they load.
+    - Smaller grids (the full 5x5 or 6x6 grid): the same convs without the max-pool, which would shrink them to
+      nothing.
+    - RGB frames (sides >= PIXELS_MIN_SIDE): a first conv with 8x8 kernels and stride 8 turns each cell's tile
+      into 16 features, which then go through the grid net above (56x56 -> 7x7, 40x40 -> 5x5).
+    A net whose output is larger than MAX_POOLED_SIDE cells a side (grids from 16x16) is max-pooled to that size.
+    """
+    layers = []
+    if min(height, width) >= PIXELS_MIN_SIDE:
+        layers += [nn.Conv2d(channels, 16, (TILE_SIZE, TILE_SIZE), stride=TILE_SIZE), nn.ReLU()]
+        height, width, channels = height // TILE_SIZE, width // TILE_SIZE, 16
+    if min(height, width) >= 7:
+        layers += [
+            nn.Conv2d(channels, 16, (2, 2)),
+            nn.ReLU(),
+            nn.MaxPool2d((2, 2)),
+            nn.Conv2d(16, 32, (2, 2)),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, (2, 2)),
+            nn.ReLU(),
+        ]
+        height, width = (height - 1) // 2 - 2, (width - 1) // 2 - 2
+    elif min(height, width) >= 4:
+        layers += [nn.Conv2d(channels, 16, (2, 2)), nn.ReLU(), nn.Conv2d(16, 32, (2, 2)), nn.ReLU()]
+        layers += [nn.Conv2d(32, 64, (2, 2)), nn.ReLU()]
+        height, width = height - 3, width - 3
+    else:
+        raise ValueError(f"the default model needs images of at least 4x4 cells, got {height}x{width}")
+    if max(height, width) > MAX_POOLED_SIDE:
+        height, width = min(height, MAX_POOLED_SIDE), min(width, MAX_POOLED_SIDE)
+        layers.append(nn.AdaptiveMaxPool2d((height, width)))
+    return nn.Sequential(*layers), height * width * 64
+
+
 class ACModel(nn.Module, torch_rl.RecurrentACModel):
     """``obs_space``: what ``utils.get_obss_preprocessor`` returns, e.g. ``{"image": (7, 7, 3), "text": 100}``
     or ``{"flat": 3}``; ``action_space``: the env's (Discrete or Box)."""
@@ -36,16 +84,8 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
         self.image_input = "image" in obs_space
         if self.image_input:
             n, m, channels = obs_space["image"]
-            self.image_conv = nn.Sequential(
-                nn.Conv2d(channels, 16, (2, 2)),
-                nn.ReLU(),
-                nn.MaxPool2d((2, 2)),
-                nn.Conv2d(16, 32, (2, 2)),
-                nn.ReLU(),
-                nn.Conv2d(32, 64, (2, 2)),
-                nn.ReLU(),
-            )
-            self.image_embedding_size = ((n - 1) // 2 - 2) * ((m - 1) // 2 - 2) * 64
+            self.pixels = min(n, m) >= PIXELS_MIN_SIDE
+            self.image_conv, self.image_embedding_size = image_net(n, m, channels)
         else:
             self.image_conv = nn.Sequential(nn.Linear(obs_space["flat"], 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh())
             self.image_embedding_size = 64
@@ -125,6 +165,8 @@ class ACModel(nn.Module, torch_rl.RecurrentACModel):
         """The memory-independent part: image (or flat observation) to a vector."""
         if self.image_input:
             x = obs.image.permute(0, 3, 1, 2)  # NHWC -> NCHW
+            if self.pixels:  # 0..255 colour values to 0..1, the scale the conv's default init expects
+                x = x / 255.0
             return self.image_conv(x).reshape(x.shape[0], -1)
         return self.image_conv(obs.flat)
 

@@ -36,7 +36,7 @@ import torch_rl
 from torch_rl.vec_env import VectorEnvBatch, report_to_stderr
 from utils import checkpoint as checkpoints
 from utils.agent import Agent, add_agent_arguments
-from utils.env import check_env_id, make_batched_env, make_envs
+from utils.env import check_batched_obs, check_env_id, make_batched_env, make_envs
 from utils.errors import (
     MAX_ENV_TIMEOUT,
     MAX_WORKERS,
@@ -50,7 +50,7 @@ from utils.errors import (
     number,
 )
 from utils.evaluation import episode_statistics, run_episodes
-from utils.export import OnnxPolicy, require_onnx
+from utils.export import OnnxPolicy, graph_obs, require_onnx
 from utils.outputs import check_output_file, write_output_file
 from utils.seeding import seed as seed_everything
 from utils.storage import get_model_dir
@@ -193,6 +193,11 @@ def main(argv=None):
     if args.onnx is None:
         model_dir = get_model_dir(args.model)
         checkpoint = checkpoints.load(model_dir, best=args.best)  # a missing or broken model fails here, before envs
+        obs = checkpoint.architecture()["obs"]  # what the model was trained to see (scripts.train --obs)
+        if args.batched:
+            check_batched_obs(obs, f"the model {args.model} was trained with it: drop --batched")
+    else:
+        obs = graph_obs(args.onnx)  # what its model was trained to see, from the graph's metadata
     seed_everything(args.seed)
 
     procs = min(args.procs, args.episodes)
@@ -200,7 +205,7 @@ def main(argv=None):
         env_batch = VectorEnvBatch(make_batched_env(args.env, procs, seed=args.seed))
     else:
         env_batch = torch_rl.ParallelEnv(
-            make_envs(args.env, procs, seed=args.seed),
+            make_envs(args.env, procs, seed=args.seed, obs=obs),
             num_workers=args.workers,
             timeout=args.env_timeout or None,
             on_timeout=functools.partial(env_hung, env_timeout=args.env_timeout),  # envs stepped in this process

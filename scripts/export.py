@@ -72,7 +72,8 @@ def main(argv=None):
     checkpoint = checkpoints.load(model_dir, best=args.best)
     env_id = checkpoint.architecture()["env"]
     check_env_id(env_id)  # the model's own env gives the spaces, and the observations the graph is checked on
-    env = make_env(env_id)
+    obs = checkpoint.architecture()["obs"]  # the model's own --obs: the graph takes what the model was trained on
+    env = make_env(env_id, obs=obs)
     try:
         agent = Agent(env.observation_space, env.action_space, model_dir, checkpoint=checkpoint)
         observations = [env.reset(seed=seed)[0] for seed in range(CHECK_OBSERVATIONS)]
@@ -92,6 +93,7 @@ def main(argv=None):
         "torch_rl.env": env_id,
         "torch_rl.frames": checkpoint.num_frames,
         "torch_rl.checkpoint": "best" if args.best else "last",
+        "torch_rl.obs": obs,  # read back by scripts.evaluate --onnx
     }
     if vocab is not None:
         check_output_file(vocabulary_path(args.out), "--out's vocabulary", [model_dir])

@@ -67,7 +67,9 @@ def make_evaluation(args, device, rank):
     evaluator = None
     if rank == 0:
         num_envs = min(args.procs, args.eval_episodes)
-        env_batch = make_eval_env_batch(args.env, num_envs, args.batched, args.eval_env, device, args.seed)
+        env_batch = make_eval_env_batch(
+            args.env, num_envs, args.batched, args.eval_env, device, args.seed, obs=args.obs
+        )
         evaluator = Evaluator(env_batch, args.eval_episodes, args.seed)
     stop_at_return = args.stop_at_return
     return EvaluationDuringTraining(evaluator, args.eval_interval, stop_at_return)
@@ -75,14 +77,15 @@ def make_evaluation(args, device, rank):
 
 def open_model(args):
     """Joins the torchrun job, if any, and opens the model folder of ``args`` (rank 0 reads it, the others get
-    what it found): ((checkpoint, model_dir, rank, world_size, distributed device or None), image encoding, the
-    settings the resumed model keeps), as utils.settings.resolve_settings expects."""
+    what it found): ((checkpoint, model_dir, rank, world_size, distributed device or None), the flags it resolves
+    ({flag: value}: utils.resume.RESOLVED_FLAGS), the settings the resumed model keeps), as
+    utils.settings.resolve_settings expects."""
     if args.wandb is not None:
         require_wandb()  # an optional extra: a missing one is one line before anything is made
     rank, world_size, dist_device = init_distributed(args.device)
     model_dir = get_model_dir(args.model)
-    checkpoint, image_encoding, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
-    return (checkpoint, model_dir, rank, world_size, dist_device), image_encoding, kept
+    checkpoint, resolved, kept = decided_by_rank0(lambda: open_checkpoint(args, model_dir), rank, world_size)
+    return (checkpoint, model_dir, rank, world_size, dist_device), resolved, kept
 
 
 @cli
@@ -100,7 +103,7 @@ def main(argv=None):
         envs = make_batched_env(args.env, args.procs, device, seed=env_seed, layout_seed=args.seed)
         observation_space, action_space = envs.single_observation_space, envs.single_action_space
     else:
-        envs = make_envs(args.env, args.procs, seed=env_seed)
+        envs = make_envs(args.env, args.procs, seed=env_seed, obs=args.obs)
         observation_space, action_space = envs[0].observation_space, envs[0].action_space
     if args.text and not has_mission(observation_space):
         raise UsageError(f"--text needs an env with a mission string, and {args.env} has none; drop --text")

@@ -102,7 +102,7 @@ def trial_settings(setup, values, device=None):
     """The frozen settings of a trial (utils.settings.resolve_settings, as scripts.train resolves a run): the
     setup's flags, the sampled ``values`` ({hyper-parameter: value}) as if given on the command line, the env's
     recipe for the rest."""
-    from utils.resume import new_image_encoding
+    from utils.resume import new_model_flags
     from utils.settings import resolve_settings
 
     argv = ["--algo", ALGO, "--env", setup["env"], "--frames", str(setup["frames"]), "--procs", str(setup["procs"])]
@@ -112,7 +112,7 @@ def trial_settings(setup, values, device=None):
     argv += ["--device", device] if device else []
     for name, value in values.items():
         argv += [BY_NAME[name].flag, repr(value) if isinstance(value, float) else str(value)]
-    settings, _, _ = resolve_settings(argv, None, lambda args: (None, new_image_encoding(args), {}))
+    settings, _, _ = resolve_settings(argv, None, lambda args: (None, new_model_flags(args), {}))
     return settings
 
 

@@ -105,8 +105,8 @@ def validate(args):
     check_env_id(args.env)
 
 
-def make_render_env(env_id, render_mode, seed):
-    env = make_env(env_id, seed=seed, render_mode=render_mode)  # a missing renderer (pygame): UsageError
+def make_render_env(env_id, render_mode, seed, obs="partial"):
+    env = make_env(env_id, seed=seed, render_mode=render_mode, obs=obs)  # a missing renderer (pygame): UsageError
     if render_mode not in (env.metadata.get("render_modes") or []):
         env.close()
         raise UsageError(
@@ -145,7 +145,8 @@ def main(argv=None):
     gif = args.gif is not None
     if gif:  # off-screen: pygame-based renderers (e.g. Pendulum-v1) need no display and do not complain of none
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    env = make_render_env(args.env, "rgb_array" if gif else "human", args.seed)
+    # the model's own --obs: the agent sees what it was trained on, the frames show the env as always
+    env = make_render_env(args.env, "rgb_array" if gif else "human", args.seed, checkpoint.architecture()["obs"])
     agent = Agent(
         env.observation_space, env.action_space, model_dir, argmax=args.argmax, num_envs=1, checkpoint=checkpoint
     )

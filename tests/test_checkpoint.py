@@ -104,7 +104,8 @@ def test_a_checkpoint_saved_by_older_code_loads_with_weights_only(name, tmp_path
     assert checkpoint.model_state.keys() == status["model_state"].keys()
     assert all(torch.equal(checkpoint.model_state[k], v) for k, v in status["model_state"].items())
     assert checkpoint.algo_state["optimizer"]["param_groups"] == status["optimizer_state"]["param_groups"]
-    assert checkpoint.architecture() == {k: status["config"][k] for k in checkpoints.ARCHITECTURE_KEYS}
+    saved = {k: status["config"].get(k, checkpoints.ARCHITECTURE_DEFAULTS[k]) for k in checkpoints.ARCHITECTURE_KEYS}
+    assert checkpoint.architecture() == saved and saved["obs"] == "partial"  # saved before --obs: the partial view
     assert checkpoint.preprocessor_state["vocab"] == status.get("vocab")
     assert (checkpoint.preprocessor_state["obs_normalizer"] is not None) == ("obs_normalizer" in status)
     assert (checkpoint.algo_state["reward_scaler"] is not None) == ("reward_scaler" in status)

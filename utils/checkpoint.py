@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from utils.errors import UsageError
-from utils.format import IMAGE_ENCODINGS
+from utils.format import IMAGE_ENCODINGS, OBS_VARIANTS
 from utils.storage import atomic_write, file_identity, open_for_reading, status_path
 
 # The keys of status.pt.
@@ -44,8 +44,15 @@ ALGO_KEYS = {
 PREPROCESSOR_KEYS = {"vocab": VOCAB, "obs_normalizer": OBS_NORMALIZER}
 
 # The config keys that fix the model's architecture (the model is rebuilt from them), and "args": all the flags.
-ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding")
-ARCHITECTURE_DEFAULTS = {"env": "?", "algo": "?", "use_memory": False, "use_text": False, "image_encoding": "raw"}
+ARCHITECTURE_KEYS = ("env", "algo", "use_memory", "use_text", "image_encoding", "obs")
+ARCHITECTURE_DEFAULTS = {
+    "env": "?",
+    "algo": "?",
+    "use_memory": False,
+    "use_text": False,
+    "image_encoding": "raw",
+    "obs": "partial",  # models saved before --obs saw the partial view
+}
 ARGS = "args"
 BEST_STATUS_FILE = "status_best.pt"
 ALGOS = ("a2c", "ppo")
@@ -82,8 +89,13 @@ class Checkpoint:
 
 
 def make_config(args: dict) -> dict:
-    """The config saved with a model: its architecture keys, and every flag under "args"."""
-    return {key: args[key] for key in ARCHITECTURE_KEYS} | {ARGS: dict(args)}
+    """The config saved with a model: its architecture keys, and every flag under "args". Flags made before --obs
+    (a script of one's own that builds them for utils.training.Trainer) saw the partial view."""
+    return (
+        {key: args[key] for key in ARCHITECTURE_KEYS if key != "obs"}
+        | {"obs": args.get("obs", "partial")}
+        | {ARGS: dict(args)}
+    )
 
 
 def best_status_path(model_dir) -> str:
@@ -283,6 +295,7 @@ def _config(status):
         "use_memory": (lambda v: isinstance(v, bool), "True or False"),
         "use_text": (lambda v: isinstance(v, bool), "True or False"),
         "image_encoding": (lambda v: v in IMAGE_ENCODINGS, f"one of {IMAGE_ENCODINGS}"),
+        "obs": (lambda v: v in OBS_VARIANTS, f"one of {OBS_VARIANTS}"),
         ARGS: (lambda v: isinstance(v, dict), "a dict"),
     }
     for key, (is_valid, expected) in checks.items():

@@ -10,8 +10,12 @@ import gymnasium as gym
 import numpy as np  # noqa: F401  (registers the MiniGrid-* ids)
 
 from torch_rl import EnvWorkerError
-from torch_rl.envs.fast_obs import make_fast
+from torch_rl.envs.fast_obs import is_minigrid_env, make_fast
 from utils.errors import UsageError, one_line
+from utils.format import OBS_VARIANTS
+
+# The Minigrid wrapper of each --obs variant (minigrid.wrappers), applied by name; "partial" is the env's own view.
+OBS_WRAPPERS = {"full": "FullyObsWrapper", "rgb": "RGBImgPartialObsWrapper", "rgb-full": "RGBImgObsWrapper"}
 
 
 def check_env_id(env_id):
@@ -41,22 +45,39 @@ def check_env_id(env_id):
         raise UsageError(f"unknown environment {env_id!r}{hint}")
 
 
-def make_env(env_id, seed=None, render_mode=None, fast_obs=True):
+def make_env(env_id, seed=None, render_mode=None, fast_obs=True, obs="partial"):
     """One environment, reset with ``seed`` so that it is ready to step.
 
     ``fast_obs``: MiniGrid envs compute their observations with torch_rl.envs.fast_obs (identical observations,
     faster steps: Minigrid's own Python observation code is most of a step's time); other envs are unchanged.
+    ``obs``: one of OBS_VARIANTS; other than "partial", Minigrid's wrapper of OBS_WRAPPERS is applied on top (a
+    UsageError for an env that is not a MiniGrid env). The wrappers build their images with Minigrid's own code
+    (``grid.encode``, ``get_frame``), which the fast path leaves alone: their observations are exactly theirs.
     """
     check_env_id(env_id)
+    if obs not in OBS_VARIANTS:
+        raise ValueError(f"obs must be one of {OBS_VARIANTS}, got {obs!r}")
     try:
         # render_mode only when one is needed: an env whose constructor takes none can still be trained.
         env = gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
         if _prints_on_reset(env):
             env = QuietResets(env)
+        if obs != "partial" and not is_minigrid_env(env):
+            env.close()
+            raise UsageError(
+                f"--obs {obs} applies Minigrid's {OBS_WRAPPERS[obs]}, and {env_id} is not a MiniGrid env; "
+                "drop --obs (or train on a MiniGrid env)"
+            )
         fast = make_fast(env) if fast_obs else env
         if fast is env and isinstance(env.observation_space, gym.spaces.Box):
             fast = CheckedObservations(env)
         env = fast
+        if obs != "partial":
+            import minigrid.wrappers
+
+            env = getattr(minigrid.wrappers, OBS_WRAPPERS[obs])(env)
+    except UsageError:
+        raise
     except gym.error.DependencyNotInstalled as error:
         raise UsageError(f"the environment {env_id} needs a package that is not installed: {one_line(error)}") from None
     except Exception as error:
@@ -135,8 +156,14 @@ class CheckedObservations(gym.Wrapper):
         )
 
 
-def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True):
-    return [make_env(env_id, seed + 10_000 * i, render_mode, fast_obs) for i in range(num_envs)]
+def make_envs(env_id, num_envs, seed=0, render_mode=None, fast_obs=True, obs="partial"):
+    return [make_env(env_id, seed + 10_000 * i, render_mode, fast_obs, obs) for i in range(num_envs)]
+
+
+def check_batched_obs(obs, advice):
+    """A UsageError unless the batched env can step the ``obs`` variant: it computes the partial view only."""
+    if obs != "partial":
+        raise UsageError(f"--batched steps MiniGrid's partial view only, not --obs {obs}; {advice}")
 
 
 def make_batched_env(env_id, num_envs, device="cpu", seed=None, layout_seed=None):

@@ -78,16 +78,18 @@ def episode_statistics(returns, lengths) -> dict:
     return result
 
 
-def make_eval_env_batch(env_id: str, num_envs: int, batched: bool, eval_env: str, device, seed: int) -> EnvBatch:
+def make_eval_env_batch(
+    env_id: str, num_envs: int, batched: bool, eval_env: str, device, seed: int, obs: str = "partial"
+) -> EnvBatch:
     """The envs an evaluation during training runs on: the training backend (``eval_env`` "same": torch_rl's
-    BatchedMiniGridEnv with ``batched``, else Minigrid's envs) or Minigrid's envs ("real"); stepped in this
-    process, seeded apart from the training envs."""
+    BatchedMiniGridEnv with ``batched``, else Minigrid's envs) or Minigrid's envs ("real"), seeing the model's
+    ``obs`` variant; stepped in this process, seeded apart from the training envs."""
     if eval_env not in EVAL_ENVS:
         raise ValueError(f"eval_env must be one of {EVAL_ENVS}, got {eval_env!r}")
     seed = seed + EVAL_SEED_OFFSET
     if batched and eval_env == "same":
         return VectorEnvBatch(make_batched_env(env_id, num_envs, device=device, seed=seed))
-    return torch_rl.ParallelEnv(make_envs(env_id, num_envs, seed=seed), num_workers=0)
+    return torch_rl.ParallelEnv(make_envs(env_id, num_envs, seed=seed, obs=obs), num_workers=0)
 
 
 class Evaluator:

@@ -29,7 +29,7 @@ from torch.distributions import Categorical, Independent, Normal
 
 import torch_rl
 from utils.errors import UsageError, one_line
-from utils.format import MiniGridPreprocessor, Vocabulary, onehot_image
+from utils.format import OBS_VARIANTS, MiniGridPreprocessor, Vocabulary, onehot_image
 
 # ONNX opset 17: onnxruntime has run it since 1.14, and it has every operator these models need (LSTM, GRU, OneHot).
 OPSET = 17
@@ -195,6 +195,20 @@ def session(onnx_bytes_or_path):
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings are about graph optimisations
     return ort.InferenceSession(onnx_bytes_or_path, options, providers=["CPUExecutionProvider"])
+
+
+def graph_obs(path):
+    """The --obs variant (scripts.train) of the model a graph was exported from: its metadata's "torch_rl.obs";
+    partial for a graph exported before --obs. A file that cannot be read says partial: OnnxPolicy then says what
+    is wrong with it."""
+    try:
+        metadata = session(path).get_modelmeta().custom_metadata_map
+    except UsageError:
+        raise
+    except Exception:
+        return "partial"
+    obs = metadata.get("torch_rl.obs", "partial")
+    return obs if obs in OBS_VARIANTS else "partial"
 
 
 def torch_outputs(exported, inputs):

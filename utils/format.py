@@ -41,6 +41,10 @@ class Vocabulary:
 
 
 IMAGE_ENCODINGS = ("raw", "onehot")
+# scripts.train --obs: what a MiniGrid agent sees, each a Minigrid wrapper (utils.env.OBS_WRAPPERS) but "partial",
+# the env's own 7x7 view. The RGB ones are pixels, which --image-encoding onehot cannot encode.
+OBS_VARIANTS = ("partial", "full", "rgb", "rgb-full")
+RGB_OBS = ("rgb", "rgb-full")
 # MiniGrid encodes a cell as (object type, colour, state) indices; one-hot, that is 11 + 6 + 3 channels.
 ONEHOT_SIZES = (len(OBJECT_TO_IDX), len(COLOR_TO_IDX), len(STATE_TO_IDX))
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 from torch_rl.algos.base import LR_SCHEDULES
 from torch_rl.exploration import EXPLORATION_BONUSES
+from utils.env import OBS_WRAPPERS
 from utils.errors import integer, number
 from utils.evaluation import EVAL_ENVS
-from utils.format import IMAGE_ENCODINGS
+from utils.format import IMAGE_ENCODINGS, OBS_VARIANTS
 
 ALGOS = ("a2c", "ppo")
 MAX_FRAMES = 10**13  # frames in total: days of the fastest batched GPU envs
@@ -47,9 +48,9 @@ class Search:
 class HyperParam:
     """One hyper-parameter. ``kind`` is "int", "float", "choice" or "switch" (a store_true flag); ``low``/``high``
     bound a number (``low_open``/``high_open``: the end itself excluded). ``default`` None means that it depends
-    on other flags (``default_by_algo``). ``arg`` is the constructor argument it becomes (a str, or {algo: str};
-    None: scripts.train derives the argument itself). ``recipe``: a recipe may set it, and a resumed model keeps
-    it unless it is given on the command line. ``group`` is its --help group."""
+    on other flags (``default_by_algo``) or on the model resumed (--obs). ``arg`` is the constructor argument it
+    becomes (a str, or {algo: str}; None: scripts.train derives the argument itself). ``recipe``: a recipe may set
+    it, and a resumed model keeps it unless it is given on the command line. ``group`` is its --help group."""
 
     name: str
     kind: str
@@ -115,6 +116,17 @@ HYPERPARAMS = (
         kept=True,
     ),
     # ------------------------------------------------------------------------------------------------ model
+    HyperParam(
+        "obs",
+        "choice",
+        None,  # partial for a new model, a resumed model's own (utils.resume)
+        "what a MiniGrid agent sees: partial (its 7x7 view of cell codes), full (the whole grid of cell codes, "
+        f"Minigrid's {OBS_WRAPPERS['full']}), rgb (its view as pixels, {OBS_WRAPPERS['rgb']}) or rgb-full (the "
+        f"whole grid as pixels, {OBS_WRAPPERS['rgb-full']}); the default model sizes itself to the image. "
+        "Default: partial; a resumed model keeps its own, and evaluate and visualize read it from the model",
+        group="model",
+        choices=OBS_VARIANTS,  # kept as architecture (utils.resume)
+    ),
     HyperParam(
         "recurrence",
         "int",

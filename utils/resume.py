@@ -1,50 +1,73 @@
 """Resuming a model: its checkpoint checked against the flags of this run, and saved states loaded into what these
 flags build, with a usage error (exit 2) naming what does not fit."""
 
+import argparse
+
 from utils import checkpoint as checkpoints
 from utils import hyperparams
 from utils.checkpoint import ARCHITECTURE_KEYS
 from utils.errors import UsageError, one_line
+from utils.format import RGB_OBS
 from utils.recipes import check_recipe
 from utils.storage import check_model_folder, check_writable_dir
-from utils.train_args import check_flag_values
+from utils.train_args import batched_for_obs, check_flag_values, check_obs
+
+# The flags that opening the model resolves (open_checkpoint returns them as {flag: value}): the image encoding
+# (``auto``), --obs (absent: the resumed model's own) and --batched (a recipe's, given up for --obs).
+RESOLVED_FLAGS = ("image_encoding", "obs", "batched")
 
 
 def open_checkpoint(args, model_dir):
-    """The checkpoint to train from, the image encoding it resolves and the settings a resumed model keeps (see
-    keep_settings); a UsageError, with nothing created, if the folder is not a model's, the flags do not fit the
-    model, or the folder cannot be written. ``args`` is read, never changed: utils.settings.resolve_settings
-    merges what this returns."""
+    """The checkpoint to train from, the flags it resolves ({flag: value} of RESOLVED_FLAGS) and the settings a
+    resumed model keeps (see keep_settings); a UsageError, with nothing created, if the folder is not a model's, the
+    flags do not fit the model, or the folder cannot be written. ``args`` is read, never changed:
+    utils.settings.resolve_settings merges what this returns."""
     check_model_folder(model_dir, args.model)  # never write into a folder that is not a model
-    checkpoint, image_encoding, kept = load_or_new_checkpoint(args, model_dir)
+    checkpoint, resolved, kept = load_or_new_checkpoint(args, model_dir)
     check_writable_dir(model_dir)  # creates nothing: a failure later leaves no new folder behind
-    return checkpoint, image_encoding, kept
+    return checkpoint, resolved, kept
 
 
 def load_or_new_checkpoint(args, model_dir):
-    """(the model's checkpoint, or a new one; the image encoding, ``auto`` resolved (a resumed model keeps its
-    own); the settings it keeps)."""
+    """(the model's checkpoint, or a new one; the flags of RESOLVED_FLAGS resolved: ``--image-encoding auto`` and
+    an absent ``--obs`` (a resumed model keeps its own), --batched as --obs leaves it; the settings it keeps)."""
     if not checkpoints.exists(model_dir):
-        return checkpoints.Checkpoint(), new_image_encoding(args), {}
+        return checkpoints.Checkpoint(), new_model_flags(args), {}
     checkpoint = checkpoints.load(model_dir)
     kept = keep_settings(args, checkpoint.config.get(checkpoints.ARGS, {}), checkpoint.path)
     saved = checkpoint.architecture()
+    obs = saved["obs"] if args.obs is None else args.obs
     image_encoding = saved["image_encoding"] if args.image_encoding == "auto" else args.image_encoding
-    resumed = with_settings(args, kept | {"image_encoding": image_encoding})  # what the run would build
-    differences = [describe_difference(k, saved[k], resumed[k]) for k in ARCHITECTURE_KEYS if saved[k] != resumed[k]]
+    resumed = argparse.Namespace(**with_settings(args, kept | {"image_encoding": image_encoding, "obs": obs}))
+    check_obs(resumed)
+    resumed.batched = batched_for_obs(resumed)  # what the run would build
+    differences = [
+        describe_difference(k, saved[k], getattr(resumed, k))
+        for k in ARCHITECTURE_KEYS
+        if saved[k] != getattr(resumed, k)
+    ]
     if differences:
         raise UsageError(
             f"the model {args.model} was made with other settings ({'; '.join(differences)}); "
             f"pass the same flags to resume it, or choose a new --model"
         )
-    return checkpoint, image_encoding, kept
+    return checkpoint, {key: getattr(resumed, key) for key in RESOLVED_FLAGS}, kept
+
+
+def new_model_flags(args):
+    """The flags of RESOLVED_FLAGS for a new model: --obs partial when absent, its image encoding
+    (new_image_encoding), and --batched as --obs leaves it."""
+    obs = "partial" if args.obs is None else args.obs
+    resolved = argparse.Namespace(**(dict(vars(args)) | {"obs": obs}))
+    return {"image_encoding": new_image_encoding(resolved), "obs": obs, "batched": batched_for_obs(resolved)}
 
 
 def new_image_encoding(args):
-    """A new model's image encoding: ``auto`` is one-hot with memory, raw without."""
+    """A new model's image encoding: ``auto`` is one-hot with memory, raw without; one-hot encodes cell codes, so
+    pixels (an RGB --obs) stay raw."""
     if args.image_encoding != "auto":
         return args.image_encoding
-    return "onehot" if args.use_memory else "raw"
+    return "onehot" if args.use_memory and args.obs not in RGB_OBS else "raw"
 
 
 # What a resumed model keeps of the run that made it, unless given on the command line: the hyper-parameters marked

@@ -30,13 +30,14 @@ def resolve_settings(argv, description, open_model):
 
     In this order: the flags of ``argv`` (``description`` heads --help), the env's recipe as the defaults of the
     flags not given, validation (before anything is opened), the device's default; then ``open_model(args)``
-    (which reads ``args``, never changes it) returns (what it opened, the image encoding, the settings the
-    resumed model keeps), and those are merged and validated again where a resumed model changed any."""
+    (which reads ``args``, never changes it) returns (what it opened, the flags it resolves ({flag: value}:
+    the image encoding, --obs and --batched, utils.resume.RESOLVED_FLAGS), the settings the resumed model keeps),
+    and those are merged and validated again where a resumed model changed any."""
     args = parse_args(argv, description)
     validate(args)
     args.device = args.device or default_device(args.batched)
-    opened, image_encoding, kept = open_model(args)
-    settings = Settings(**with_settings(args, kept | {"image_encoding": image_encoding}))
+    opened, resolved, kept = open_model(args)
+    settings = Settings(**with_settings(args, kept | resolved))
     if kept:
         validate(settings)
     return settings, kept, opened

@@ -7,7 +7,7 @@ env, which model folder, where it runs, how it logs)."""
 import argparse
 
 from utils.device import check_device
-from utils.env import check_env_id
+from utils.env import check_batched_obs, check_env_id
 from utils.errors import (
     MAX_ENV_TIMEOUT,
     MAX_THREADS,
@@ -21,6 +21,7 @@ from utils.errors import (
     integer,
     number,
 )
+from utils.format import RGB_OBS
 from utils.hyperparams import ALGOS, BY_NAME, add_flags, only_for
 from utils.recipes import apply_recipe
 from utils.storage import default_model_name
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None, description: str | None) -> argparse.Name
         args.frames_per_proc = BY_NAME["frames_per_proc"].default_by_algo[args.algo]
     if args.model is None:  # not when given empty: validate refuses --model '' as the other scripts do
         args.model = default_model_name(args.env, args.algo, args.seed)
+    args.batched = batched_for_obs(args)  # a recipe's --batched, given up for --obs
     args.use_memory = args.recurrence > 1
     args.use_text = args.text
     return args
@@ -151,10 +153,35 @@ def validate(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"--{flag.replace('_', '-')} sets up evaluations during training: add --eval-interval N, or drop it"
             )
+    check_obs(args)
     check_procs_fit_in_memory(args.procs, args.frames_per_proc)
     if args.device is not None:
         check_device(args.device)
     check_env_id(args.env)
+
+
+def check_obs(args: argparse.Namespace) -> None:
+    """Checks --obs against the flags it cannot go with (nothing to check while it is None: a resumed model's own
+    is checked once read); reads ``args``, never changes it. A recipe's --batched is no error: batched_for_obs
+    drops it."""
+    if args.obs is None or args.obs == "partial":
+        return
+    if args.batched and "batched" in getattr(args, "given", ()):
+        check_batched_obs(args.obs, "drop --batched to train on Minigrid's envs")
+    if args.obs in RGB_OBS and args.image_encoding == "onehot":
+        raise UsageError(
+            f"--image-encoding onehot encodes Minigrid's cell codes, and --obs {args.obs} gives pixels: "
+            "drop --image-encoding onehot (or train with --obs partial or full)"
+        )
+
+
+def batched_for_obs(args) -> bool:
+    """--batched as --obs leaves it (``args``: a namespace, read only): a recipe's --batched (not given on the
+    command line) is dropped for a variant the batched env does not step: the recipe chose it for speed, and its
+    other settings still fit. A given one stays, for check_obs to refuse."""
+    if args.obs is None or args.obs == "partial" or "batched" in getattr(args, "given", ()):
+        return args.batched
+    return False
 
 
 def check_flag_values(values: dict, where: str, advice: str = "") -> dict:
