@@ -22,6 +22,7 @@ from minigrid.core.world_object import Ball, Key
 from minigrid.envs.babyai.core import verifier as V
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
+from tests.fidelity import assert_same_step
 from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.missions import MISSION_WORDS, mission_words
 from torch_rl.envs.minigrid.registry import BABYAI_IDS
@@ -114,15 +115,11 @@ def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True, dev
             results.append((player.real.step(a), kinds))
             stats["pickups"] += carried is None and player.real.carrying is not None
             stats["drops"] += carried is not None and player.real.carrying is None
-        obs, rew, term, trunc, info = env.step(torch.tensor(actions))
-        for i, (player, ((ro, rr, rte, rtr, _), kinds)) in enumerate(zip(players, results, strict=True)):
+        batched = env.step(torch.tensor(actions))
+        for i, (player, (real, kinds)) in enumerate(zip(players, results, strict=True)):
+            ro, rr, rte, rtr, _ = real
             ctx = f"{env_id} step {t} env {i} action {actions[i]} mission {ro['mission']!r}"
-            src = info["final_obs"] if (rte or rtr) else obs
-            np.testing.assert_array_equal(src["image"][i].cpu().numpy(), ro["image"], err_msg=ctx)
-            assert int(src["direction"][i]) == ro["direction"], ctx
-            assert src["mission"][i] == ro["mission"], ctx
-            assert rew[i].item() == np.float32(rr), ctx
-            assert (bool(term[i]), bool(trunc[i])) == (rte, rtr), ctx
+            assert_same_step(batched, i, real, ctx)
             stats["steps"] += 1
             if rte and rr > 0:
                 stats["successes"] += 1
@@ -313,11 +310,9 @@ class Scripted:
         np.testing.assert_array_equal(self.env.get_obs()["image"][0].numpy(), self.real.gen_obs()["image"])
 
     def act(self, action):
-        ro, rr, rte, rtr, _ = self.real.step(action)
-        obs, rew, term, trunc, info = self.env.step(torch.tensor([action]))
-        src = info["final_obs"] if (rte or rtr) else obs
-        np.testing.assert_array_equal(src["image"][0].numpy(), ro["image"])
-        assert (rew[0].item(), bool(term[0]), bool(trunc[0])) == (np.float32(rr), rte, rtr)
+        real = self.real.step(action)
+        assert_same_step(self.env.step(torch.tensor([action])), 0, real, f"{self.env_id} action {action}")
+        _, rr, rte, rtr, _ = real
         verdict = "success" if rte and rr > 0 else "failure" if rte else "continue"
         self.verdicts.append(verdict)
         return verdict
