@@ -38,16 +38,15 @@ from utils import checkpoint as checkpoints
 from utils.agent import Agent, add_agent_arguments
 from utils.env import check_batched_obs, check_env_id, make_batched_env, make_envs
 from utils.errors import (
-    MAX_ENV_TIMEOUT,
     MAX_WORKERS,
     SEED,
     ArgumentParser,
     HelpFormatter,
     UsageError,
+    add_env_timeout_argument,
     check_procs_fit_in_memory,
     cli,
     integer,
-    number,
 )
 from utils.evaluation import episode_statistics, run_episodes
 from utils.export import OnnxPolicy, graph_obs, require_onnx
@@ -88,14 +87,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--seed", type=SEED, default=0, help="random seed of the envs and of the action sampling, from 0 to 2**32 - 1"
     )
-    p.add_argument(
-        "--env-timeout",
-        type=number(0, MAX_ENV_TIMEOUT),
-        default=300.0,
-        metavar="SECONDS",
-        help="longest an env's step or reset may take; a longer one stops the evaluation with one line naming the "
-        "env (exit code 1); 0: no limit",
-    )
+    add_env_timeout_argument(p, "the evaluation")
     p.add_argument(
         "--worst-episodes-to-show",
         type=integer(0, MAX_EPISODES),

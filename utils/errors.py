@@ -165,6 +165,20 @@ SEED = integer(0, 2**32 - 1)  # what numpy's and torch's seeding accept
 MAX_WORKERS = 1024  # worker processes
 MAX_THREADS = 1024  # torch threads
 MAX_ENV_TIMEOUT = 7 * 24 * 3600.0  # seconds
+
+
+def add_env_timeout_argument(parser, stops):
+    """``--env-timeout``, declared once for train and evaluate; ``stops``: what a hung env stops, in words."""
+    parser.add_argument(
+        "--env-timeout",
+        type=number(0, MAX_ENV_TIMEOUT),
+        default=300.0,
+        metavar="SECONDS",
+        help=f"longest an env's step or reset may take; a longer one stops {stops} with one line naming the env "
+        "(exit code 1); 0: no limit",
+    )
+
+
 MAX_PAUSE = 60.0  # seconds between the frames of scripts.visualize
 
 

@@ -9,13 +9,13 @@ import argparse
 from utils.device import check_device
 from utils.env import check_batched_obs, check_env_id
 from utils.errors import (
-    MAX_ENV_TIMEOUT,
     MAX_THREADS,
     MAX_WORKERS,
     SEED,
     ArgumentParser,
     HelpFormatter,
     UsageError,
+    add_env_timeout_argument,
     check_flag_value,
     check_procs_fit_in_memory,
     integer,
@@ -89,14 +89,7 @@ def add_main_arguments(parser):
         help="torch CPU threads of the learner; 1 is fastest for the small starter model, whose updates are "
         "too small to gain from sharing them between threads (measurements in docs/speed.md)",
     )
-    parser.add_argument(
-        "--env-timeout",
-        type=number(0, MAX_ENV_TIMEOUT),
-        default=300.0,
-        metavar="SECONDS",
-        help="longest an env's step or reset may take; a longer one stops training with one line naming the "
-        "env (exit code 1, the last checkpoint kept); 0: no limit",
-    )
+    add_env_timeout_argument(parser, "training (the last checkpoint kept)")
     parser.add_argument("--log-interval", type=integer(1), default=1, help="updates between log lines")
     parser.add_argument(
         "--save-interval", type=integer(0), default=10, help="updates between checkpoints (0: only at the end)"
