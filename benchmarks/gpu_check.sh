@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One prepared pass over everything that needs an NVIDIA GPU, for a machine lent for a few minutes:
 #   bash benchmarks/gpu_check.sh [OUTDIR] [STEPS...]
-# STEPS (default: all, in this order): info cuda_tests train_cuda batched batched_ids babyai throughput profile suite
+# STEPS (default: all, in this order): info cuda_tests train_cuda batched batched_ids babyai sweep throughput profile
+# suite
 # (the suite step runs pytest -n 12: pytest-xdist, which the GPU image has)
 # Each step has its own time limit (seconds in T_<step>, defaults below), writes OUTDIR/<step>.log and a failing
 # or slow step does not stop the next one.
 set -u
 out=${1:-gpu_check_out}
 shift || true
-steps=${*:-info cuda_tests train_cuda batched batched_ids babyai throughput profile suite}
+steps=${*:-info cuda_tests train_cuda batched batched_ids babyai sweep throughput profile suite}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 export DEVICE=${DEVICE:-cuda}  # DEVICE=cpu rehearses the script on a machine without a GPU
@@ -60,7 +61,7 @@ profile() {  # where the time goes, CPU and CUDA, 16 envs
 export -f info train_cuda throughput profile
 step info 60 info
 step cuda_tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_batched_minigrid.py tests/test_batched_families.py \
-    tests/test_batched_babyai.py tests/test_exploration.py -k cuda -rs
+    tests/test_batched_babyai.py tests/test_exploration.py tests/test_compile.py -k cuda -rs
 step train_cuda 150 train_cuda
 step batched 200 python3 -m benchmarks.batched_env --device $DEVICE --seconds 1 \
     --ppo-env MiniGrid-DoorKey-8x8-v0 MiniGrid-FourRooms-v0 MiniGrid-MultiRoom-N4-S5-v0
@@ -68,6 +69,9 @@ step batched_ids 480 python3 -m benchmarks.batched_env --device $DEVICE --table 
 # BabyAI at B = 65,536: a one-room level and the largest (the small and large level)
 step babyai 120 python3 -m benchmarks.babyai --device $DEVICE --batch 65536 --no-minigrid \
     --env BabyAI-GoToRedBall-v0 BabyAI-GoToLocal-v0 BabyAI-PutNextLocal-v0 BabyAI-BossLevel-v0
+# PPO training FPS, eager and compiled (CUDA graphs), MLP and conv, up to B = 65,536 (the peer only where installed)
+step sweep 300 python3 -m benchmarks.training_sweep --device $DEVICE --seconds 3 \
+    --settings 16x128 1024x32 4096x32 16384x32 65536x32
 step throughput 240 throughput
 step profile 120 profile
 step suite 150 python3 -m pytest -q -p no:cacheprovider -n 12 -rf

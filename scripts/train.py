@@ -100,7 +100,9 @@ def main(argv=None):
     env_seed = args.seed + 1000 * checkpoint.update + 1_000_000 * rank
     if args.batched:
         # the layouts' seed stays the run's --seed: a resumed run keeps its layouts and their cache
-        envs = make_batched_env(args.env, args.procs, device, seed=env_seed, layout_seed=args.seed)
+        envs = make_batched_env(
+            args.env, args.procs, device, seed=env_seed, layout_seed=args.seed, compile=args.compile
+        )
         observation_space, action_space = envs.single_observation_space, envs.single_action_space
     else:
         envs = make_envs(args.env, args.procs, seed=env_seed, obs=args.obs)

@@ -55,9 +55,9 @@ def _new_episode(real, env, i, rng, seed=None, p_fast_forward=0.25):
     env.set_state_from_minigrid(i, real)
 
 
-def _run_fidelity(env_id, num_envs, num_steps, seed):
+def run_fidelity(env_id, num_envs, num_steps, seed, compile=False):
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed)
+    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, compile=compile)
     reals = [gym.make(env_id).unwrapped for _ in range(num_envs)]
     for i, real in enumerate(reals):
         _new_episode(real, env, i, rng, seed=seed * 100 + i, p_fast_forward=0.5)
@@ -123,7 +123,7 @@ FIDELITY_CASES = [
 
 @pytest.mark.parametrize("env_id,num_steps", FIDELITY_CASES)
 def test_fidelity_against_minigrid(env_id, num_steps):
-    stats = _run_fidelity(env_id, num_envs=8, num_steps=num_steps, seed=1)
+    stats = run_fidelity(env_id, num_envs=8, num_steps=num_steps, seed=1)
     assert stats["steps"] >= 1600
     assert stats["truncs"] > 0
     if "16x16" not in env_id and "DoorKey-8x8" not in env_id:

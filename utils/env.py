@@ -166,11 +166,12 @@ def check_batched_obs(obs, advice):
         raise UsageError(f"--batched steps MiniGrid's partial view only, not --obs {obs}; {advice}")
 
 
-def make_batched_env(env_id, num_envs, device="cpu", seed=None, layout_seed=None):
+def make_batched_env(env_id, num_envs, device="cpu", seed=None, layout_seed=None, compile=False):
     """A BatchedMiniGridEnv: ``num_envs`` MiniGrid envs stepped as torch tensors on ``device``.
 
     ``layout_seed``: the base seed of the bank's layouts where it differs from ``seed`` (a resumed run keeps
-    training on the same layouts, and its layout cache, while its envs' seed moves on)."""
+    training on the same layouts, and its layout cache, while its envs' seed moves on). ``compile``: its view as a
+    torch.compile graph."""
     from torch_rl.envs import SUPPORTED_ENV_IDS, BatchedMiniGridEnv
     from torch_rl.envs.minigrid.registry import family_names
 
@@ -181,6 +182,8 @@ def make_batched_env(env_id, num_envs, device="cpu", seed=None, layout_seed=None
         )
     try:
         bank_options = {"seed": layout_seed} if layout_seed is not None else None
-        return BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=bank_options)
+        return BatchedMiniGridEnv(
+            env_id, num_envs, device=device, seed=seed, bank_options=bank_options, compile=compile
+        )
     except RuntimeError as error:  # the layout bank's worker failed or timed out
         raise EnvWorkerError(f"creating the batched environment {env_id} failed: {one_line(error)}") from error

@@ -96,6 +96,7 @@ class Trainer:
         self.after_update: list[Callable[[Trainer, dict], None]] = []  # inside the update's deferred bookkeeping
         self.recent_returns = deque(maxlen=STOP_WINDOW)
         self.evaluation = None  # an EvaluationDuringTraining, with --eval-interval
+        self.first_update = checkpoint.update  # this run's first update (with --compile, it compiles)
 
     def start(self, runs_on):
         """Restores the algorithm's saved state, gives all ranks rank 0's parameters; rank 0 takes the model folder
@@ -160,6 +161,8 @@ class Trainer:
         for hook in self.before_update:
             hook(self)
         logs = update_parameters(self.algo)
+        if self.algo.compile and self.checkpoint.update == self.first_update:
+            self.log.line(f"# compiled in {self.algo.compile_seconds:.1f} s (first calls of the compiled graphs)")
         # The update's bookkeeping happens whole: an interrupt here waits, so status and logs stay in step.
         with interrupts_deferred():
             check_finite(self.acmodel)

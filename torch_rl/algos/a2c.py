@@ -47,6 +47,7 @@ class A2CAlgo(BaseAlgo):
         exploration_coef: float = 0.01,
         lr_schedule: str = "constant",
         total_frames: int | None = None,
+        compile: bool = False,
     ):
         num_frames_per_proc = 5 if num_frames_per_proc is None else num_frames_per_proc
         check_number("rmsprop_alpha", rmsprop_alpha, 0, 1, high_open=True)
@@ -72,6 +73,7 @@ class A2CAlgo(BaseAlgo):
             exploration_coef=exploration_coef,
             lr_schedule=lr_schedule,
             total_frames=total_frames,
+            compile=compile,
         )
         self.optimizer = torch.optim.RMSprop(
             self.acmodel.parameters(), lr, alpha=rmsprop_alpha, eps=rmsprop_eps, foreach=True

@@ -25,6 +25,7 @@ from torch_rl.algos.checks import (
     check_number,
     reshape_reward_error,
 )
+from torch_rl.algos.compiled import CompiledFunction, compile_seconds
 from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.dictlist import DictList
 from torch_rl.exploration import ExplorationBonus
@@ -75,6 +76,10 @@ class BaseAlgo(ABC):
         ``total_frames`` frames (a torch.optim.lr_scheduler.LambdaLR stepped after each update; state_dict()
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
+    compile : run acting, the mini-batch loss and the gradient step as torch.compile graphs
+        (torch_rl/algos/compiled.py): faster where Python overhead sets the time (small batches), after a compile
+        of tens of seconds on first use (``compile_seconds``). Results match the eager path up to float
+        rounding; sampling draws from the same generator.
 
     Every argument is checked where it is set, and the first step checks what ``preprocess_obss`` and the model
     return (torch_rl/algos/checks.py): a mistake is a TypeError or ValueError naming the argument. A2CAlgo and
@@ -109,6 +114,7 @@ class BaseAlgo(ABC):
         exploration_coef: float = 0.01,
         lr_schedule: str = "constant",
         total_frames: int | None = None,
+        compile: bool = False,
     ):
         check_acmodel(acmodel)
         check_int("num_frames_per_proc", num_frames_per_proc, 1)
@@ -125,6 +131,8 @@ class BaseAlgo(ABC):
         check_int("num_workers", num_workers, 0, allow_none=True)
         check_number("exploration_coef", exploration_coef, 0)
         check_int("total_frames", total_frames, 1, allow_none=True)
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be a bool, got {type(compile).__name__}")
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         if lr_schedule == "linear" and total_frames is None:
@@ -172,6 +180,22 @@ class BaseAlgo(ABC):
         self.mask = torch.ones(self.num_procs, device=self.device)  # 0 where an episode starts: memory zeroed
         self.memory = torch.zeros(self.num_procs, memory_size, device=self.device) if self.recurrent else None
         self.outputs_checked = False  # the first step checks what preprocess_obss and the model return
+        self.compile = compile
+        self._compiled: dict[str, CompiledFunction] = {}  # made on first use
+
+    def _fast(self, name: str, fn):
+        """``fn``, or with ``compile`` its compiled graph (made once, on first use, under ``name``)."""
+        if not self.compile:
+            return fn
+        compiled = self._compiled.get(name)
+        if compiled is None:
+            compiled = self._compiled[name] = CompiledFunction(fn, self.device)
+        return compiled
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent in the compiled functions' first calls, compile included (0 without ``compile``)."""
+        return compile_seconds(list(self._compiled.values()))
 
     @property
     def masks(self) -> torch.Tensor:
@@ -252,14 +276,13 @@ class BaseAlgo(ABC):
         model_input = self.preprocessed_obs
         with torch.no_grad():
             if self.outputs_checked:
-                dist, value, next_memory = self._model_step(model_input, self.memory, self.mask)
+                action, log_prob, value, next_memory = self._act_fast(model_input, self.memory, self.mask)
             else:
                 dist, value, next_memory = self._first_model_step(model_input)
-        action = self._sample(dist)
-        log_prob = _log_prob(dist, action)
-        if not self.outputs_checked:
-            check_actions(action, log_prob, self.num_procs)
-            self.outputs_checked = True
+                action = self._sample(dist)
+                log_prob = _log_prob(dist, action)
+                check_actions(action, log_prob, self.num_procs)
+                self.outputs_checked = True
         env_action = actions_for_env(action, self.action_space, self.env.accepts_torch_actions)
         obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
         device = self.device
@@ -288,6 +311,22 @@ class BaseAlgo(ABC):
         self.memory = next_memory
         self.mask = (~done).float()
         self.preprocessed_obs = self._preprocess(obs)
+
+    def _act(self, obs, memory, mask):
+        """The policy's step for every env: (action, log_prob, value, memory after)."""
+        dist, value, memory = self._model_step(obs, memory, mask)
+        action = self._sample(dist)
+        return action, _log_prob(dist, action), value, memory
+
+    def _act_fast(self, obs, memory, mask):
+        """``_act``, compiled with ``compile``. An error in the compiled graph is met again eagerly, so that it
+        reads as the eager path's (e.g. a policy that is not finite)."""
+        if not self.compile:
+            return self._act(obs, memory, mask)
+        try:
+            return self._fast("act", self._act)(obs, memory, mask)
+        except (RuntimeError, ValueError):
+            return self._act(obs, memory, mask)
 
     def _first_model_step(self, obs):
         """``_model_step`` at the first step of the first rollout, checking what ``preprocess_obss`` and the
@@ -401,10 +440,32 @@ class BaseAlgo(ABC):
         return flatten_steps(memories)
 
     def optimize_batch(self, exps: DictList, starts: torch.Tensor) -> dict:
-        """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``.
+        """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``."""
+        loss, stats = self._fast("batch_loss", self.batch_loss)(exps, starts)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if distributed.is_distributed():
+            distributed.average_gradients(self.acmodel.parameters())
+        grad_norm = self._fast("clip_gradients", self._clip_gradients)()
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"the loss or its gradient is not finite (loss {loss.item():.4g}, "
+                f"gradient norm {grad_norm.item():.4g}); "
+                "parameters were not updated: lower the learning rate or check the rewards and observations"
+            )
+        # A compiled optimizer step is specialised on the learning rate: under a schedule that changes it at every
+        # update the step stays eager, rather than compiling again each time.
+        if self.lr_scheduler is None:
+            self._fast("optimizer_step", self.optimizer.step)()
+        else:
+            self.optimizer.step()
+        stats["grad_norm"] = grad_norm.detach()
+        return stats
 
-        The loss is the mean of the per-step losses (one loss over all rows, when the model computes all steps
-        in one call, is the same mean)."""
+    def batch_loss(self, exps: DictList, starts: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The loss of the sequences of ``recurrence`` steps starting at rows ``starts``, and the means of its
+        statistics: the mean of the per-step losses (one loss over all rows, when the model computes all steps in
+        one call, is the same mean)."""
         sb = exps[sequence_rows(starts, self.recurrence)]
         memory = exps.memory[starts] if self.recurrent else None
         mask = sb.mask if self.recurrent else None
@@ -414,21 +475,12 @@ class BaseAlgo(ABC):
             step_losses.append(loss)
             step_stats.append(stats)
         loss = step_losses[0] if len(step_losses) == 1 else sum(step_losses[1:], step_losses[0]) / len(step_losses)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if distributed.is_distributed():
-            distributed.average_gradients(self.acmodel.parameters())
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.acmodel.parameters(), self.max_grad_norm)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"the loss or its gradient is not finite (loss {loss.item():.4g}, "
-                f"gradient norm {grad_norm.item():.4g}); "
-                "parameters were not updated: lower the learning rate or check the rewards and observations"
-            )
-        self.optimizer.step()
         stats = {key: torch.stack([s[key] for s in step_stats]).mean() for key in step_stats[0]}
-        stats["grad_norm"] = grad_norm.detach()
-        return stats
+        return loss, stats
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """Clips the gradients' global norm to ``max_grad_norm``; returns the norm before clipping."""
+        return torch.nn.utils.clip_grad_norm_(self.acmodel.parameters(), self.max_grad_norm)
 
     def sequence_starts(self) -> torch.Tensor:
         """Rows where a sequence of ``recurrence`` steps starts (never across the rollout's end)."""

@@ -54,6 +54,7 @@ class PPOAlgo(BaseAlgo):
         exploration_coef: float = 0.01,
         lr_schedule: str = "constant",
         total_frames: int | None = None,
+        compile: bool = False,
     ):
         num_frames_per_proc = 128 if num_frames_per_proc is None else num_frames_per_proc
         # Checked before BaseAlgo starts the env workers (and recurrence before it divides batch_size).
@@ -86,6 +87,7 @@ class PPOAlgo(BaseAlgo):
             exploration_coef=exploration_coef,
             lr_schedule=lr_schedule,
             total_frames=total_frames,
+            compile=compile,
         )
         self.clip_eps = clip_eps
         self.epochs = int(epochs)

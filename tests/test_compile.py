@@ -1,0 +1,131 @@
+"""compile=True against the eager path.
+
+- The batched env (its view compiled): the same bytes as the eager env, and as Minigrid, step by step.
+- The algorithms (acting, mini-batch loss and gradient step compiled): both runs start from the same parameters
+  and seeds. Sampling draws from the same generator, so the rollouts must take the same actions; the parameters
+  after each update must agree up to float rounding (the compiled graphs reorder sums).
+"""
+
+import pytest
+import torch
+
+import torch_rl
+from model import ACModel
+from tests.test_batched_babyai import run_fidelity as run_babyai_fidelity
+from tests.test_batched_minigrid import run_fidelity as run_minigrid_fidelity
+from torch_rl.envs.minigrid import BatchedMiniGridEnv
+from utils.format import get_obss_preprocessor
+
+ENV_ID = "MiniGrid-DoorKey-5x5-v0"
+TOLERANCE = 1e-5  # the parameters' largest difference after 3 updates (measured: ~3e-7)
+
+
+def make_algo(algo_class, compile, use_memory=False, device="cpu", **kwargs):
+    torch.manual_seed(0)
+    env = BatchedMiniGridEnv(ENV_ID, 4, seed=0, device=device, compile=compile)
+    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space)
+    model = ACModel(obs_space, env.single_action_space, use_memory=use_memory)
+    return algo_class(env, model, device, preprocess_obss=preprocess, num_frames_per_proc=8, compile=compile, **kwargs)
+
+
+def run_updates(algo, updates=3):
+    """(actions, parameters) after each update."""
+    out = []
+    for _ in range(updates):
+        exps, _ = algo.collect_experiences()
+        algo.update_parameters(exps)
+        out.append((exps.action.clone(), [p.detach().clone() for p in algo.acmodel.parameters()]))
+    return out
+
+
+@pytest.mark.parametrize(
+    "algo_class, use_memory, kwargs",
+    [
+        (torch_rl.PPOAlgo, False, dict(batch_size=8, epochs=2)),
+        (torch_rl.PPOAlgo, True, dict(batch_size=8, epochs=2, recurrence=2)),
+        (torch_rl.A2CAlgo, False, {}),
+    ],
+    ids=["ppo", "ppo-memory", "a2c"],
+)
+def test_compiled_training_matches_eager(algo_class, use_memory, kwargs):
+    eager = run_updates(make_algo(algo_class, False, use_memory, **kwargs))
+    compiled_algo = make_algo(algo_class, True, use_memory, **kwargs)
+    compiled = run_updates(compiled_algo)
+    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
+        assert torch.equal(actions, compiled_actions)
+        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+    # the parameters did move: the comparison is not between two untouched models
+    first = [p.detach() for p in make_algo(algo_class, False, use_memory, **kwargs).acmodel.parameters()]
+    assert max((p - q).abs().max().item() for p, q in zip(first, eager[-1][1], strict=True)) > 100 * TOLERANCE
+    assert compiled_algo.compile_seconds > 0
+    assert set(compiled_algo._compiled) == {"act", "batch_loss", "clip_gradients", "optimizer_step"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("use_memory", [False, True], ids=["ppo", "ppo-memory"])
+def test_compiled_training_on_cuda_matches_eager(use_memory):
+    """On CUDA the graphs are replayed as CUDA graphs (mode reduce-overhead)."""
+    kwargs = dict(batch_size=8, epochs=2, recurrence=2, device="cuda")
+    eager = run_updates(make_algo(torch_rl.PPOAlgo, False, use_memory, **kwargs))
+    compiled = run_updates(make_algo(torch_rl.PPOAlgo, True, use_memory, **kwargs))
+    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
+        assert torch.equal(actions, compiled_actions)
+        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+
+
+def test_eager_algorithm_compiles_nothing():
+    algo = make_algo(torch_rl.PPOAlgo, False, batch_size=8, epochs=1)
+    algo.update_parameters()
+    assert algo.compile_seconds == 0 and algo._compiled == {}
+
+
+def test_compile_must_be_a_bool():
+    with pytest.raises(TypeError, match="compile must be a bool"):
+        make_algo(torch_rl.PPOAlgo, "yes")
+
+
+def test_a_policy_that_is_not_finite_is_named_under_compile():
+    algo = make_algo(torch_rl.PPOAlgo, True, batch_size=8, epochs=1)
+    algo.update_parameters()
+    with torch.no_grad():
+        for p in algo.acmodel.actor.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="policy is not finite"):
+        algo.collect_experiences()
+
+
+# ------------------------------------------------------------------------------------------- the batched env
+@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-5x5-v0", "MiniGrid-FourRooms-v0", "BabyAI-GoToLocal-v0"])
+def test_compiled_env_gives_the_eager_envs_bytes(env_id):
+    # a full bank from the start: a growing bank's draws depend on how far its worker got (docs/batched-envs.md)
+    bank = {"capacity": 64, "initial": 64}
+    eager, compiled = (BatchedMiniGridEnv(env_id, 16, seed=5, compile=c, bank_options=bank) for c in (False, True))
+    generator = torch.Generator().manual_seed(0)
+    assert_same_obs(eager.get_obs(), compiled.get_obs())
+    ended = 0
+    for _ in range(300):
+        actions = torch.randint(0, 7, (16,), generator=generator)
+        (obs, reward, terminated, truncated, info), step = eager.step(actions), compiled.step(actions)
+        assert_same_obs(obs, step[0])
+        assert torch.equal(reward, step[1]) and torch.equal(terminated, step[2]) and torch.equal(truncated, step[3])
+        assert info.keys() == step[4].keys()
+        if info:
+            assert_same_obs(info["final_obs"], step[4]["final_obs"])
+            ended += int(info["_final_obs"].sum())
+    assert ended > 0  # resets happened, and their first observations were compared too
+
+
+def assert_same_obs(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]) if isinstance(a[key], torch.Tensor) else a[key] == b[key], key
+
+
+def test_compiled_env_against_minigrid():
+    stats = run_minigrid_fidelity("MiniGrid-DoorKey-8x8-v0", num_envs=8, num_steps=300, seed=1, compile=True)
+    assert stats["steps"] == 2400 and stats["pickups"] > 0 and stats["toggles"] > 0, stats
+
+
+def test_compiled_babyai_env_against_minigrid():
+    stats = run_babyai_fidelity("BabyAI-PutNextLocal-v0", num_envs=4, num_steps=80, seed=3, compile=True)
+    assert stats["steps"] == 320 and stats["pickups"] > 0, stats
