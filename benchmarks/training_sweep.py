@@ -84,12 +84,12 @@ def conv_model_and_preprocess(env):
     return ACModel(obs_space, env.single_action_space), preprocess
 
 
-def measure(model_name: str, setting: str, mode: str, seconds: float, device: str) -> dict:
-    """Training FPS of one (model, setting, mode) in this process."""
+def measure(model_name: str, setting: str, mode: str, seconds: float, device: str, threads: int) -> dict:
+    """Training FPS of one (model, setting, mode) in this process, the learner on ``threads`` torch threads."""
     import torch_rl
     from torch_rl.envs.minigrid import BatchedMiniGridEnv
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     num_envs, steps = parse_setting(setting)
     compiled = mode == "compiled"
     start = time.perf_counter()
@@ -127,7 +127,7 @@ def _sync(device):
 # ------------------------------------------------------------------------------------------------ the sweep
 def run_one(model_name, setting, mode, args) -> dict | None:
     command = [sys.executable, "-m", "benchmarks.training_sweep", "--one", model_name, setting, mode]
-    command += ["--seconds", str(args.seconds), "--device", args.device]
+    command += ["--seconds", str(args.seconds), "--device", args.device, "--threads", str(args.threads)]
     return _json_of(command, args.cache_env)
 
 
@@ -224,15 +224,18 @@ def main(argv=None):
     p.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     p.add_argument("--seconds", type=float, default=8.0, help="measured training time per row, after the warm-up")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads", type=int, default=1, help="the learner's torch threads (scripts.train's default is 1); the env: 1"
+    )
     p.add_argument("--peer-python", default=sys.executable, help="interpreter with jax, navix and rejax")
     p.add_argument("--peer-frames", type=float, default=1e6, help="frames of each peer measurement")
     p.add_argument("--fresh-cache", action="store_true", help="an empty Inductor cache: cold-start compile times")
     p.add_argument("--solve", action="store_true", help="also the wall-clock time to solve DoorKey-8x8")
-    p.add_argument("--peer-solve-setting", default="256x64", help="rejax's setting for --solve")
+    p.add_argument("--peer-solve-setting", default="64x128", help="rejax's setting for --solve")
     p.add_argument("--one", nargs=3, metavar=("MODEL", "SETTING", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(*args.one, args.seconds, args.device)))
+        print(json.dumps(measure(*args.one, args.seconds, args.device, args.threads)))
         return
     with tempfile.TemporaryDirectory() as cache:
         args.cache_env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache) if args.fresh_cache else None

@@ -14,6 +14,7 @@ from model import ACModel
 from tests.test_batched_babyai import run_fidelity as run_babyai_fidelity
 from tests.test_batched_minigrid import run_fidelity as run_minigrid_fidelity
 from torch_rl.envs.minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid.engine import COMPILED_VIEW_MAX_CPU_BATCH
 from utils.format import get_obss_preprocessor
 
 ENV_ID = "MiniGrid-DoorKey-5x5-v0"
@@ -100,6 +101,7 @@ def test_compiled_env_gives_the_eager_envs_bytes(env_id):
     # a full bank from the start: a growing bank's draws depend on how far its worker got (docs/batched-envs.md)
     bank = {"capacity": 64, "initial": 64}
     eager, compiled = (BatchedMiniGridEnv(env_id, 16, seed=5, compile=c, bank_options=bank) for c in (False, True))
+    assert compiled.compiled and not eager.compiled
     generator = torch.Generator().manual_seed(0)
     assert_same_obs(eager.get_obs(), compiled.get_obs())
     ended = 0
@@ -113,6 +115,11 @@ def test_compiled_env_gives_the_eager_envs_bytes(env_id):
             assert_same_obs(info["final_obs"], step[4]["final_obs"])
             ended += int(info["_final_obs"].sum())
     assert ended > 0  # resets happened, and their first observations were compared too
+
+
+def test_large_cpu_batches_keep_the_eager_view():
+    env = BatchedMiniGridEnv(ENV_ID, COMPILED_VIEW_MAX_CPU_BATCH + 1, compile=True)
+    assert not env.compiled  # Inductor's view is slower than eager there (docs/speed.md)
 
 
 def assert_same_obs(a, b):

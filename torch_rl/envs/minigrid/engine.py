@@ -41,6 +41,9 @@ __all__ = ["BatchedMiniGridEnv", "SUPPORTED_ENV_IDS"]
 A_LEFT, A_RIGHT, A_FORWARD, A_PICKUP, A_DROP, A_TOGGLE, A_DONE = range(7)
 N_ACTIONS = 7
 VIEW, PAD = view.VIEW, view.PAD
+# Measured on a 2-core CPU (docs/speed.md): a compiled step took 0.76x the eager one's time at 16 envs, the same at
+# 128, and 1.5x at 1,024.
+COMPILED_VIEW_MAX_CPU_BATCH = 64
 
 
 def _transition_tables():
@@ -86,8 +89,10 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             layouts come from Minigrid's own ``reset`` (e.g. ``capacity``, ``initial``, ``grow_every``, ``cache``;
             ``seed``: the layouts' base seed, by default the env's ``seed``).
         compile: compute the observation of every step (the 7x7 view with its occlusion, the costliest part of a
-            step) with a torch.compile graph for the batch's shape: the same bytes, faster at small batches
-            (docs/speed.md has the figures). The first step compiles.
+            step) with a torch.compile graph for the batch's shape: the same bytes, faster at small batches. On the
+            CPU only batches of up to ``COMPILED_VIEW_MAX_CPU_BATCH`` envs are compiled: above, Inductor's code for
+            the view's table lookups is slower than the eager ops (docs/speed.md has the figures). The first step
+            compiles.
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
     identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``max_mission_words``), the missions
@@ -182,7 +187,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.limit = torch.full((B,), fam.max_steps, dtype=torch.int64, device=dev) if fam.variable_max_steps else None
         self._all = torch.arange(B, device=dev)
         # the whole batch's view, compiled for its one shape (resets of a few rows stay eager: their shapes vary)
-        self._batch_image = torch.compile(self._image, dynamic=False) if compile else self._image
+        self.compiled = compile and (self.device.type == "cuda" or B <= COMPILED_VIEW_MAX_CPU_BATCH)
+        self._batch_image = torch.compile(self._image, dynamic=False) if self.compiled else self._image
         fam.init_state(self)
         with self._threads():
             self._reset_rows(self._all)
