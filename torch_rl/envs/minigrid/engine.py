@@ -11,7 +11,9 @@ door), the goal (reward ``1 - 0.9 * t / T``), lava (ends with reward 0), pickup 
 onto an empty cell, toggling doors (locked ones with the key of their colour) and boxes, truncation at
 ``max_steps``. A family whose boxes hold objects (``Family.box_contents``) also has ``contents``, a per-cell
 code of what each box holds, and ``carry_contents``: toggling a box puts its contents in its place, picking a
-box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does.
+box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does
+(``contents`` is made when a box holding something first appears: until then every box is empty, and a step
+has no contents to follow).
 A family (``families/``) adds only what its Minigrid class overrides.
 
 Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
@@ -169,8 +171,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.step_count = torch.zeros(B, dtype=torch.int64, device=dev)
         self.task = torch.zeros(B, fam.num_task_positions, dtype=torch.int64, device=dev)
         self.mission_id = torch.zeros(B, dtype=torch.int64, device=dev)
-        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing)
-        self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
+        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing); None while no box of the
+        # family's (Family.box_contents) has held anything
+        self.contents: torch.Tensor | None = None
         self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
         self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
         self._mission_tokens = torch.zeros(0, self.max_mission_words, dtype=torch.int64, device=dev)
@@ -307,11 +310,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.dir[rows] = lay.dir
         self.carry[rows] = C.C_EMPTY
         self.step_count[rows] = 0
-        if lay.task is not None:
+        if lay.task is not None and self.task.shape[1]:
             self.task[rows] = lay.task
         if lay.mission is not None:
             self.mission_id[rows] = lay.mission
             self._update_row_missions(rows, lay.mission)
+        if lay.contents is not None and self.contents is None:
+            self.contents = torch.full_like(self.grid, C.C_EMPTY)
         if self.contents is not None:
             self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
             self.carry_contents[rows] = C.C_EMPTY
@@ -553,7 +558,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             raise ValueError(f"cannot carry a {u.carrying.type}")
         carry_inside = C.contents_code_of_object(u.carrying)
         if self.contents is None and ((inside != C.C_EMPTY).any() or carry_inside != C.C_EMPTY):
-            raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+            if not self.family.box_contents:
+                raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+            self.contents = torch.full_like(self.grid, C.C_EMPTY)
         if self.contents is not None:
             self.contents[i] = torch.as_tensor(inside.reshape(-1), device=self.device)
         self.carry_contents[i] = carry_inside
