@@ -32,9 +32,9 @@ A_PICKUP, A_DROP, A_TOGGLE = 3, 4, 5
 
 # the packed per-row state (:func:`pack`): int64 columns [carry code, limit, carried id, kind x4, mask x4, mask of
 # desc_fixed x4, pre-carrying id x4], of which the verifier keeps all but the first two; bool columns [sequenced,
-# strict sequence, part is an and x2, strict x4, an and's memo x4, part 0 done]; the rules a row uses (bool:
-# leaf kinds 0..4, a sequence, an and, a strict leaf)
-STATE, FLAGS, USED = 19, 13, 8
+# strict sequence, part is an and x2, strict x4, an and's memo x4, part 0 done, go-to positions stale (True)]; the
+# rules a row uses (bool: leaf kinds 0..4, a sequence, an and, a strict leaf)
+STATE, FLAGS, USED = 19, 14, 8
 
 
 def pack(extras: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
@@ -52,7 +52,8 @@ def pack(extras: dict[str, torch.Tensor], height: int, width: int) -> dict[str, 
     done = extras["done"].view(n, I.NUM_SLOTS + 1) != 0
     is_and = tree[:, 2:] == I.PART_AND
     strict = leaf[..., 1] != 0
-    flags = torch.cat([tree[:, :2] != 0, is_and, strict, done], 1)
+    stale = torch.ones(n, 1, dtype=torch.bool, device=dev)
+    flags = torch.cat([tree[:, :2] != 0, is_and, strict, done, stale], 1)
     kinds = (kind.unsqueeze(2) == torch.arange(5, device=dev)).any(1)
     used = torch.cat([kinds, tree[:, :1] != 0, is_and.any(1, keepdim=True), strict.any(1, keepdim=True)], 1)
     # id -> bits of the go-to slots whose descriptions match it
@@ -108,7 +109,7 @@ class BatchedVerifier:
         self.succeeded = self.flags[:, 4 + S : 4 + 2 * S]  # an and's memo
         self.first_done = self.flags[:, 4 + 2 * S]
         # a row's known go-to positions may lag its objects' (set at a reset; cleared by a drop's refresh)
-        self.stale = torch.ones(B, dtype=torch.bool, device=dev)
+        self.stale = self.flags[:, 5 + 2 * S]
         # (-1, -1), where Minigrid puts a carried object, as a padding cell whose neighbours are padding too
         self.nowhere = env.Wp + 1
         self._neighbours = torch.tensor([1, -1, env.Wp, -env.Wp], device=dev)
@@ -133,7 +134,6 @@ class BatchedVerifier:
         env.limit[rows] = state[:, 1]
         self.state[rows] = state[:, 2:]
         self.flags[rows] = packed["flags"]
-        self.stale[rows] = True
         H, W = env.height, env.width
         ids = packed["ids"]
         self._ids_in[rows] = ids.view(m, H, W)
