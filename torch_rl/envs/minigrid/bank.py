@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,23 @@ def _generate(env_id: str, base_seed: int, capacity: int, chunk: int, out: Any, 
         out.put(("done",))
     except Exception as error:  # reported to the env, which raises it
         out.put(("error", f"{type(error).__name__}: {error}"))
+
+
+class _Drawn(Mapping):
+    """The drawn layouts' rows of the family's packed arrays, each gathered when read (a reset reads only those
+    that the rules of the level need)."""
+
+    def __init__(self, arrays: dict[str, torch.Tensor], idx: torch.Tensor):
+        self._arrays, self._idx = arrays, idx
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._arrays[name].index_select(0, self._idx)
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
 
 
 def _close_at_exit(bank_ref: weakref.ref) -> None:
@@ -149,6 +167,11 @@ class LayoutBank:
             name: torch.empty(self.capacity, *shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype, device=dev)
             for name, (shape, dtype) in family.layout_extras_spec().items()
         }
+        # what a draw reads, computed once per layout as it arrives: [padded flat agent, direction, mission,
+        # distinct-layout number, padded flat task positions...], and the family's packed arrays
+        self.start = torch.empty(self.capacity, 4 + K, dtype=torch.int64, device=dev)
+        self.packed: dict[str, torch.Tensor] = {}
+        self.any_contents = False  # whether a box of a layout received holds something
         self.rejected_samples = 0  # lines the level generator printed (BabyAI's rejection sampling)
         self.hashes = np.empty(self.capacity, np.int64)  # kept on the host: only the cache reads them
         self.unique = torch.empty(self.capacity, dtype=torch.int64, device=dev)  # distinct-layout number
@@ -232,7 +255,34 @@ class LayoutBank:
         self.rejected_samples += int(layouts["rejected"].sum()) if "rejected" in layouts else 0
         unique = [self._unique_index.setdefault(int(h), len(self._unique_index)) for h in layouts["hash"]]
         self.unique[r : r + n] = torch.as_tensor(unique, device=dev)
+        self._pack(r, n)
         self.received = r + n
+
+    def _pack(self, r: int, n: int, step: int = 4096) -> None:
+        """Layouts ``r`` .. ``r + n - 1`` in the form a draw reads (so that a reset is a few gathers)."""
+        Wp = self.width + 2 * PAD
+        for a in range(r, r + n, step):
+            b = min(a + step, r + n)
+            xy, task = self.agent[a:b], self.task[a:b]
+            agent = (xy[:, 1] + PAD) * Wp + xy[:, 0] + PAD
+            task = (task[..., 1] + PAD) * Wp + task[..., 0] + PAD
+            columns = [agent, self.dir[a:b], self.mission[a:b], self.unique[a:b]]
+            self.start[a:b] = torch.cat([torch.stack(columns, 1), task], 1)
+            if self.contents is not None and not self.any_contents:
+                self.any_contents = bool((self.contents[a:b] != C.C_EMPTY).any())
+            if not self.extras:
+                continue
+            new = {name: values[a:b] for name, values in self.extras.items()}
+            packed = self.family.pack_layout_extras(new)
+            for name, values in packed.items():
+                if values is new.get(name):  # the family reads this array as it is: no copy
+                    self.packed[name] = self.extras[name]
+                    continue
+                if name not in self.packed:
+                    self.packed[name] = torch.empty(
+                        self.capacity, *values.shape[1:], dtype=values.dtype, device=self.device
+                    )
+                self.packed[name][a:b] = values
 
     def _receive(self, timeout: float | None) -> bool:
         """Take one message from the worker (waiting up to ``timeout`` s; None: don't wait); False if none."""
@@ -358,24 +408,20 @@ class LayoutBank:
             )
         u = torch.rand(m, generator=generator, device=self.device, dtype=torch.float64)
         idx = (u * self.size).long().clamp_(max=self.size - 1)
-        self.drawn[self.unique.index_select(0, idx)] = True
+        start = self.start.index_select(0, idx)
+        self.drawn[start[:, 3]] = True
         grid = env.blank_grids(m)
         env.grid_view(grid)[:, PAD : PAD + self.height, PAD : PAD + self.width] = self.grid.index_select(0, idx).view(
             m, self.height, self.width
         )
-        xy = self.agent.index_select(0, idx)
-        agent = (xy[:, 1] + PAD) * env.Wp + xy[:, 0] + PAD
-        task_xy = self.task.index_select(0, idx)
-        task = (task_xy[..., 1] + PAD) * env.Wp + task_xy[..., 0] + PAD
-        contents = None
-        if self.contents is not None:
+        contents = None  # None: every box is empty (the engine then writes C_EMPTY)
+        if self.any_contents:
             contents = torch.full_like(grid, C.C_EMPTY)
             env.grid_view(contents)[:, PAD : PAD + self.height, PAD : PAD + self.width] = self.contents.index_select(
                 0, idx
             ).view(m, self.height, self.width)
-        mission = self.mission.index_select(0, idx)
-        extras = {name: values.index_select(0, idx) for name, values in self.extras.items()} or None
-        return Layouts(grid, agent, self.dir.index_select(0, idx), task, mission, contents, extras)
+        extras = _Drawn(self.packed, idx) if self.packed else None
+        return Layouts(grid, start[:, 0], start[:, 1], start[:, 4:], start[:, 2], contents, extras)
 
     def stats(self) -> dict[str, Any]:
         """Bank size, distinct layouts in it and drawn, episodes started, layouts that came from the cache, and how

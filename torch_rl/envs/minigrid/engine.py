@@ -11,7 +11,9 @@ door), the goal (reward ``1 - 0.9 * t / T``), lava (ends with reward 0), pickup 
 onto an empty cell, toggling doors (locked ones with the key of their colour) and boxes, truncation at
 ``max_steps``. A family whose boxes hold objects (``Family.box_contents``) also has ``contents``, a per-cell
 code of what each box holds, and ``carry_contents``: toggling a box puts its contents in its place, picking a
-box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does.
+box up carries its contents with it and dropping it puts them back in the cell, as Minigrid's ``Box`` does
+(``contents`` is made when a box holding something first appears: until then every box is empty, and a step
+has no contents to follow).
 A family (``families/``) adds only what its Minigrid class overrides.
 
 Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
@@ -178,11 +180,16 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.step_count = torch.zeros(B, dtype=torch.int64, device=dev)
         self.task = torch.zeros(B, fam.num_task_positions, dtype=torch.int64, device=dev)
         self.mission_id = torch.zeros(B, dtype=torch.int64, device=dev)
-        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing)
-        self.contents = torch.full_like(self.grid, C.C_EMPTY) if fam.box_contents else None
+        # what each cell's box holds, and what the carried box holds (C_EMPTY: nothing); None while no box of the
+        # family's (Family.box_contents) has held anything
+        self.contents: torch.Tensor | None = None
         self.carry_contents = torch.full((B,), C.C_EMPTY, dtype=torch.int64, device=dev)
         self._mission_codes = torch.zeros(0, fam.num_mission_codes, dtype=torch.int64, device=dev)
         self._mission_tokens = torch.zeros(0, self.max_mission_words, dtype=torch.int64, device=dev)
+        # each row's mission string and tokens (uint8: fewer bytes to read per step), kept up to date by the resets
+        # (None: to rebuild from mission_id)
+        self._row_missions: list[str] | None = None
+        self._row_tokens: torch.Tensor | None = None
         # each episode's step limit, for families whose limit depends on the episode (else max_steps for all)
         self.limit = torch.full((B,), fam.max_steps, dtype=torch.int64, device=dev) if fam.variable_max_steps else None
         self._all = torch.arange(B, device=dev)
@@ -316,10 +323,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.dir[rows] = lay.dir
         self.carry[rows] = C.C_EMPTY
         self.step_count[rows] = 0
-        if lay.task is not None:
+        if lay.task is not None and self.task.shape[1]:
             self.task[rows] = lay.task
         if lay.mission is not None:
             self.mission_id[rows] = lay.mission
+            self._update_row_missions(rows, lay.mission)
+        if lay.contents is not None and self.contents is None:
+            self.contents = torch.full_like(self.grid, C.C_EMPTY)
         if self.contents is not None:
             self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
             self.carry_contents[rows] = C.C_EMPTY
@@ -338,6 +348,25 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         tokens = mission_tokens(new, self.device, self.max_mission_words)
         self._mission_tokens = torch.cat([self._mission_tokens, tokens])
 
+    def _update_row_missions(self, rows: torch.Tensor, mission: torch.Tensor) -> None:
+        """The rows' missions (indices into the mission list) into the per-row caches, if built."""
+        if self._row_tokens is None:
+            return
+        self._refresh_mission_tables()
+        missions, cache = self.missions, self._row_missions
+        for r, i in zip(rows.tolist(), mission.tolist(), strict=True):
+            cache[r] = missions[i]
+        self._row_tokens[rows] = self._mission_tokens.index_select(0, mission).to(torch.uint8)
+
+    def _build_row_missions(self) -> None:
+        self._refresh_mission_tables()
+        self._row_tokens = self._mission_tokens.index_select(0, self._mission_rows()).to(torch.uint8)
+        if self.mission is not None:
+            self._row_missions = [self.mission] * self.num_envs
+        else:
+            missions = self.missions
+            self._row_missions = [missions[i] for i in self.mission_id.tolist()]
+
     def _mission_rows(self) -> torch.Tensor:
         """(B,) each env's index in the mission list (0 for a family's one mission)."""
         return self.mission_id if self.mission is None else torch.zeros_like(self.mission_id)
@@ -350,8 +379,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
 
     def mission_token_ids(self) -> torch.Tensor:
         """(B, ``max_mission_words``) int64 each env's mission as token ids (:mod:`.missions`), 0-padded."""
-        self._refresh_mission_tables()
-        return self._mission_tokens.index_select(0, self._mission_rows())
+        if self._row_tokens is None:
+            self._build_row_missions()
+        return self._row_tokens.long()
 
     def front_code(self) -> torch.Tensor:
         """(B,) int64 code of the cell in front of each agent."""
@@ -388,10 +418,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return img[:, : V * V * 3].contiguous().view(m, V, V, 3)
 
     def _mission_list(self) -> list[str]:
-        if self.mission is not None:
-            return [self.mission] * self.num_envs
-        missions = self.missions
-        return [missions[i] for i in self.mission_id.tolist()]
+        if self._row_missions is None:
+            self._build_row_missions()
+        return list(self._row_missions)
 
     def _make_obs(self, image: torch.Tensor, d: torch.Tensor, missions: list[str]) -> dict[str, Any]:
         return {"image": image, "direction": d, "mission": missions, "mission_tokens": self.mission_token_ids()}
@@ -542,7 +571,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             raise ValueError(f"cannot carry a {u.carrying.type}")
         carry_inside = C.contents_code_of_object(u.carrying)
         if self.contents is None and ((inside != C.C_EMPTY).any() or carry_inside != C.C_EMPTY):
-            raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+            if not self.family.box_contents:
+                raise ValueError(f"{self.env_id}'s family does not have boxes with contents")
+            self.contents = torch.full_like(self.grid, C.C_EMPTY)
         if self.contents is not None:
             self.contents[i] = torch.as_tensor(inside.reshape(-1), device=self.device)
         self.carry_contents[i] = carry_inside
@@ -557,6 +588,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             self.task[i, k] = (int(y) + PAD) * self.Wp + int(x) + PAD
         if self.mission is None:
             self.mission_id[i] = self.intern_mission(u.mission)
+            self._row_missions = self._row_tokens = None  # rebuilt at the next read
         elif u.mission != self.mission:
             raise ValueError(f"mission {u.mission!r} != {self.mission!r}")
         self.family.load_minigrid_state(self, i, u)

@@ -8,6 +8,7 @@ A family is one small file under ``families/`` holding a :class:`Family` subclas
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +26,8 @@ class Layouts:
     ``agent``: (m,) padded flat agent index; ``dir``: (m,) directions; ``task``: (m, K) padded flat positions of
     the family's task state (K = ``Family.num_task_positions``); ``mission``: (m,) indices into the engine's
     mission list, or None for the family's one mission; ``contents``: (m, Hp * Wp) uint8 codes of what each
-    cell's box holds (``C_EMPTY``: nothing), or None when no box holds anything.
+    cell's box holds (``C_EMPTY``: nothing), or None when no box holds anything; ``extras``: the family's arrays of
+    these layouts (:meth:`Family.pack_layout_extras`), for its ``reset_rows``.
     """
 
     grid: torch.Tensor
@@ -34,7 +36,7 @@ class Layouts:
     task: torch.Tensor | None = None
     mission: torch.Tensor | None = None
     contents: torch.Tensor | None = None
-    extras: dict[str, torch.Tensor] | None = None
+    extras: Mapping[str, torch.Tensor] | None = None
 
 
 class Family:
@@ -81,6 +83,12 @@ class Family:
 
     def check_layout_extras(self, layouts: dict[str, Any]) -> None:
         """ValueError unless the family's arrays in ``layouts`` (read from a cache file) are in range."""
+
+    def pack_layout_extras(self, extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The arrays a reset reads (``Layouts.extras``), made by the bank once per layout, as layouts arrive, from
+        :meth:`layout_extras`' arrays (``n`` layouts as tensors on the bank's device); an array returned as it came
+        is read in place. By default the family's arrays themselves."""
+        return extras
 
     def init_state(self, env: BatchedMiniGridEnv) -> None:
         """Allocates the family's own per-env state on ``env`` (called once, before the first reset)."""

@@ -26,6 +26,7 @@ MISSION_WORDS: tuple[str, ...] = (
 )
 MAX_MISSION_WORDS = 17  # LockedRoom's "get the red key from the blue room, unlock the ... goal"
 TOKEN_OF_WORD = {word: k + 1 for k, word in enumerate(MISSION_WORDS)}
+assert len(MISSION_WORDS) < 256  # the engine keeps each row's tokens as uint8
 _WORD = re.compile("([a-z]+)")
 
 

@@ -30,6 +30,52 @@ from torch_rl.envs.minigrid.view import PAD
 A_PICKUP, A_DROP, A_TOGGLE = 3, 4, 5
 
 
+# the packed per-row state (:func:`pack`): int64 columns [carry code, limit, carried id, kind x4, mask x4, mask of
+# desc_fixed x4, pre-carrying id x4], of which the verifier keeps all but the first two; bool columns [sequenced,
+# strict sequence, part is an and x2, strict x4, an and's memo x4, part 0 done, go-to positions stale (True)]; the
+# rules a row uses (bool: leaf kinds 0..4, a sequence, an and, a strict leaf)
+STATE, FLAGS, USED = 19, 14, 8
+
+
+def pack(extras: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
+    """The arrays :meth:`BatchedVerifier.load` reads, from :func:`.instructions.encode`'s (n rows, as tensors):
+    made once per layout by the bank, so that a reset copies a few packed rows."""
+    n = extras["tree"].shape[0]
+    dev = extras["tree"].device
+    tree = extras["tree"].view(n, 4)
+    leaf = extras["leaf"].view(n, I.NUM_SLOTS, 5)
+    carry = extras["carry"].view(n, 2)
+    kind = leaf[..., 0]
+    state = torch.cat(
+        [carry[:, :1], extras["limit"].view(n, 1), carry[:, 1:], kind, leaf[..., 2], leaf[..., 3], leaf[..., 4]], 1
+    )
+    done = extras["done"].view(n, I.NUM_SLOTS + 1) != 0
+    is_and = tree[:, 2:] == I.PART_AND
+    strict = leaf[..., 1] != 0
+    stale = torch.ones(n, 1, dtype=torch.bool, device=dev)
+    flags = torch.cat([tree[:, :2] != 0, is_and, strict, done, stale], 1)
+    kinds = (kind.unsqueeze(2) == torch.arange(5, device=dev)).any(1)
+    used = torch.cat([kinds, tree[:, :1] != 0, is_and.any(1, keepdim=True), strict.any(1, keepdim=True)], 1)
+    # id -> bits of the go-to slots whose descriptions match it
+    member = (leaf[..., 2].unsqueeze(2) >> torch.arange(I.MAX_IDS, device=dev)) & 1  # (n, slots, ids)
+    goto = (kind == I.GOTO).unsqueeze(2)
+    slot_bits = torch.tensor([1 << s for s in range(I.NUM_SLOTS)], dtype=torch.uint8, device=dev)
+    goto_bits = ((member * goto).to(torch.uint8) * slot_bits.view(1, -1, 1)).sum(1).to(torch.uint8)
+    Wp = width + 2 * PAD
+    xy = extras["obj_pos"].view(n, I.MAX_IDS, 2)
+    flat = (xy[..., 1] + PAD) * Wp + xy[..., 0] + PAD
+    obj_pos = torch.where(xy[..., 0] < 0, Wp + 1, flat).to(torch.int16)  # Wp + 1: "nowhere"
+    return {
+        "state": state,
+        "flags": flags,
+        "used": used,
+        "goto_bits": goto_bits,
+        "obj_pos": obj_pos,
+        "ids": extras["ids"],
+        "known": extras["known"],
+    }
+
+
 class BatchedVerifier:
     """The verifier's state for ``env``'s B rows, and its step."""
 
@@ -40,87 +86,87 @@ class BatchedVerifier:
         self.known = torch.zeros(B, cells, dtype=torch.uint8, device=dev)
         self.goto_cells = torch.zeros(B, cells, dtype=torch.uint8, device=dev)  # known bits of the objects now
         self.goto_bits = torch.zeros(B, I.MAX_IDS, dtype=torch.uint8, device=dev)  # id -> slots of its go-tos
+        # a reset writes only the grid's cells: the padding stays 0 (no object; no step writes there)
+        self._ids_in, self._known_in, self._goto_in = (
+            env.grid_view(t)[:, PAD : PAD + env.height, PAD : PAD + env.width]
+            for t in (self.ids, self.known, self.goto_cells)
+        )
         # padded flat cur_pos (a row whose instruction has no "put next to" keeps "nowhere": always in the grid)
         self.obj_pos = torch.full((B, I.MAX_IDS), env.Wp + 1, dtype=torch.int64, device=dev)
-        self.carry_id = torch.zeros(B, dtype=torch.int64, device=dev)
-        self.sequenced = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.strict_sequence = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.part_and = torch.zeros(B, 2, dtype=torch.bool, device=dev)
-        self.kind = torch.zeros(B, I.NUM_SLOTS, dtype=torch.int64, device=dev)
-        self.strict = torch.zeros(B, I.NUM_SLOTS, dtype=torch.bool, device=dev)
-        self.mask = torch.zeros(B, I.NUM_SLOTS, dtype=torch.int64, device=dev)
-        self.mask_fixed = torch.zeros(B, I.NUM_SLOTS, dtype=torch.int64, device=dev)
-        self.pre = torch.zeros(B, I.NUM_SLOTS, dtype=torch.int64, device=dev)
-        self.succeeded = torch.zeros(B, I.NUM_SLOTS, dtype=torch.bool, device=dev)  # an and's memo
-        self.first_done = torch.zeros(B, dtype=torch.bool, device=dev)
+        # the per-row state as two tensors (a reset writes each in one copy), and its fields as views of them
+        self.state = torch.zeros(B, STATE - 2, dtype=torch.int64, device=dev)
+        self.flags = torch.zeros(B, FLAGS, dtype=torch.bool, device=dev)
+        S = I.NUM_SLOTS
+        self.carry_id = self.state[:, 0]
+        self.kind = self.state[:, 1 : 1 + S]
+        self.mask = self.state[:, 1 + S : 1 + 2 * S]
+        self.mask_fixed = self.state[:, 1 + 2 * S : 1 + 3 * S]
+        self.pre = self.state[:, 1 + 3 * S : 1 + 4 * S]
+        self.sequenced = self.flags[:, 0]
+        self.strict_sequence = self.flags[:, 1]
+        self.part_and = self.flags[:, 2:4]
+        self.strict = self.flags[:, 4 : 4 + S]
+        self.succeeded = self.flags[:, 4 + S : 4 + 2 * S]  # an and's memo
+        self.first_done = self.flags[:, 4 + 2 * S]
+        # a row's known go-to positions may lag its objects' (set at a reset; cleared by a drop's refresh)
+        self.stale = self.flags[:, 5 + 2 * S]
         # (-1, -1), where Minigrid puts a carried object, as a padding cell whose neighbours are padding too
         self.nowhere = env.Wp + 1
-        self._slot_bits = torch.tensor([1 << s for s in range(I.NUM_SLOTS)], dtype=torch.uint8, device=dev)
-        self._id_range = torch.arange(I.MAX_IDS, device=dev)
         self._neighbours = torch.tensor([1, -1, env.Wp, -env.Wp], device=dev)
         self._slots = torch.arange(I.NUM_SLOTS, device=dev)
         self._is_door = torch.tensor([C.door_of(c) is not None for c in range(C.N_CODES)], device=dev)
         # what the instructions loaded so far use (only grows): leaf kinds, slots, strict rules
+        self.used = [False] * USED
         self.kinds: set[int] = set()
         self.num_slots = 1
         self.any_strict = False
+        self._bank_seen, self._bank_used = -1, [True] * USED  # the rules the bank's layouts use, at its size then
 
     # ------------------------------------------------------------------ state in
-    def load(self, rows: torch.Tensor, extras: dict[str, torch.Tensor]) -> None:
-        """Rows ``rows`` take the encoded state ``extras`` (:func:`.instructions.encode`, one row per env row).
-        What none of these rows' instructions reads (go-to positions, objects' places) is left as it was."""
+    def load(self, rows: torch.Tensor, packed: dict[str, torch.Tensor], from_bank: bool = True) -> None:
+        """Rows ``rows`` take the packed state ``packed`` (:func:`pack`, one row per env row), drawn from the bank's
+        layouts (``from_bank``) or not. Go-to positions and objects' places are written only where some row's
+        instruction reads them (the rules check a row's kinds before reading them)."""
         env, m = self.env, rows.numel()
-        tree = extras["tree"].view(m, 4)
-        leaf = extras["leaf"].view(m, I.NUM_SLOTS, 5)
-        kind = leaf[..., 0]
-        kinds = self._note_rules(kind, tree, leaf[..., 1])
-        carry = extras["carry"].view(m, 2)
-        env.carry[rows] = carry[:, 0]
-        env.limit[rows] = extras["limit"].view(m)
-        self.sequenced[rows] = tree[:, 0] != 0
-        self.strict_sequence[rows] = tree[:, 1] != 0
-        self.part_and[rows] = tree[:, 2:] == I.PART_AND
-        self.kind[rows] = kind
-        self.strict[rows] = leaf[..., 1] != 0
-        self.mask[rows] = leaf[..., 2]
-        self.mask_fixed[rows] = leaf[..., 3]
-        self.pre[rows] = leaf[..., 4]
-        done = extras["done"].view(m, I.NUM_SLOTS + 1) != 0
-        self.succeeded[rows] = done[:, : I.NUM_SLOTS]
-        self.first_done[rows] = done[:, I.NUM_SLOTS]
-        ids = env.pad_cells(extras["ids"].view(m, -1))
-        self.ids[rows] = ids
-        self.carry_id[rows] = carry[:, 1]
-        if I.PUTNEXT in kinds:
-            xy = extras["obj_pos"].view(m, I.MAX_IDS, 2)
-            flat = (xy[..., 1] + PAD) * env.Wp + xy[..., 0] + PAD
-            self.obj_pos[rows] = torch.where(xy[..., 0] < 0, self.nowhere, flat)
-        if I.GOTO in kinds:
-            self.known[rows] = env.pad_cells(extras["known"].view(m, -1))
-            # id -> bits of the go-to slots whose descriptions match it
-            member = (leaf[..., 2].unsqueeze(2) >> self._id_range) & 1  # (m, slots, ids)
-            goto = (kind == I.GOTO).unsqueeze(2)
-            bits = ((member * goto).to(torch.uint8) * self._slot_bits.view(1, -1, 1)).sum(1).to(torch.uint8)
+        self._note_rules(packed["used"], from_bank)
+        state = packed["state"]
+        env.carry[rows] = state[:, 0]
+        env.limit[rows] = state[:, 1]
+        self.state[rows] = state[:, 2:]
+        self.flags[rows] = packed["flags"]
+        H, W = env.height, env.width
+        ids = packed["ids"]
+        self._ids_in[rows] = ids.view(m, H, W)
+        if I.PUTNEXT in self.kinds:
+            self.obj_pos[rows] = packed["obj_pos"].long()
+        if I.GOTO in self.kinds:
+            bits = packed["goto_bits"]
+            self._known_in[rows] = packed["known"].view(m, H, W)
             self.goto_bits[rows] = bits
-            self.goto_cells[rows] = torch.gather(bits, 1, ids.long())
+            self._goto_in[rows] = torch.gather(bits, 1, ids.long()).view(m, H, W)
 
-    def _note_rules(self, kind, tree, strict) -> set[int]:
-        """Adds what these instructions use to the rules computed at each step (one host sync per reset); returns
-        their leaf kinds."""
-        used = torch.cat([torch.bincount(kind.reshape(-1), minlength=5) > 0, (tree[:, :1] != 0).any(0)])
-        used = torch.cat([used, (tree[:, 2:] == I.PART_AND).any().view(1), (strict != 0).any().view(1)])
-        used = used.tolist()
-        kinds = {k for k in (I.GOTO, I.OPEN, I.PICKUP, I.PUTNEXT) if used[k]}
-        self.kinds |= kinds
-        if used[5] or used[6]:  # a sequence or an "and": more than one slot
+    def _note_rules(self, used_rows: torch.Tensor, from_bank: bool) -> None:
+        """Adds what these rows' instructions use to the rules computed at each step: nothing to do (and no host
+        sync) once the rules cover all that the bank's layouts use."""
+        bank = self.env.bank
+        if from_bank and bank is not None:
+            if bank.received != self._bank_seen:
+                self._bank_seen = bank.received
+                self._bank_used = bank.packed["used"][: bank.received].any(0).tolist()
+            if all(u <= s for u, s in zip(self._bank_used, self.used, strict=True)):
+                return
+        used = used_rows.any(0).tolist()
+        self.used = [u or s for u, s in zip(used, self.used, strict=True)]
+        self.kinds = {k for k in (I.GOTO, I.OPEN, I.PICKUP, I.PUTNEXT) if self.used[k]}
+        if self.used[5] or self.used[6]:  # a sequence or an "and": more than one slot
             self.num_slots = I.NUM_SLOTS
-        self.any_strict |= used[7]
-        return kinds
+        self.any_strict = self.used[7]
 
     # ------------------------------------------------------------------ step
     def before_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         env = self.env
-        return env.front(), env.front_code(), env.carry
+        front = env.front()
+        return front, torch.gather(env.grid, 1, front.unsqueeze(1)).view(-1).long(), env.carry
 
     def after_step(self, actions: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(success, failure) per row, after the engine's generic step; updates the objects and the verifier."""
@@ -132,23 +178,30 @@ class BatchedVerifier:
         if not self.kinds - {I.OPEN}:  # doors never move: "open" needs no tracking
             return
         env = self.env
-        picked = (a == A_PICKUP) & (carried == C.C_EMPTY) & (env.carry != C.C_EMPTY)
-        dropped = (a == A_DROP) & (carried != C.C_EMPTY) & (env.carry == C.C_EMPTY)
+        # the hands change only by a pickup (from empty) or a drop (to empty): no need to read the action
+        picked = (carried == C.C_EMPTY) & (env.carry != C.C_EMPTY)
+        dropped = (carried != C.C_EMPTY) & (env.carry == C.C_EMPTY)
         opened_box = (a == A_TOGGLE) & (front_code >= C.C_BOX0) & (front_code < C.C_BOX0 + C.N_COLORS)
         at = front.unsqueeze(1)
         id_front = torch.gather(self.ids, 1, at).view(-1).long()
-        revealed = torch.where(env.front_code() != C.C_EMPTY, I.UNTRACKED, 0)  # what the box held: no description's
+        # what the box held (the front cell now; a toggle leaves the direction as it was): no description's
+        revealed = torch.where(torch.gather(env.grid, 1, at).view(-1) != C.C_EMPTY, I.UNTRACKED, 0)
         new_id = torch.where(
             picked, 0, torch.where(dropped, self.carry_id, torch.where(opened_box, revealed, id_front))
         )
         if I.PUTNEXT in self.kinds:  # cur_pos: only "put next to" reads it
             moved = torch.where(picked, id_front, torch.where(dropped, self.carry_id, 0))  # id 0's cur_pos: unused
             self.obj_pos.scatter_(1, moved.unsqueeze(1), torch.where(picked, self.nowhere, front).unsqueeze(1))
-        self.carry_id = torch.where(picked, id_front, torch.where(dropped, 0, self.carry_id))
+        self.carry_id.copy_(torch.where(picked, id_front, torch.where(dropped, 0, self.carry_id)))
         self.ids.scatter_(1, at, new_id.to(torch.uint8).unsqueeze(1))
         if I.GOTO in self.kinds:
             self.goto_cells.scatter_(1, at, torch.gather(self.goto_bits, 1, new_id.unsqueeze(1)))
-            refresh = (a == A_DROP).nonzero().squeeze(1)  # update_objs_poss: every drop action, done or not
+            # update_objs_poss: every drop action, done or not; where no object moved since the last refresh (or
+            # the reset), the known positions are the objects' already: only the other rows are copied
+            drop = a == A_DROP
+            self.stale |= picked | dropped | opened_box
+            refresh = (drop & self.stale).nonzero().squeeze(1)
+            self.stale &= ~drop
             if refresh.numel():
                 self.known.index_copy_(0, refresh, self.goto_cells.index_select(0, refresh))
 
@@ -159,11 +212,12 @@ class BatchedVerifier:
         carry_id = self.carry_id.unsqueeze(1)
         a = a.unsqueeze(1)
         kind, mask, pre = self.kind[:, :n], self.mask[:, :n], self.pre[:, :n]
-        success = torch.zeros_like(kind, dtype=torch.bool)
-        failure = torch.zeros_like(success)
+        failure = torch.zeros_like(kind, dtype=torch.bool)
         if I.GOTO in kinds:  # facing one of the positions its description has (or had) objects at
             known = torch.gather(self.known, 1, at).long()
-            success |= (kind == I.GOTO) & (((known >> self._slots[:n]) & 1) != 0)
+            success = (kind == I.GOTO) & (((known >> self._slots[:n]) & 1) != 0)
+        else:
+            success = torch.zeros_like(failure)
         if I.OPEN in kinds:  # toggling one of its doors open; strict: toggling any other door fails
             code = env.front_code()
             toggle = a == A_TOGGLE
@@ -202,7 +256,7 @@ class BatchedVerifier:
         called1 = self.sequenced & (first_done | ok0 | (self.strict_sequence & cont0))
         ok1, fail1, slots1 = self._part(1, success, failure, called1)
         if remembers:  # preCarrying: set whenever a slot is asked
-            self.pre = torch.where(slots0 | slots1, carry_id, self.pre)
+            self.pre.copy_(torch.where(slots0 | slots1, carry_id, self.pre))
         seq = self.sequenced
         ok = torch.where(seq, torch.where(first_done, ok1, ok0 & ok1), ok0)
         fail = torch.where(
@@ -210,7 +264,7 @@ class BatchedVerifier:
             torch.where(first_done, fail1, fail0 | (ok0 & fail1) | (cont0 & self.strict_sequence & ok1)),
             fail0,
         )
-        self.first_done = first_done | (seq & ok0)
+        self.first_done.copy_(first_done | (seq & ok0))  # (first_done is this view: ok and fail are made)
         return ok, fail
 
     def _part(self, p, success, failure, called) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 
 from torch_rl.envs.minigrid import instructions
 from torch_rl.envs.minigrid.family import BankFamily
-from torch_rl.envs.minigrid.verifier import BatchedVerifier
+from torch_rl.envs.minigrid.verifier import BatchedVerifier, pack
 
 # The longest sentence BabyAI's grammar makes: two "and"s of two "put next to"s in sequence, each "put" + an
 # object of up to 7 words ("the red ball in front of you") + "next to" + another: 4 * 17 + 2 + 2 = 72 words
@@ -48,6 +48,9 @@ class BabyAIFamily(BankFamily):
     def check_layout_extras(self, layouts: dict[str, Any]) -> None:
         instructions.check_arrays(layouts, self.height, self.width)
 
+    def pack_layout_extras(self, extras: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return pack(extras, self.height, self.width)
+
     def init_state(self, env) -> None:
         self.verifier = BatchedVerifier(env)
 
@@ -56,7 +59,7 @@ class BabyAIFamily(BankFamily):
 
     def load_minigrid_state(self, env, i, real) -> None:
         extras = {k: torch.as_tensor(v, device=env.device).unsqueeze(0) for k, v in instructions.encode(real).items()}
-        self.verifier.load(torch.tensor([i], device=env.device), extras)
+        self.verifier.load(torch.tensor([i], device=env.device), pack(extras, self.height, self.width), from_bank=False)
 
     def before_step(self, env, actions):
         return self.verifier.before_step()
