@@ -8,7 +8,8 @@ Each row is one setting, envs x steps per env, with 4 epochs x 8 mini-batches pe
 - ``mlp``: rejax's default network, separate actor and critic MLPs (64x64, tanh) on the flattened 7x7x3 view;
 - ``conv``: the starter files' model (model.py) and preprocessing, as ``scripts.train`` builds them.
 
-Each measurement runs in a process of its own (a fresh torch.compile state, the same start for every contender):
+The learner uses ``--threads`` torch threads (default: every core, as the peer's XLA does). Each measurement runs
+in a process of its own (a fresh torch.compile state, the same start for every contender):
 it builds the env and the algorithm, runs one update (the warm-up, which compiles with ``compiled``), then updates
 for ``--seconds`` and reports training frames per second. ``start`` is the time to the end of the warm-up update,
 compile included (Inductor's on-disk cache makes a second run's shorter; ``--fresh-cache`` measures a cold one).
@@ -151,17 +152,20 @@ def _json_of(command, env) -> dict | None:
 
 
 def peer_available(args) -> bool:
-    probe = subprocess.run(
-        [args.peer_python, "-c", "import jax, navix, rejax"], cwd=REPO, capture_output=True, text=True
-    )
-    if probe.returncode != 0:
+    try:
+        probe = subprocess.run(
+            [args.peer_python, "-c", "import jax, navix, rejax"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:  # no such interpreter
+        probe = None
+    if probe is None or probe.returncode != 0:
         print('rejax + NAVIX: skipped (not installed for --peer-python; pip install -e ".[peers]")', flush=True)
         return False
     return True
 
 
 def sweep(args):
-    with_peer = args.peer_python is not None and peer_available(args)
+    with_peer = not args.no_peer and peer_available(args)
     rows = []
     head = f"{'setting':>9} {'model':>5} " + " ".join(f"{m + ' FPS':>14} {'start s':>8}" for m in args.modes)
     head += f" {'rejax FPS':>10} {'ratio':>6}" if with_peer else ""
@@ -225,10 +229,15 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=8.0, help="measured training time per row, after the warm-up")
     p.add_argument("--device", default="cpu")
     p.add_argument(
-        "--threads", type=int, default=1, help="the learner's torch threads (scripts.train's default is 1); the env: 1"
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="the learner's torch threads (default: every core, as JAX's peer uses them; scripts.train's default is "
+        "1, for machines whose cores other work shares); the env steps on one",
     )
     p.add_argument("--peer-python", default=sys.executable, help="interpreter with jax, navix and rejax")
     p.add_argument("--peer-frames", type=float, default=1e6, help="frames of each peer measurement")
+    p.add_argument("--no-peer", action="store_true", help="torch_rl only")
     p.add_argument("--fresh-cache", action="store_true", help="an empty Inductor cache: cold-start compile times")
     p.add_argument("--solve", action="store_true", help="also the wall-clock time to solve DoorKey-8x8")
     p.add_argument("--peer-solve-setting", default="64x128", help="rejax's setting for --solve")

@@ -104,6 +104,7 @@ def test_compiled_env_gives_the_eager_envs_bytes(env_id):
     assert compiled.compiled and not eager.compiled
     generator = torch.Generator().manual_seed(0)
     assert_same_obs(eager.get_obs(), compiled.get_obs())
+    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0  # timed at the first observation
     ended = 0
     for _ in range(300):
         actions = torch.randint(0, 7, (16,), generator=generator)
@@ -136,3 +137,24 @@ def test_compiled_env_against_minigrid():
 def test_compiled_babyai_env_against_minigrid():
     stats = run_babyai_fidelity("BabyAI-PutNextLocal-v0", num_envs=4, num_steps=80, seed=3, compile=True)
     assert stats["steps"] == 320 and stats["pickups"] > 0, stats
+
+
+# ------------------------------------------------------------------------------------------- the starter files
+def test_train_compile_logs_the_compile_time_and_trains_the_same_model(tmp_path, monkeypatch):
+    from scripts.train import main
+
+    monkeypatch.setenv("TORCH_RL_STORAGE", str(tmp_path))
+    threads = torch.get_num_threads()
+    flags = ["--algo", "ppo", "--env", ENV_ID, "--batched", "--procs", "4", "--frames-per-proc", "16"]
+    flags += ["--batch-size", "32", "--epochs", "1", "--frames", "128", "--quiet", "--no-recipe"]
+    try:
+        main([*flags, "--model", "eager"])
+        main([*flags, "--model", "compiled", "--compile"])
+    finally:
+        torch.set_num_threads(threads)
+    log = (tmp_path / "compiled" / "log.txt").read_text()
+    assert "# compiled in " in log and "# compiled in " not in (tmp_path / "eager" / "log.txt").read_text()
+    eager, compiled = (
+        torch.load(tmp_path / m / "status.pt", weights_only=True)["model_state"] for m in ("eager", "compiled")
+    )
+    assert max((eager[k] - compiled[k]).abs().max().item() for k in eager) < TOLERANCE

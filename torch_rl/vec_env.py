@@ -47,6 +47,11 @@ class EnvBatch:
     # True where the envs take the sampled actions as torch tensors (on the device), not as numpy arrays.
     accepts_torch_actions: bool = False
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds the envs spent compiling (torch.compile), for the logs; 0 for envs that do not compile."""
+        return 0.0
+
     def reset(self, seed: int | None = None) -> Any:
         raise NotImplementedError
 
@@ -465,6 +470,10 @@ class VectorEnvBatch(EnvBatch):
         self.single_action_space = env.single_action_space
         self.single_observation_space = env.single_observation_space
         self.accepts_torch_actions = bool(getattr(env, "accepts_torch_actions", False))
+
+    @property
+    def compile_seconds(self) -> float:
+        return float(getattr(self.env, "compile_seconds", 0.0))
 
     def reset(self, seed: int | None = None) -> Any:
         obs, _ = self.env.reset(seed=seed)

@@ -162,7 +162,7 @@ class Trainer:
             hook(self)
         logs = update_parameters(self.algo)
         if self.algo.compile and self.checkpoint.update == self.first_update:
-            self.log.line(f"# compiled in {self.algo.compile_seconds:.1f} s (first calls of the compiled graphs)")
+            self.log.line(f"# compiled in {self.algo.compile_seconds:.1f} s (the first calls of the compiled graphs)")
         # The update's bookkeeping happens whole: an interrupt here waits, so status and logs stay in step.
         with interrupts_deferred():
             check_finite(self.acmodel)

@@ -194,8 +194,9 @@ class BaseAlgo(ABC):
 
     @property
     def compile_seconds(self) -> float:
-        """Seconds spent in the compiled functions' first calls, compile included (0 without ``compile``)."""
-        return compile_seconds(list(self._compiled.values()))
+        """Seconds spent in the compiled functions' first calls, compile included (0 without ``compile``), and in
+        the env's, for an env that compiles (a BatchedMiniGridEnv made with ``compile=True``)."""
+        return compile_seconds(list(self._compiled.values())) + self.env.compile_seconds
 
     @property
     def masks(self) -> torch.Tensor:
