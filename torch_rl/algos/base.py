@@ -77,9 +77,9 @@ class BaseAlgo(ABC):
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
     compile : run acting, the mini-batch loss and the gradient step as torch.compile graphs
-        (torch_rl/algos/compiled.py): faster where Python overhead sets the time (small batches), after a compile
-        of tens of seconds on first use (``compile_seconds``). Results match the eager path up to float
-        rounding; sampling draws from the same generator.
+        (torch_rl/algos/compiled.py): faster where Python overhead sets the time (small models and batches), after
+        a compile on first use (``compile_seconds``). Results match the eager path up to float rounding; sampling
+        draws from the same generator.
 
     Every argument is checked where it is set, and the first step checks what ``preprocess_obss`` and the model
     return (torch_rl/algos/checks.py): a mistake is a TypeError or ValueError naming the argument. A2CAlgo and
