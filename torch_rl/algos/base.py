@@ -25,8 +25,8 @@ from torch_rl.algos.checks import (
     check_number,
     reshape_reward_error,
 )
-from torch_rl.algos.compiled import CompiledFunction, compile_seconds
 from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
+from torch_rl.compiled import CompiledFunction
 from torch_rl.dictlist import DictList
 from torch_rl.exploration import ExplorationBonus
 from torch_rl.normalization import RewardScaler
@@ -77,7 +77,7 @@ class BaseAlgo(ABC):
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
     compile : run acting, the mini-batch loss and the gradient step as torch.compile graphs
-        (torch_rl/algos/compiled.py): faster where Python overhead sets the time (small models and batches), after
+        (torch_rl/compiled.py): faster where Python overhead sets the time (small models and batches), after
         a compile on first use (``compile_seconds``). Results match the eager path up to float rounding; sampling
         draws from the same generator.
 
@@ -189,14 +189,14 @@ class BaseAlgo(ABC):
             return fn
         compiled = self._compiled.get(name)
         if compiled is None:
-            compiled = self._compiled[name] = CompiledFunction(fn, self.device)
+            compiled = self._compiled[name] = CompiledFunction(fn, cuda_graphs=self.device.type == "cuda")
         return compiled
 
     @property
     def compile_seconds(self) -> float:
         """Seconds spent in the compiled functions' first calls, compile included (0 without ``compile``), and in
         the env's, for an env that compiles (a BatchedMiniGridEnv made with ``compile=True``)."""
-        return compile_seconds(list(self._compiled.values())) + self.env.compile_seconds
+        return sum(f.seconds for f in self._compiled.values()) + self.env.compile_seconds
 
     @property
     def masks(self) -> torch.Tensor:

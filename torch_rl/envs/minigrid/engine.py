@@ -24,7 +24,6 @@ bits of the row); cells are encoded three at a time through one table.
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import gymnasium as gym
@@ -33,6 +32,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
+from torch_rl.compiled import CompiledFunction
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid import view
 from torch_rl.envs.minigrid.family import Family
@@ -196,8 +196,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self._all = torch.arange(B, device=dev)
         # the whole batch's view, compiled for its one shape (resets of a few rows stay eager: their shapes vary)
         self.compiled = compile and (self.device.type == "cuda" or B <= COMPILED_VIEW_MAX_CPU_BATCH)
-        self._compiled_image = torch.compile(self._image, dynamic=False) if self.compiled else None
-        self.compile_seconds = 0.0  # the compiled view's first call, compile included
+        self._compiled_image = CompiledFunction(self._image) if self.compiled else None
         fam.init_state(self)
         with self._threads():
             self._reset_rows(self._all)
@@ -417,15 +416,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return img[:, : V * V * 3].contiguous().view(m, V, V, 3)
 
     def _batch_image(self, grid, agent, d, carry) -> torch.Tensor:
-        """``_image`` of the whole batch: compiled with ``compile`` (its first call timed in ``compile_seconds``)."""
-        if self._compiled_image is None:
-            return self._image(grid, agent, d, carry)
-        if self.compile_seconds:
-            return self._compiled_image(grid, agent, d, carry)
-        start = time.perf_counter()
-        image = self._compiled_image(grid, agent, d, carry)
-        self.compile_seconds = time.perf_counter() - start
-        return image
+        """``_image`` of the whole batch, compiled with ``compile``."""
+        return (self._compiled_image or self._image)(grid, agent, d, carry)
+
+    @property
+    def compile_seconds(self) -> float:
+        """The compiled view's first call, compile included (0 until then, and without ``compile``)."""
+        return self._compiled_image.seconds if self._compiled_image is not None else 0.0
 
     def _mission_list(self) -> list[str]:
         if self._row_missions is None:
