@@ -42,6 +42,7 @@ BAD_FILES = {
     "epochs huge": ('["E-v0"]\nepochs = 1000000\n', ["epochs", "from 1 to 1000", "got 1000000"]),
     "entropy_coef huge": ('["E-v0"]\nentropy_coef = 1e308\n', ["entropy_coef", "from 0 to 100"]),
     "text a string": ('["E-v0"]\ntext = "yes"\n', ["text", "true or false"]),
+    "compile a number": ('["E-v0"]\ncompile = 1\n', ["compile", "true or false", "got 1"]),
     "unknown bonus": ('["E-v0"]\nexplore = "curiosity"\n', ["explore", "rnd, count, episodic, noveld, both"]),
     "coef without bonus": ('["E-v0"]\nexplore = "none"\nexplore_coef = 0.1\n', ["explore_coef"]),
     "nan": ('["E-v0"]\nlr = nan\n', ["lr", "finite"]),
