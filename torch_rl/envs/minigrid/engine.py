@@ -234,9 +234,11 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         # see-through bits per view row: t[:, j] = sum_i see[:, j * V + i] * 2**i, one matrix-vector product over
         # the (m * V, V) rows (exact: sums of distinct powers of two; a (49, 7) matrix product was 3x slower)
         self._pow2 = torch.tensor([float(1 << i) for i in range(V)], device=dev)
-        self._vis_first = torch.as_tensor(view.agent_row_table(V), device=dev)
-        self._vis_next = torch.as_tensor(view.next_row_table(V), device=dev)
-        rowmask = (np.arange(1 << V)[:, None] >> np.arange(V)[None, :]) & 1  # [bits, i]
+        first, nxt = view.chained_row_tables(V)
+        self._vis_first = torch.as_tensor(first, device=dev)
+        self._vis_next = torch.as_tensor(nxt, device=dev)
+        self._vis_high = ((1 << V) - 1) << V  # an entry's bits that the row passes on, already shifted
+        rowmask = (np.arange(1 << (2 * V))[:, None] >> np.arange(V)[None, :]) & 1  # [entry, i]: its visible bits
         self._rowmask = torch.as_tensor(rowmask.astype(np.float32), device=dev)
         # Encoding: image bytes are in Minigrid order (i, j, channel); cells are encoded three at a time:
         # triple t covers image cells i*7+j = 3t..3t+2 and its table index is sum code * N**(2-p), computed
@@ -396,19 +398,27 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     # ------------------------------------------------------------------
     def _image(self, grid, agent, d, carry) -> torch.Tensor:
         """Minigrid ``gen_obs()["image"]`` for a batch of states, uint8 (m,7,7,3)."""
-        m = agent.shape[0]
+        return self._render(self._view_codes(grid, agent, d), carry)
+
+    def _view_codes(self, grid, agent, d) -> torch.Tensor:
+        """(m, 49) float codes of the view cells, row-major (occlusion not applied yet)."""
+        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))
+        return torch.gather(grid, 1, idx).float()
+
+    def _render(self, codes, carry) -> torch.Tensor:
+        """Image of view codes (m, 49), which it overwrites: occlusion, the carried object, the encoding."""
+        m = codes.shape[0]
         V = VIEW
-        idx = self._view_off.index_select(0, d).add_(agent.unsqueeze(1))  # (m, 49), row-major
-        codes = torch.gather(grid, 1, idx).float()  # (m, 49) codes
         if not self.see_through_walls:
             see = torch.sub(C.C_OPAQUE0, codes).clamp_(0, 1)  # 1 = see behind
-            t = torch.mv(see.view(-1, V), self._pow2).view(m, V).long()  # (m, 7): t[:, j]
-            vis = torch.empty_like(t)
-            v = self._vis_first.index_select(0, t[:, V - 1])
-            vis[:, V - 1] = v
+            cols = torch.mv(see.view(-1, V), self._pow2).view(m, V).long().unbind(1)  # see-through bits of row j
+            # the rows' chained entries (view.chained_row_tables), from the agent's row up
+            entry = self._vis_first.index_select(0, cols[V - 1])
+            entries = [entry]
             for j in range(V - 2, -1, -1):
-                v = self._vis_next.index_select(0, ((v & t[:, j + 1]) << V) | t[:, j])
-                vis[:, j] = v
+                entry = self._vis_next.index_select(0, (entry & self._vis_high).bitwise_or_(cols[j]))
+                entries.append(entry)
+            vis = torch.stack(entries[::-1], 1)  # (m, V): row j's entry
             codes = codes.mul_(self._rowmask.index_select(0, vis.view(-1)).view(m, V * V))
         codes[:, self._agent_j] = carry  # carried / empty
         tri = torch.mm(codes, self._tri_w).long()  # (m, 17)
@@ -502,19 +512,30 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         reward, terminated = fam.after_step(self, a, context, reward, terminated)
         truncated = self.step_count >= (self.max_steps if self.limit is None else self.limit)
 
-        image = self._batch_image(self.grid, self.agent, self.dir, self.carry)
-        missions = self._mission_list()
         done = terminated | truncated
-        info: dict[str, Any] = {}
         rows = done.nonzero().squeeze(1)
-        if rows.numel() > 0:
-            info["final_obs"] = self._make_obs(image, self.dir.clone(), missions)
-            info["_final_obs"] = done
+        if rows.numel() == 0:
+            image = self._batch_image(self.grid, self.agent, self.dir, self.carry)
+            return self._make_obs(image, self.dir.clone(), self._mission_list()), reward, terminated, truncated, {}
+        final = self._make_obs(None, self.dir.clone(), self._mission_list())
+        if self._compiled_image is not None:
+            # the compiled graph is for the batch's one shape: the ended rows' last views come from it
+            final["image"] = self._compiled_image(self.grid, self.agent, self.dir, self.carry)
             self._reset_rows(rows)
-            image = image.clone()
+            image = final["image"].clone()
             image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
-            missions = self._mission_list()
-        return self._make_obs(image, self.dir.clone(), missions), reward, terminated, truncated, info
+        else:
+            # one view for the batch after the resets with, below it, the ended rows' last views before them
+            last_codes = self._view_codes(self.grid[rows], self.agent[rows], self.dir[rows])
+            last_carry = self.carry[rows]
+            self._reset_rows(rows)
+            codes = torch.cat([self._view_codes(self.grid, self.agent, self.dir), last_codes])
+            both = self._render(codes, torch.cat([self.carry, last_carry]))
+            image = both[: self.num_envs]
+            final["image"] = image.clone()
+            final["image"][rows] = both[self.num_envs :]
+        info = {"final_obs": final, "_final_obs": done}
+        return self._make_obs(image, self.dir.clone(), self._mission_list()), reward, terminated, truncated, info
 
     def _step_box_contents(self, a, front, fcode, new_front) -> torch.Tensor:
         """Box contents through one step (before ``carry`` changes); returns the front cells' new codes."""

@@ -11,6 +11,10 @@ Occlusion: ``process_vis`` sweeps the view row by row from the agent's row upwar
 only on the visibility bits it received from the row below and its own see-through bits, and write only that
 row and the row above. :func:`row_transition` replays Minigrid's loop for one row on bit masks (bit ``i`` is
 column ``i``); the tables below are built from it.
+
+The engine walks the view's rows with :func:`chained_row_tables`: each entry holds a row's visibility bits and,
+``V`` bits above them, the bits that row passes on (visible and see-through), so the next row's index is the
+entry's high half or'ed with that row's see-through bits: three tensor ops per row.
 """
 
 from __future__ import annotations
@@ -77,3 +81,16 @@ def next_row_table(view_size: int) -> np.ndarray:
         for t in range(1 << V):
             table[(below << V) | t] = row_transition(V, seeded, t)[0]
     return table
+
+
+def chained_row_tables(view_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first, next): :func:`agent_row_table` and :func:`next_row_table` with each entry ``vis`` stored as
+    ``vis | ((vis & see_through) << V)``, so that ``(entry & ~full) | t`` indexes the next row's entry."""
+    V = view_size
+    full = (1 << V) - 1
+    first = agent_row_table(V)
+    t = np.arange(1 << V)
+    first = first | ((first & t) << V)
+    nxt = next_row_table(V)
+    t = np.arange(1 << (2 * V)) & full
+    return first, nxt | ((nxt & t) << V)
