@@ -23,7 +23,7 @@ from minigrid.envs.babyai.core import verifier as V
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from tests.fidelity import assert_same_step
-from torch_rl.envs.minigrid import BatchedMiniGridEnv
+from torch_rl.envs.minigrid import BatchedMiniGridEnv, verifier
 from torch_rl.envs.minigrid.missions import MISSION_WORDS, mission_words
 from torch_rl.envs.minigrid.registry import BABYAI_IDS
 
@@ -443,6 +443,73 @@ def test_and_succeeds_with_both_parts_in_either_order():
         run.face(_is(_objects(instrs.instr_a.desc)))
         verdict = run.act(6)
     assert verdict == "success"
+
+
+class _ScriptedLeaf(V.ActionInstr):
+    """A leaf whose verdict the test sets for each step; it notes whether its parent asked it."""
+
+    def __init__(self):
+        super().__init__()
+        self.verdict, self.asked = "continue", False
+
+    def surface(self, env):
+        return "a scripted leaf"
+
+    def verify_action(self, action):
+        self.asked = True
+        return self.verdict
+
+
+SHAPES = [(None, False, (False, False)), (None, False, (True, False))] + [
+    (order, strict, ands)
+    for order in ("BeforeInstr", "AfterInstr")
+    for strict in (False, True)
+    for ands in ((False, False), (True, False), (False, True), (True, True))
+]
+
+
+@pytest.mark.parametrize(("order", "strict", "ands"), SHAPES)
+def test_the_sequence_lookup_is_minigrids_and_then_and_after(order, strict, ands):
+    """The verifier's one-lookup logic (``verifier.sequence_table``) against Minigrid's own ``AndInstr``,
+    ``BeforeInstr`` and ``AfterInstr``, over random runs of the four leaves' verdicts: the same verdict at every
+    step, and the same leaves asked (``preCarrying`` is set on those)."""
+    table = verifier.sequence_table()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        slots = [_ScriptedLeaf() for _ in range(4)]
+        parts = [V.AndInstr(slots[2 * p], slots[2 * p + 1]) if ands[p] else slots[2 * p] for p in range(2)]
+        if order is None:
+            tree = parts[0]
+        elif order == "BeforeInstr":
+            tree = V.BeforeInstr(parts[0], parts[1], strict=strict)
+        else:  # "Y after you X": X, the part done first, is instr_b
+            tree = V.AfterInstr(parts[1], parts[0], strict=strict)
+        tree.reset_verifier(None)
+        word = (order is not None) << verifier.SEQUENCED | strict << verifier.STRICT_SEQUENCE
+        word |= ands[0] << verifier.PART_AND | ands[1] << (verifier.PART_AND + 1)
+        for step in range(6):
+            verdicts = rng.choice(["continue", "success", "failure"], size=4, p=[0.5, 0.3, 0.2])
+            for leaf, verdict in zip(slots, verdicts, strict=True):
+                leaf.verdict, leaf.asked = verdict, False
+            expected = tree.verify(0)
+            index = word
+            for k, verdict in enumerate(verdicts):
+                index |= (verdict == "success") << (verifier.LOGIC_BITS + k)
+                index |= (verdict == "failure") << (verifier.LOGIC_BITS + 4 + k)
+            out = int(table[index])
+            got = (
+                "success"
+                if out >> verifier.LOGIC_BITS & 1
+                else "failure"
+                if out >> (verifier.LOGIC_BITS + 1) & 1
+                else "continue"
+            )
+            assert got == expected, (order, strict, ands, step, list(verdicts))
+            asked = [bool(out >> (verifier.LOGIC_BITS + 2 + k) & 1) for k in range(4)]
+            assert asked == [leaf.asked for leaf in slots], (order, strict, ands, step, list(verdicts))
+            if expected != "continue":
+                break
+            word = out & ((1 << verifier.LOGIC_BITS) - 1)
 
 
 def test_go_to_counts_where_objects_were_until_a_drop_refreshes_it():

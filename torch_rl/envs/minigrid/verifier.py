@@ -12,6 +12,10 @@ Objects are followed by id (see :mod:`.instructions`): ``ids`` per cell, the car
 ``go to`` positions (``desc.obj_poss``) are the ``known`` bits per cell, refreshed from the current objects on
 every ``drop`` action, as ``RoomGridLevel.step`` calls ``update_objs_poss``.
 
+The parts, ands and sequence combine the four slots' verdicts by a fixed logic of a few bits per row (the and's
+memo, whether part 0 is done, the tree's shape): :func:`combine` writes it once, on arrays, and
+:func:`sequence_table` evaluates it for every combination of those bits, so a step looks it up in one gather.
+
 Speed: a level's instructions often use few of the rules (GoToLocal only ``go to`` of one object, OpenDoor only
 ``open``), so the verifier works out, from the instructions its rows have held so far (a set that only grows),
 which rules, slots and object tracking any row can need, and computes only those.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from torch_rl.envs.minigrid import codes as C
@@ -31,10 +36,67 @@ A_PICKUP, A_DROP, A_TOGGLE = 3, 4, 5
 
 
 # the packed per-row state (:func:`pack`): int64 columns [carry code, limit, carried id, kind x4, mask x4, mask of
-# desc_fixed x4, pre-carrying id x4], of which the verifier keeps all but the first two; bool columns [sequenced,
-# strict sequence, part is an and x2, strict x4, an and's memo x4, part 0 done, go-to positions stale (True)]; the
-# rules a row uses (bool: leaf kinds 0..4, a sequence, an and, a strict leaf)
-STATE, FLAGS, USED = 19, 14, 8
+# desc_fixed x4, pre-carrying id x4, logic word], of which the verifier keeps all but the first two; bool columns
+# [strict x4, go-to positions stale (True)]; the rules a row uses (bool: leaf kinds 0..4, a sequence, an and, a
+# strict leaf)
+STATE, FLAGS, USED = 20, 5, 8
+# the logic word's bits: [sequenced, strict sequence, part 0 is an and, part 1 is an and, an and's memo x4, part 0
+# done]; a step's index into sequence_table adds the slots' successes (4 bits) and failures (4 bits) above them
+LOGIC_BITS = 9
+SEQUENCED, STRICT_SEQUENCE, PART_AND, MEMO, FIRST_DONE = 0, 1, 2, 4, 8
+
+
+def combine(word, success, failure):
+    """Minigrid's ``AndInstr`` and ``BeforeInstr.verify`` (``AfterInstr`` is the same, its parts swapped) over the
+    four slots' verdicts ``success`` and ``failure`` (lists of 4 bool arrays) of rows in the state ``word`` (int
+    array, the logic word's bits): (success, failure, the next logic word, the slots asked this step (list of 4))."""
+
+    def bit(k):
+        return ((word >> k) & 1) != 0
+
+    seq, strict_seq, first_done = bit(SEQUENCED), bit(STRICT_SEQUENCE), bit(FIRST_DONE)
+    memo = [bit(MEMO + k) for k in range(4)]
+    asked, new_memo = [None] * 4, list(memo)
+
+    def part(p, called):
+        a, b = 2 * p, 2 * p + 1
+        is_and = bit(PART_AND + p)
+        asked[a] = called & ~(is_and & memo[a])  # an and stops asking a side that succeeded
+        asked[b] = called & is_and & ~memo[b]
+        done_a = memo[a] | (asked[a] & success[a])
+        done_b = memo[b] | (asked[b] & success[b])
+        new_memo[a] = (is_and & done_a) | (~is_and & memo[a])
+        new_memo[b] = (is_and & done_b) | (~is_and & memo[b])
+        ok = called & ((is_and & done_a & done_b) | (~is_and & success[a]))
+        return ok, called & ~is_and & failure[a]
+
+    # part 0 is asked unless it is done; part 1 after it (and, in a strict sequence, alongside it)
+    ok0, fail0 = part(0, ~first_done)
+    going0 = ~ok0 & ~fail0
+    ok1, fail1 = part(1, seq & (first_done | ok0 | (strict_seq & going0)))
+    ok = (seq & ((first_done & ok1) | (~first_done & ok0 & ok1))) | (~seq & ok0)
+    fail_seq = (first_done & fail1) | (~first_done & (fail0 | (ok0 & fail1) | (going0 & strict_seq & ok1)))
+    fail = (seq & fail_seq) | (~seq & fail0)
+    first_done = first_done | (seq & ok0)
+    new_word = word & ((1 << MEMO) - 1)
+    for k in range(4):
+        new_word = new_word | (new_memo[k].astype(word.dtype) << (MEMO + k))
+    new_word = new_word | (first_done.astype(word.dtype) << FIRST_DONE)
+    return ok, fail, new_word, asked
+
+
+def sequence_table():
+    """:func:`combine` for every (logic word, successes, failures): entry ``[word | s << 9 | f << 13]`` is the next
+    word, then success (bit 9), failure (bit 10) and the slots asked (bits 11-14)."""
+    index = np.arange(1 << (LOGIC_BITS + 8), dtype=np.int64)
+    word = index & ((1 << LOGIC_BITS) - 1)
+    success = [((index >> (LOGIC_BITS + k)) & 1) != 0 for k in range(4)]
+    failure = [((index >> (LOGIC_BITS + 4 + k)) & 1) != 0 for k in range(4)]
+    ok, fail, new_word, asked = combine(word, success, failure)
+    out = new_word | (ok.astype(np.int64) << LOGIC_BITS) | (fail.astype(np.int64) << (LOGIC_BITS + 1))
+    for k in range(4):
+        out |= asked[k].astype(np.int64) << (LOGIC_BITS + 2 + k)
+    return out
 
 
 def pack(extras: dict[str, torch.Tensor], height: int, width: int) -> dict[str, torch.Tensor]:
@@ -46,14 +108,17 @@ def pack(extras: dict[str, torch.Tensor], height: int, width: int) -> dict[str, 
     leaf = extras["leaf"].view(n, I.NUM_SLOTS, 5)
     carry = extras["carry"].view(n, 2)
     kind = leaf[..., 0]
-    state = torch.cat(
-        [carry[:, :1], extras["limit"].view(n, 1), carry[:, 1:], kind, leaf[..., 2], leaf[..., 3], leaf[..., 4]], 1
-    )
-    done = extras["done"].view(n, I.NUM_SLOTS + 1) != 0
     is_and = tree[:, 2:] == I.PART_AND
+    done = extras["done"].view(n, I.NUM_SLOTS + 1) != 0
+    logic_bits = torch.cat([tree[:, :2] != 0, is_and, done], 1).long()  # in the logic word's order
+    logic = (logic_bits << torch.arange(LOGIC_BITS, device=dev)).sum(1, keepdim=True)
+    state = torch.cat(
+        [carry[:, :1], extras["limit"].view(n, 1), carry[:, 1:], kind, leaf[..., 2], leaf[..., 3], leaf[..., 4], logic],
+        1,
+    )
     strict = leaf[..., 1] != 0
     stale = torch.ones(n, 1, dtype=torch.bool, device=dev)
-    flags = torch.cat([tree[:, :2] != 0, is_and, strict, done, stale], 1)
+    flags = torch.cat([strict, stale], 1)
     kinds = (kind.unsqueeze(2) == torch.arange(5, device=dev)).any(1)
     used = torch.cat([kinds, tree[:, :1] != 0, is_and.any(1, keepdim=True), strict.any(1, keepdim=True)], 1)
     # id -> bits of the go-to slots whose descriptions match it
@@ -102,14 +167,13 @@ class BatchedVerifier:
         self.mask = self.state[:, 1 + S : 1 + 2 * S]
         self.mask_fixed = self.state[:, 1 + 2 * S : 1 + 3 * S]
         self.pre = self.state[:, 1 + 3 * S : 1 + 4 * S]
-        self.sequenced = self.flags[:, 0]
-        self.strict_sequence = self.flags[:, 1]
-        self.part_and = self.flags[:, 2:4]
-        self.strict = self.flags[:, 4 : 4 + S]
-        self.succeeded = self.flags[:, 4 + S : 4 + 2 * S]  # an and's memo
-        self.first_done = self.flags[:, 4 + 2 * S]
+        self.logic = self.state[:, 1 + 4 * S]
+        self.strict = self.flags[:, :S]
         # a row's known go-to positions may lag its objects' (set at a reset; cleared by a drop's refresh)
-        self.stale = self.flags[:, 5 + 2 * S]
+        self.stale = self.flags[:, S]
+        self._sequence = torch.as_tensor(sequence_table(), device=dev)
+        # a step's success and failure bits, placed above the logic word's
+        self._verdict_bits = torch.tensor([1 << (LOGIC_BITS + k) for k in range(2 * S)], device=dev)
         # (-1, -1), where Minigrid puts a carried object, as a padding cell whose neighbours are padding too
         self.nowhere = env.Wp + 1
         self._neighbours = torch.tensor([1, -1, env.Wp, -env.Wp], device=dev)
@@ -249,36 +313,11 @@ class BatchedVerifier:
                 self.pre[:, :1] = carry_id
             return success[:, 0], failure[:, 0]
 
-        # parts: part 0 is asked unless it is done; part 1 after it (and, in a strict sequence, alongside it)
-        first_done = self.first_done
-        ok0, fail0, slots0 = self._part(0, success, failure, ~first_done)
-        cont0 = ~ok0 & ~fail0
-        called1 = self.sequenced & (first_done | ok0 | (self.strict_sequence & cont0))
-        ok1, fail1, slots1 = self._part(1, success, failure, called1)
+        # the parts, their ands and the sequence: one lookup (combine's docstring)
+        index = (torch.cat([success, failure], 1) * self._verdict_bits).sum(1).bitwise_or_(self.logic)
+        out = self._sequence.index_select(0, index)
+        self.logic.copy_(out & ((1 << LOGIC_BITS) - 1))
         if remembers:  # preCarrying: set whenever a slot is asked
-            self.pre.copy_(torch.where(slots0 | slots1, carry_id, self.pre))
-        seq = self.sequenced
-        ok = torch.where(seq, torch.where(first_done, ok1, ok0 & ok1), ok0)
-        fail = torch.where(
-            seq,
-            torch.where(first_done, fail1, fail0 | (ok0 & fail1) | (cont0 & self.strict_sequence & ok1)),
-            fail0,
-        )
-        self.first_done.copy_(first_done | (seq & ok0))  # (first_done is this view: ok and fail are made)
-        return ok, fail
-
-    def _part(self, p, success, failure, called) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(success, failure, slots called (B, slots)) of part ``p`` where ``called``; updates an and's memo."""
-        a, b = 2 * p, 2 * p + 1
-        is_and = self.part_and[:, p]
-        call_a = called & ~(is_and & self.succeeded[:, a])
-        call_b = called & is_and & ~self.succeeded[:, b]
-        done_a = self.succeeded[:, a] | (call_a & success[:, a])
-        done_b = self.succeeded[:, b] | (call_b & success[:, b])
-        self.succeeded[:, a] = torch.where(is_and, done_a, self.succeeded[:, a])
-        self.succeeded[:, b] = torch.where(is_and, done_b, self.succeeded[:, b])
-        ok = called & torch.where(is_and, done_a & done_b, success[:, a])
-        fail = called & ~is_and & failure[:, a]
-        slots = torch.zeros_like(self.succeeded)
-        slots[:, a], slots[:, b] = call_a, call_b
-        return ok, fail, slots
+            asked = ((out.unsqueeze(1) >> (self._slots + LOGIC_BITS + 2)) & 1) != 0
+            self.pre.copy_(torch.where(asked, carry_id, self.pre))
+        return (out & (1 << LOGIC_BITS)) != 0, (out & (1 << (LOGIC_BITS + 1))) != 0
