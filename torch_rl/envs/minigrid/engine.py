@@ -194,6 +194,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         # each episode's step limit, for families whose limit depends on the episode (else max_steps for all)
         self.limit = torch.full((B,), fam.max_steps, dtype=torch.int64, device=dev) if fam.variable_max_steps else None
         self._all = torch.arange(B, device=dev)
+        self._success_reward: torch.Tensor | None = None
+        self.step_front = self.step_index = None
         # the whole batch's view, compiled for its one shape (resets of a few rows stay eager: their shapes vary)
         self.compiled = compile and (self.device.type == "cuda" or B <= COMPILED_VIEW_MAX_CPU_BATCH)
         self._compiled_image = CompiledFunction(self._image) if self.compiled else None
@@ -496,10 +498,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
 
         N = C.N_CODES
         self.step_count += 1
+        self._success_reward = None  # computed at most once per step (success_reward)
         front = self.front()
         fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
         ti = (a * N + fcode).mul_(N).add_(self.carry)
         new_front = self._t_front.index_select(0, ti)
+        # this step's front cells and transition indices, which a family's after_step may read (BabyAI's verifier)
+        self.step_front, self.step_index = front, ti
         if self.contents is not None:
             new_front = self._step_box_contents(a, front, fcode, new_front)
         self.grid.scatter_(1, front.unsqueeze(1), new_front.unsqueeze(1))
@@ -510,6 +515,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
         reward = torch.where(goal, self.success_reward(), 0.0)
         reward, terminated = fam.after_step(self, a, context, reward, terminated)
+        self._success_reward = None  # the resets below change step_count
         truncated = self.step_count >= (self.max_steps if self.limit is None else self.limit)
 
         done = terminated | truncated
@@ -551,11 +557,16 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return torch.where(opened, inside.to(new_front.dtype), new_front)
 
     def success_reward(self) -> torch.Tensor:
-        """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``."""
+        """(B,) float32 Minigrid's ``_reward()`` at the current step counts: ``1 - 0.9 * step_count / max_steps``
+        (computed once in a step, where the engine and the family's rules both ask for it)."""
+        if self._success_reward is not None:
+            return self._success_reward
         if self.limit is None:
-            return self._reward_tab.index_select(0, self.step_count.clamp(max=self.max_steps))
-        # Minigrid computes it in Python floats (float64), then it is returned as float32 here
-        return (1 - 0.9 * (self.step_count.double() / self.limit.clamp(min=1).double())).float()
+            reward = self._reward_tab.index_select(0, self.step_count.clamp(max=self.max_steps))
+        else:  # Minigrid computes it in Python floats (float64), then it is returned as float32 here
+            reward = (1 - 0.9 * (self.step_count.double() / self.limit.clamp(min=1).double())).float()
+        self._success_reward = reward
+        return reward
 
     def close(self, **kwargs):
         if self.bank is not None:

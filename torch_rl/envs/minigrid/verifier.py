@@ -178,6 +178,14 @@ class BatchedVerifier:
         self.nowhere = env.Wp + 1
         self._neighbours = torch.tensor([1, -1, env.Wp, -env.Wp], device=dev)
         self._slots = torch.arange(I.NUM_SLOTS, device=dev)
+        # per transition index of the engine's step (action, front code, carried code): what the hands and a box did
+        # (the hands change only by a pickup, from empty, or a drop, to empty)
+        index = torch.arange(env._t_carry.numel(), device=dev)
+        carried, front_code, action = index % C.N_CODES, index // C.N_CODES % C.N_CODES, index // C.N_CODES**2
+        self._t_picked = (carried == C.C_EMPTY) & (env._t_carry != C.C_EMPTY)
+        self._t_dropped = (carried != C.C_EMPTY) & (env._t_carry == C.C_EMPTY)
+        is_box = (front_code >= C.C_BOX0) & (front_code < C.C_BOX0 + C.N_COLORS)
+        self._t_opened_box = (action == A_TOGGLE) & is_box
         self._is_door = torch.tensor([C.door_of(c) is not None for c in range(C.N_CODES)], device=dev)
         # what the instructions loaded so far use (only grows): leaf kinds, slots, strict rules
         self.used = [False] * USED
@@ -227,25 +235,19 @@ class BatchedVerifier:
         self.any_strict = self.used[7]
 
     # ------------------------------------------------------------------ step
-    def before_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        env = self.env
-        front = env.front()
-        return front, torch.gather(env.grid, 1, front.unsqueeze(1)).view(-1).long(), env.carry
-
-    def after_step(self, actions: torch.Tensor, context: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def after_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(success, failure) per row, after the engine's generic step; updates the objects and the verifier."""
-        front, front_code, carried = context
-        self._follow_objects(actions, front, front_code, carried)
+        self._follow_objects(actions)
         return self._verdict(actions)
 
-    def _follow_objects(self, a, front, front_code, carried) -> None:
+    def _follow_objects(self, a) -> None:
         if not self.kinds - {I.OPEN}:  # doors never move: "open" needs no tracking
             return
         env = self.env
-        # the hands change only by a pickup (from empty) or a drop (to empty): no need to read the action
-        picked = (carried == C.C_EMPTY) & (env.carry != C.C_EMPTY)
-        dropped = (carried != C.C_EMPTY) & (env.carry == C.C_EMPTY)
-        opened_box = (a == A_TOGGLE) & (front_code >= C.C_BOX0) & (front_code < C.C_BOX0 + C.N_COLORS)
+        front, index = env.step_front, env.step_index  # the step's (action, front code, carried code) index
+        picked = self._t_picked.index_select(0, index)
+        dropped = self._t_dropped.index_select(0, index)
+        opened_box = self._t_opened_box.index_select(0, index)
         at = front.unsqueeze(1)
         id_front = torch.gather(self.ids, 1, at).view(-1).long()
         # what the box held (the front cell now; a toggle leaves the direction as it was): no description's
@@ -283,7 +285,7 @@ class BatchedVerifier:
         else:
             success = torch.zeros_like(failure)
         if I.OPEN in kinds:  # toggling one of its doors open; strict: toggling any other door fails
-            code = env.front_code()
+            code = torch.gather(env.grid, 1, at).view(-1).long()
             toggle = a == A_TOGGLE
             id_now = torch.gather(self.ids, 1, at).long()
             open_door = ((code >= C.C_DOOR_OPEN0) & (code < C.C_DOOR_OPEN0 + C.N_COLORS)).unsqueeze(1)

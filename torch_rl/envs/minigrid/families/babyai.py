@@ -61,10 +61,7 @@ class BabyAIFamily(BankFamily):
         extras = {k: torch.as_tensor(v, device=env.device).unsqueeze(0) for k, v in instructions.encode(real).items()}
         self.verifier.load(torch.tensor([i], device=env.device), pack(extras, self.height, self.width), from_bank=False)
 
-    def before_step(self, env, actions):
-        return self.verifier.before_step()
-
     def after_step(self, env, actions, context, reward, terminated):
-        success, failure = self.verifier.after_step(actions, context)
+        success, failure = self.verifier.after_step(actions)
         reward = torch.where(success, env.success_reward(), torch.where(failure, 0.0, reward))
         return reward, terminated | success | failure
