@@ -410,16 +410,11 @@ class LayoutBank:
         idx = (u * self.size).long().clamp_(max=self.size - 1)
         start = self.start.index_select(0, idx)
         self.drawn[start[:, 3]] = True
-        grid = env.blank_grids(m)
-        env.grid_view(grid)[:, PAD : PAD + self.height, PAD : PAD + self.width] = self.grid.index_select(0, idx).view(
-            m, self.height, self.width
-        )
+        # the grids' own cells: the engine keeps the padding around them
+        grid = self.grid.index_select(0, idx).view(m, self.height, self.width)
         contents = None  # None: every box is empty (the engine then writes C_EMPTY)
         if self.any_contents:
-            contents = torch.full_like(grid, C.C_EMPTY)
-            env.grid_view(contents)[:, PAD : PAD + self.height, PAD : PAD + self.width] = self.contents.index_select(
-                0, idx
-            ).view(m, self.height, self.width)
+            contents = self.contents.index_select(0, idx).view(m, self.height, self.width)
         extras = _Drawn(self.packed, idx) if self.packed else None
         return Layouts(grid, start[:, 0], start[:, 1], start[:, 4:], start[:, 2], contents, extras)
 

@@ -320,7 +320,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         else:
             lay = self.bank.draw(self, m, self._gen)
             self.missions = self.bank.missions
-        self.grid[rows] = lay.grid
+        self._write_cells(self.grid, rows, lay.grid)
         self.agent[rows] = lay.agent
         self.dir[rows] = lay.dir
         self.carry[rows] = C.C_EMPTY
@@ -333,9 +333,20 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if lay.contents is not None and self.contents is None:
             self.contents = torch.full_like(self.grid, C.C_EMPTY)
         if self.contents is not None:
-            self.contents[rows] = lay.contents if lay.contents is not None else C.C_EMPTY
+            if lay.contents is None:
+                self.contents[rows] = C.C_EMPTY
+            else:
+                self._write_cells(self.contents, rows, lay.contents)
             self.carry_contents[rows] = C.C_EMPTY
         self.family.reset_rows(self, rows, lay)
+
+    def _write_cells(self, grids: torch.Tensor, rows: torch.Tensor, cells: torch.Tensor) -> None:
+        """``grids[rows] = cells``, where ``cells`` are padded grids or, (m, H, W), the grid's own cells (the padding
+        around them never changes: no step writes there)."""
+        if cells.dim() == 3:
+            self.grid_view(grids)[:, PAD : PAD + self.height, PAD : PAD + self.width][rows] = cells
+        else:
+            grids[rows] = cells
 
     def _refresh_mission_tables(self) -> None:
         """Per mission of the list: its tokens and the codes it names (made once per new mission: the bank

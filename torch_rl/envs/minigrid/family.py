@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 class Layouts:
     """``m`` fresh episodes' start states, on the engine's device.
 
-    ``grid``: (m, Hp * Wp) uint8 codes, padded by the engine's wall border (see ``engine.blank_grids``);
+    ``grid``: (m, Hp * Wp) uint8 codes, padded by the engine's wall border (see ``engine.blank_grids``), or
+    (m, H, W), the grid's own cells (the border around them is the engine's and never changes: the bank's layouts);
     ``agent``: (m,) padded flat agent index; ``dir``: (m,) directions; ``task``: (m, K) padded flat positions of
     the family's task state (K = ``Family.num_task_positions``); ``mission``: (m,) indices into the engine's
     mission list, or None for the family's one mission; ``contents``: (m, Hp * Wp) uint8 codes of what each
-    cell's box holds (``C_EMPTY``: nothing), or None when no box holds anything; ``extras``: the family's arrays of
-    these layouts (:meth:`Family.pack_layout_extras`), for its ``reset_rows``.
+    cell's box holds (``C_EMPTY``: nothing), or (m, H, W) as ``grid``, or None when no box holds anything;
+    ``extras``: the family's arrays of these layouts (:meth:`Family.pack_layout_extras`), for its ``reset_rows``.
     """
 
     grid: torch.Tensor

@@ -23,6 +23,7 @@ which rules, slots and object tracking any row can need, and computes only those
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -200,7 +201,7 @@ class BatchedVerifier:
         layouts (``from_bank``) or not. Go-to positions and objects' places are written only where some row's
         instruction reads them (the rules check a row's kinds before reading them)."""
         env, m = self.env, rows.numel()
-        self._note_rules(packed["used"], from_bank)
+        self._note_rules(packed, from_bank)
         state = packed["state"]
         env.carry[rows] = state[:, 0]
         env.limit[rows] = state[:, 1]
@@ -217,7 +218,7 @@ class BatchedVerifier:
             self.goto_bits[rows] = bits
             self._goto_in[rows] = torch.gather(bits, 1, ids.long()).view(m, H, W)
 
-    def _note_rules(self, used_rows: torch.Tensor, from_bank: bool) -> None:
+    def _note_rules(self, packed: Mapping[str, torch.Tensor], from_bank: bool) -> None:
         """Adds what these rows' instructions use to the rules computed at each step: nothing to do (and no host
         sync) once the rules cover all that the bank's layouts use."""
         bank = self.env.bank
@@ -227,7 +228,7 @@ class BatchedVerifier:
                 self._bank_used = bank.packed["used"][: bank.received].any(0).tolist()
             if all(u <= s for u, s in zip(self._bank_used, self.used, strict=True)):
                 return
-        used = used_rows.any(0).tolist()
+        used = packed["used"].any(0).tolist()  # (read only here: a drawn array is gathered when read)
         self.used = [u or s for u, s in zip(used, self.used, strict=True)]
         self.kinds = {k for k in (I.GOTO, I.OPEN, I.PICKUP, I.PUTNEXT) if self.used[k]}
         if self.used[5] or self.used[6]:  # a sequence or an "and": more than one slot
