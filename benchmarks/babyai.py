@@ -8,9 +8,10 @@ For each id, one row: steps/s (transitions summed over the batch) of
 * ``torch_rl``: :class:`torch_rl.envs.BatchedMiniGridEnv` at ``--batch`` envs (one torch thread on CPU), its
   layouts drawn from a bank that was filled before timing (the bank's fill rate is ``--bank``'s subject);
 * ``minigrid``: one ``gym.make(id)`` env, Python;
-* ``envpool``: EnvPool's BabyAI at the same batch with ``--threads`` threads (``pip install envpool``; the column
-  says "absent" without it). EnvPool's layouts come from its own C++ generator and random stream, so its episodes
-  are not Minigrid's for the same seed: the comparison is of speed only.
+* ``envpool``: EnvPool's BabyAI at the same batch with ``--threads`` threads, in a child process (``pip install
+  envpool``; the column says "absent" without it, "hung" when it gave no figure within ``--envpool-timeout``).
+  EnvPool's layouts come from its own C++ generator and random stream, so its episodes are not Minigrid's for the
+  same seed: the comparison is of speed only.
 
 ``--bank``: layouts/s that Minigrid's own ``reset`` makes on one core for the slow levels, i.e. how fast a bank
 grows (the rejection sampling of BossLevel, SynthSeq and GoToSeq is most of it).
@@ -20,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
+import multiprocessing
+import queue
 import time
 
 import gymnasium as gym
@@ -40,8 +44,8 @@ def torch_rl_steps(env_id: str, batch: int, seconds: float, device: str) -> floa
     env = BatchedMiniGridEnv(env_id, batch, device=device, seed=0, bank_options=bank)
     actions = torch.randint(7, (64, batch), device=device)
     env.reset(seed=0)
-    for t in range(10):
-        env.step(actions[t])
+    for t in range(50):  # warm-up: the first steps build the mission tables and note the level's rules
+        env.step(actions[t % 64])
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for t in range(16):
@@ -69,11 +73,28 @@ def minigrid_steps(env_id: str, seconds: float) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def envpool_steps(env_id: str, batch: int, threads: int, seconds: float) -> float | None:
-    try:
-        import envpool
-    except ImportError:
+def envpool_steps(env_id: str, batch: int, threads: int, seconds: float, timeout: float) -> float | str | None:
+    """EnvPool's steps/s in a child process: None when EnvPool is absent, "hung" when it gave no figure within
+    ``timeout`` seconds (EnvPool 1.2.5's SynthS5R2 never returns from ``reset`` at 64 envs or more)."""
+    if importlib.util.find_spec("envpool") is None:
         return None
+    results = multiprocessing.get_context("spawn").Queue()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_envpool_child, args=(results, env_id, batch, threads, seconds), daemon=True
+    )
+    child.start()
+    try:
+        return results.get(timeout=timeout)
+    except queue.Empty:
+        return "hung"
+    finally:
+        child.kill()
+        child.join()
+
+
+def _envpool_child(results, env_id: str, batch: int, threads: int, seconds: float) -> None:
+    import envpool
+
     env = envpool.make_gymnasium(env_id, num_envs=batch, num_threads=threads, seed=0)
     env.reset()
     rng = np.random.default_rng(0)
@@ -82,7 +103,7 @@ def envpool_steps(env_id: str, batch: int, threads: int, seconds: float) -> floa
     while time.perf_counter() - start < seconds:
         env.step(actions[steps % 64])
         steps += 1
-    return steps * batch / (time.perf_counter() - start)
+    results.put(steps * batch / (time.perf_counter() - start))
 
 
 def bank_rate(env_id: str, seconds: float) -> float:
@@ -95,7 +116,9 @@ def bank_rate(env_id: str, seconds: float) -> float:
     return made / (time.perf_counter() - start)
 
 
-def _k(rate: float | None) -> str:
+def _k(rate: float | str | None) -> str:
+    if isinstance(rate, str):
+        return rate
     return "absent" if rate is None else f"{rate / 1000:,.0f}k"
 
 
@@ -106,13 +129,20 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="EnvPool's threads (default 2)")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing per measurement (default 1)")
     parser.add_argument("--device", default="cpu", help="torch_rl's device (default cpu)")
+    parser.add_argument(
+        "--envpool-timeout", type=float, default=120.0, help="seconds before EnvPool counts as hung (default 120)"
+    )
     parser.add_argument("--no-minigrid", action="store_true", help="skip Minigrid's own envs (slow to time)")
     parser.add_argument("--bank", action="store_true", help="measure layouts/s of Minigrid's reset instead")
     args = parser.parse_args(argv)
     ids = args.env or (list(SLOW_LEVELS) if args.bank else list(BABYAI_IDS))
     unknown = [i for i in ids if i not in BABYAI_IDS]
-    if unknown or args.batch < 1 or args.seconds <= 0 or args.threads < 1:
-        parser.error(f"unknown BabyAI ids {unknown}" if unknown else "--batch, --threads and --seconds must be > 0")
+    if unknown or args.batch < 1 or args.seconds <= 0 or args.threads < 1 or args.envpool_timeout <= 0:
+        parser.error(
+            f"unknown BabyAI ids {unknown}"
+            if unknown
+            else "--batch, --threads, --seconds and --envpool-timeout must be > 0"
+        )
     if args.bank:
         print("| id | layouts/s, one core |\n|---|---|")
         for env_id in ids:
@@ -123,10 +153,11 @@ def main(argv=None) -> None:
     ratios = []
     for env_id in ids:
         ours = torch_rl_steps(env_id, args.batch, args.seconds, args.device)
-        theirs = envpool_steps(env_id, args.batch, args.threads, args.seconds)
+        theirs = envpool_steps(env_id, args.batch, args.threads, args.seconds, args.envpool_timeout)
         plain = None if args.no_minigrid else minigrid_steps(env_id, args.seconds)
-        ratio = "" if theirs is None else f"{ours / theirs:.1f}x"
-        if theirs is not None:
+        ratio = ""
+        if isinstance(theirs, float):
+            ratio = f"{ours / theirs:.1f}x"
             ratios.append(ours / theirs)
         plain_text = "-" if plain is None else f"{plain / 1000:,.1f}k"
         print(f"| {env_id} | {_k(ours)} | {plain_text} | {_k(theirs)} | {ratio} |", flush=True)
