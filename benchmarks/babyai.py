@@ -7,8 +7,9 @@ For each id, one row: steps/s (transitions summed over the batch) of
 
 * ``torch_rl``: :class:`torch_rl.envs.BatchedMiniGridEnv` at ``--batch`` envs (one torch thread on CPU), its
   layouts drawn from a bank that was filled before timing (the bank's fill rate is ``--bank``'s subject);
+  each torch_rl and EnvPool figure is measured in a fresh child process;
 * ``minigrid``: one ``gym.make(id)`` env, Python;
-* ``envpool``: EnvPool's BabyAI at the same batch with ``--threads`` threads, in a child process (``pip install
+* ``envpool``: EnvPool's BabyAI at the same batch with ``--threads`` threads (``pip install
   envpool``; the column says "absent" without it, "hung" when it gave no figure within ``--envpool-timeout``).
   EnvPool's layouts come from its own C++ generator and random stream, so its episodes are not Minigrid's for the
   same seed: the comparison is of speed only.
@@ -21,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import multiprocessing
 import queue
 import time
+from typing import Any
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the BabyAI-* ids)
@@ -36,6 +37,30 @@ from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.registry import BABYAI_IDS
 
 SLOW_LEVELS = ("BabyAI-BossLevel-v0", "BabyAI-SynthSeq-v0", "BabyAI-GoToSeq-v0", "BabyAI-GoToLocal-v0")
+
+
+def in_child(fn, args: tuple, timeout: float) -> Any:
+    """``fn(*args)`` run in a fresh process: each measurement starts from the same state (a long run's earlier envs,
+    their banks' cache writers or a peer's threads do not weigh on it); "hung" when it gave nothing within
+    ``timeout`` seconds (EnvPool 1.2.5's SynthS5R2 never returns from ``reset`` at 64 envs or more)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_child, args=(results, fn, args), daemon=True)
+    child.start()
+    try:
+        return results.get(timeout=timeout)
+    except queue.Empty:
+        return "hung"
+    finally:
+        child.kill()
+        child.join()
+
+
+def _child(results, fn, args) -> None:
+    try:
+        results.put(fn(*args))
+    except Exception as error:  # shown in the table's cell
+        results.put(f"failed ({type(error).__name__}: {error})")
 
 
 def torch_rl_steps(env_id: str, batch: int, seconds: float, device: str) -> float:
@@ -73,28 +98,12 @@ def minigrid_steps(env_id: str, seconds: float) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def envpool_steps(env_id: str, batch: int, threads: int, seconds: float, timeout: float) -> float | str | None:
-    """EnvPool's steps/s in a child process: None when EnvPool is absent, "hung" when it gave no figure within
-    ``timeout`` seconds (EnvPool 1.2.5's SynthS5R2 never returns from ``reset`` at 64 envs or more)."""
-    if importlib.util.find_spec("envpool") is None:
-        return None
-    results = multiprocessing.get_context("spawn").Queue()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_envpool_child, args=(results, env_id, batch, threads, seconds), daemon=True
-    )
-    child.start()
+def envpool_steps(env_id: str, batch: int, threads: int, seconds: float) -> float | None:
+    """EnvPool's steps/s, or None when EnvPool is not installed."""
     try:
-        return results.get(timeout=timeout)
-    except queue.Empty:
-        return "hung"
-    finally:
-        child.kill()
-        child.join()
-
-
-def _envpool_child(results, env_id: str, batch: int, threads: int, seconds: float) -> None:
-    import envpool
-
+        import envpool
+    except ImportError:
+        return None
     env = envpool.make_gymnasium(env_id, num_envs=batch, num_threads=threads, seed=0)
     env.reset()
     rng = np.random.default_rng(0)
@@ -103,7 +112,7 @@ def _envpool_child(results, env_id: str, batch: int, threads: int, seconds: floa
     while time.perf_counter() - start < seconds:
         env.step(actions[steps % 64])
         steps += 1
-    results.put(steps * batch / (time.perf_counter() - start))
+    return steps * batch / (time.perf_counter() - start)
 
 
 def bank_rate(env_id: str, seconds: float) -> float:
@@ -119,7 +128,7 @@ def bank_rate(env_id: str, seconds: float) -> float:
 def _k(rate: float | str | None) -> str:
     if isinstance(rate, str):
         return rate
-    return "absent" if rate is None else f"{rate / 1000:,.0f}k"
+    return "absent" if rate is None else f"{rate / 1000:,.0f}k"  # None: EnvPool is not installed
 
 
 def main(argv=None) -> None:
@@ -152,11 +161,11 @@ def main(argv=None) -> None:
     print("| id | torch_rl | minigrid (1 env) | envpool | torch_rl / envpool |\n|---|---|---|---|---|")
     ratios = []
     for env_id in ids:
-        ours = torch_rl_steps(env_id, args.batch, args.seconds, args.device)
-        theirs = envpool_steps(env_id, args.batch, args.threads, args.seconds, args.envpool_timeout)
+        ours = in_child(torch_rl_steps, (env_id, args.batch, args.seconds, args.device), 1200)
+        theirs = in_child(envpool_steps, (env_id, args.batch, args.threads, args.seconds), args.envpool_timeout)
         plain = None if args.no_minigrid else minigrid_steps(env_id, args.seconds)
         ratio = ""
-        if isinstance(theirs, float):
+        if isinstance(ours, float) and isinstance(theirs, float):
             ratio = f"{ours / theirs:.1f}x"
             ratios.append(ours / theirs)
         plain_text = "-" if plain is None else f"{plain / 1000:,.1f}k"
