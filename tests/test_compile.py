@@ -123,6 +123,24 @@ def test_large_cpu_batches_keep_the_eager_view():
     assert not env.compiled  # Inductor's view is slower than eager there (docs/speed.md)
 
 
+def test_babyai_verdict_compiled_at_a_large_batch_gives_the_eager_envs_bytes():
+    """Above the view's limit only BabyAI's verdict is compiled: same outputs, its compile time counted."""
+    B, bank = COMPILED_VIEW_MAX_CPU_BATCH + 1, {"capacity": 64, "initial": 64}
+    env_id = "BabyAI-MiniBossLevel-v0"  # sequences, ands, every action kind
+    eager, compiled = (BatchedMiniGridEnv(env_id, B, seed=2, compile=c, bank_options=bank) for c in (False, True))
+    assert not compiled.compiled and compiled.compile_seconds == 0
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        actions = torch.randint(0, 7, (B,), generator=generator)
+        (obs, reward, terminated, truncated, info), step = eager.step(actions), compiled.step(actions)
+        assert_same_obs(obs, step[0])
+        assert torch.equal(reward, step[1]) and torch.equal(terminated, step[2]) and torch.equal(truncated, step[3])
+        assert info.keys() == step[4].keys()
+        if info:
+            assert_same_obs(info["final_obs"], step[4]["final_obs"])
+    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0
+
+
 def assert_same_obs(a, b):
     assert a.keys() == b.keys()
     for key in a:
@@ -134,9 +152,17 @@ def test_compiled_env_against_minigrid():
     assert stats["steps"] == 2400 and stats["pickups"] > 0 and stats["toggles"] > 0, stats
 
 
-def test_compiled_babyai_env_against_minigrid():
-    stats = run_babyai_fidelity("BabyAI-PutNextLocal-v0", num_envs=4, num_steps=80, seed=3, compile=True)
-    assert stats["steps"] == 320 and stats["pickups"] > 0, stats
+@pytest.mark.parametrize(
+    ("env_id", "reached"),
+    [
+        ("BabyAI-PutNextLocal-v0", ("pickups",)),
+        ("BabyAI-OpenDoorsOrderN4Debug-v0", ("successes", "failures")),  # strict sequences
+        ("BabyAI-MiniBossLevel-v0", ("successes",)),
+    ],
+)
+def test_compiled_babyai_env_against_minigrid(env_id, reached):
+    stats = run_babyai_fidelity(env_id, num_envs=4, num_steps=80, seed=3, compile=True)
+    assert stats["steps"] == 320 and all(stats[key] > 0 for key in reached), stats
 
 
 # ------------------------------------------------------------------------------------------- the starter files

@@ -15,7 +15,8 @@ rollout's last mini-batch, when it is smaller, gets a graph of its own. On CUDA 
 graphs (``mode="reduce-overhead"``).
 
 ``BatchedMiniGridEnv(compile=True)`` compiles its view the same way, without CUDA graphs: a replayed graph's
-outputs are overwritten by the next replay, and an env's observations are the caller's to keep.
+outputs are overwritten by the next replay, and an env's observations are the caller's to keep. BabyAI's
+verifier compiles its verdict too.
 
 The compile time is paid by the first calls (``CompiledFunction.seconds``, summed into the logs). Inductor keeps
 what it compiled in its on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, by default under the system's temporary folder),
@@ -30,10 +31,13 @@ import torch
 
 class CompiledFunction:
     """``torch.compile(fn)``, timing its first call (the compile, on first use); ``cuda_graphs``: replayed as CUDA
-    graphs."""
+    graphs; ``options``: Inductor settings for this graph only (not with ``cuda_graphs``)."""
 
-    def __init__(self, fn: Callable, cuda_graphs: bool = False):
-        self.compiled = torch.compile(fn, dynamic=False, mode="reduce-overhead" if cuda_graphs else None)
+    def __init__(self, fn: Callable, cuda_graphs: bool = False, options: dict | None = None):
+        if cuda_graphs and options:
+            raise ValueError("cuda_graphs and options do not go together")
+        mode = "reduce-overhead" if cuda_graphs else None
+        self.compiled = torch.compile(fn, dynamic=False, mode=mode, options=options)
         self.seconds = 0.0  # the first call's wall time, compile included, once it ran
         self.called = False
 

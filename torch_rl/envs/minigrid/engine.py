@@ -94,8 +94,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         compile: compute the observation of every step (the 7x7 view with its occlusion, the costliest part of a
             step) with a torch.compile graph for the batch's shape: the same bytes, faster at small batches. On the
             CPU only batches of up to ``COMPILED_VIEW_MAX_CPU_BATCH`` envs are compiled: above, Inductor's code for
-            the view's table lookups is slower than the eager ops (docs/speed.md has the figures). The first step
-            compiles.
+            the view's table lookups is slower than the eager ops (docs/speed.md has the figures). A family may
+            compile its own per-step rules at any batch (:meth:`compile_function`): BabyAI's verdict. The first
+            step compiles.
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
     identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``max_mission_words``), the missions
@@ -199,6 +200,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         # the whole batch's view, compiled for its one shape (resets of a few rows stay eager: their shapes vary)
         self.compiled = compile and (self.device.type == "cuda" or B <= COMPILED_VIEW_MAX_CPU_BATCH)
         self._compiled_image = CompiledFunction(self._image) if self.compiled else None
+        self.compile_requested = compile
+        self._compiled_functions = [self._compiled_image] if self.compiled else []
         fam.init_state(self)
         with self._threads():
             self._reset_rows(self._all)
@@ -444,8 +447,17 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
 
     @property
     def compile_seconds(self) -> float:
-        """The compiled view's first call, compile included (0 until then, and without ``compile``)."""
-        return self._compiled_image.seconds if self._compiled_image is not None else 0.0
+        """The compiled graphs' first calls, compile included (0 until then, and without ``compile``)."""
+        return sum(f.seconds for f in self._compiled_functions)
+
+    def compile_function(self, fn, **options):
+        """``fn`` as a compiled graph (:class:`~torch_rl.compiled.CompiledFunction` with Inductor ``options``) if the
+        env was made with ``compile``, else ``fn``: how a family compiles its own per-step rules."""
+        if not self.compile_requested:
+            return fn
+        compiled = CompiledFunction(fn, options=options or None)
+        self._compiled_functions.append(compiled)
+        return compiled
 
     def _mission_list(self) -> list[str]:
         if self._row_missions is None:

@@ -194,6 +194,11 @@ class BatchedVerifier:
         self.num_slots = 1
         self.any_strict = False
         self._bank_seen, self._bank_used = -1, [True] * USED  # the rules the bank's layouts use, at its size then
+        # with the env's compile, the verdict is one graph. Scalar code: Inductor's CPU vectorization runs the few
+        # slots of the inner dimension as 16-wide masked vectors, slower than eager (MiniBossLevel at B = 1024:
+        # compiled verdict 606 us vectorized, 95 us scalar, 435 us eager). The objects' step stays eager: its
+        # scatters into whole grids would be copied back whole.
+        self._verdict_step = env.compile_function(self._verdict, **{"cpp.simdlen": 1})
 
     # ------------------------------------------------------------------ state in
     def load(self, rows: torch.Tensor, packed: dict[str, torch.Tensor], from_bank: bool = True) -> None:
@@ -239,11 +244,22 @@ class BatchedVerifier:
     def after_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(success, failure) per row, after the engine's generic step; updates the objects and the verifier."""
         self._follow_objects(actions)
-        return self._verdict(actions)
+        return self._verdict_step(actions)
 
     def _follow_objects(self, a) -> None:
         if not self.kinds - {I.OPEN}:  # doors never move: "open" needs no tracking
             return
+        refresh = self._follow(a)
+        if refresh is not None:
+            # update_objs_poss: every drop action, done or not; where no object moved since the last refresh (or
+            # the reset), the known positions are the objects' already: only the other rows are copied
+            rows = refresh.nonzero().squeeze(1)
+            if rows.numel():
+                self.known.index_copy_(0, rows, self.goto_cells.index_select(0, rows))
+
+    def _follow(self, a) -> torch.Tensor | None:
+        """The objects' ids, places and the carried id through the step; returns the rows whose known go-to
+        positions a drop refreshes (None without "go to")."""
         env = self.env
         front, index = env.step_front, env.step_index  # the step's (action, front code, carried code) index
         picked = self._t_picked.index_select(0, index)
@@ -261,16 +277,14 @@ class BatchedVerifier:
             self.obj_pos.scatter_(1, moved.unsqueeze(1), torch.where(picked, self.nowhere, front).unsqueeze(1))
         self.carry_id.copy_(torch.where(picked, id_front, torch.where(dropped, 0, self.carry_id)))
         self.ids.scatter_(1, at, new_id.to(torch.uint8).unsqueeze(1))
-        if I.GOTO in self.kinds:
-            self.goto_cells.scatter_(1, at, torch.gather(self.goto_bits, 1, new_id.unsqueeze(1)))
-            # update_objs_poss: every drop action, done or not; where no object moved since the last refresh (or
-            # the reset), the known positions are the objects' already: only the other rows are copied
-            drop = a == A_DROP
-            self.stale |= picked | dropped | opened_box
-            refresh = (drop & self.stale).nonzero().squeeze(1)
-            self.stale &= ~drop
-            if refresh.numel():
-                self.known.index_copy_(0, refresh, self.goto_cells.index_select(0, refresh))
+        if I.GOTO not in self.kinds:
+            return None
+        self.goto_cells.scatter_(1, at, torch.gather(self.goto_bits, 1, new_id.unsqueeze(1)))
+        drop = a == A_DROP
+        self.stale |= picked | dropped | opened_box
+        refresh = drop & self.stale
+        self.stale &= ~drop
+        return refresh
 
     def _verdict(self, a) -> tuple[torch.Tensor, torch.Tensor]:
         env, n, kinds = self.env, self.num_slots, self.kinds
