@@ -1,6 +1,7 @@
 """Batched BabyAI: random-action steps/s of every BabyAI id, side by side with Minigrid and EnvPool.
 
     python -m benchmarks.babyai [--env ID ...] [--batch 1024] [--seconds 1] [--threads 2] [--device cpu|cuda]
+                                [--compile]
     python -m benchmarks.babyai --bank [--env ID ...] [--seconds 5]
 
 For each id, one row: steps/s (transitions summed over the batch) of
@@ -63,10 +64,10 @@ def _child(results, fn, args) -> None:
         results.put(f"failed ({type(error).__name__}: {error})")
 
 
-def torch_rl_steps(env_id: str, batch: int, seconds: float, device: str) -> float:
+def torch_rl_steps(env_id: str, batch: int, seconds: float, device: str, compile: bool = False) -> float:
     # a bank of 1,024 layouts, all made before timing (SynthS5R2 makes ~15 a second: start_timeout allows for it)
     bank = {"capacity": 1024, "initial": 1024, "start_timeout": 900}
-    env = BatchedMiniGridEnv(env_id, batch, device=device, seed=0, bank_options=bank)
+    env = BatchedMiniGridEnv(env_id, batch, device=device, seed=0, bank_options=bank, compile=compile)
     actions = torch.randint(7, (64, batch), device=device)
     env.reset(seed=0)
     for t in range(50):  # warm-up: the first steps build the mission tables and note the level's rules
@@ -141,6 +142,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--envpool-timeout", type=float, default=120.0, help="seconds before EnvPool counts as hung (default 120)"
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch_rl's env with compile=True (compiled before timing)"
+    )
     parser.add_argument("--no-minigrid", action="store_true", help="skip Minigrid's own envs (slow to time)")
     parser.add_argument("--bank", action="store_true", help="measure layouts/s of Minigrid's reset instead")
     args = parser.parse_args(argv)
@@ -157,11 +161,14 @@ def main(argv=None) -> None:
         for env_id in ids:
             print(f"| {env_id} | {bank_rate(env_id, args.seconds):,.0f} |", flush=True)
         return
-    print(f"random actions, B = {args.batch}, torch_rl on {args.device} (1 thread), EnvPool with {args.threads}")
+    compiled = ", compile=True" if args.compile else ""
+    print(
+        f"random actions, B = {args.batch}, torch_rl on {args.device} (1 thread{compiled}), EnvPool with {args.threads}"
+    )
     print("| id | torch_rl | minigrid (1 env) | envpool | torch_rl / envpool |\n|---|---|---|---|---|")
     ratios = []
     for env_id in ids:
-        ours = in_child(torch_rl_steps, (env_id, args.batch, args.seconds, args.device), 1200)
+        ours = in_child(torch_rl_steps, (env_id, args.batch, args.seconds, args.device, args.compile), 1200)
         theirs = in_child(envpool_steps, (env_id, args.batch, args.threads, args.seconds), args.envpool_timeout)
         plain = None if args.no_minigrid else minigrid_steps(env_id, args.seconds)
         ratio = ""
