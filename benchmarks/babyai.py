@@ -49,11 +49,14 @@ def in_child(fn, args: tuple, timeout: float) -> Any:
     child = context.Process(target=_child, args=(results, fn, args), daemon=True)
     child.start()
     try:
-        return results.get(timeout=timeout)
+        result = results.get(timeout=timeout)
+        child.join(timeout=60)  # a clean exit: a killed child leaves its queue's semaphore to the resource tracker
+        return result
     except queue.Empty:
         return "hung"
     finally:
-        child.kill()
+        if child.is_alive():
+            child.kill()
         child.join()
 
 
