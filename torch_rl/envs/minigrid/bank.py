@@ -395,7 +395,7 @@ class LayoutBank:
             self._writer.start()
 
     # ------------------------------------------------------------------
-    def draw(self, env: Any, m: int, generator: torch.Generator) -> Layouts:
+    def draw(self, m: int, generator: torch.Generator) -> Layouts:
         """``m`` layouts drawn uniformly (with replacement), as the engine's padded state."""
         self.absorb()
         self.draws += 1

@@ -321,7 +321,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if self.family.native:
             lay = self.family.generate(self, m)
         else:
-            lay = self.bank.draw(self, m, self._gen)
+            lay = self.bank.draw(m, self._gen)
             self.missions = self.bank.missions
         self._write_cells(self.grid, rows, lay.grid)
         self.agent[rows] = lay.agent
