@@ -105,16 +105,7 @@ def test_compiled_env_gives_the_eager_envs_bytes(env_id):
     generator = torch.Generator().manual_seed(0)
     assert_same_obs(eager.get_obs(), compiled.get_obs())
     assert compiled.compile_seconds > 0 and eager.compile_seconds == 0  # timed at the first observation
-    ended = 0
-    for _ in range(300):
-        actions = torch.randint(0, 7, (16,), generator=generator)
-        (obs, reward, terminated, truncated, info), step = eager.step(actions), compiled.step(actions)
-        assert_same_obs(obs, step[0])
-        assert torch.equal(reward, step[1]) and torch.equal(terminated, step[2]) and torch.equal(truncated, step[3])
-        assert info.keys() == step[4].keys()
-        if info:
-            assert_same_obs(info["final_obs"], step[4]["final_obs"])
-            ended += int(info["_final_obs"].sum())
+    ended = assert_same_steps(eager, compiled, 300, generator)
     assert ended > 0  # resets happened, and their first observations were compared too
 
 
@@ -129,16 +120,23 @@ def test_babyai_verdict_compiled_at_a_large_batch_gives_the_eager_envs_bytes():
     env_id = "BabyAI-MiniBossLevel-v0"  # sequences, ands, every action kind
     eager, compiled = (BatchedMiniGridEnv(env_id, B, seed=2, compile=c, bank_options=bank) for c in (False, True))
     assert not compiled.compiled and compiled.compile_seconds == 0
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(200):
-        actions = torch.randint(0, 7, (B,), generator=generator)
+    assert_same_steps(eager, compiled, 200, torch.Generator().manual_seed(0))
+    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0
+
+
+def assert_same_steps(eager, compiled, steps, generator) -> int:
+    """Steps both envs with the same random actions, asserting the same outputs; returns the episodes ended."""
+    ended = 0
+    for _ in range(steps):
+        actions = torch.randint(0, 7, (eager.num_envs,), generator=generator)
         (obs, reward, terminated, truncated, info), step = eager.step(actions), compiled.step(actions)
         assert_same_obs(obs, step[0])
         assert torch.equal(reward, step[1]) and torch.equal(terminated, step[2]) and torch.equal(truncated, step[3])
         assert info.keys() == step[4].keys()
         if info:
             assert_same_obs(info["final_obs"], step[4]["final_obs"])
-    assert compiled.compile_seconds > 0 and eager.compile_seconds == 0
+            ended += int(info["_final_obs"].sum())
+    return ended
 
 
 def assert_same_obs(a, b):
