@@ -305,8 +305,10 @@ class Scripted:
         assert spots, "nothing to face"
         (x, y), d = spots[0]
         self.real.agent_pos, self.real.agent_dir = (x, y), d
-        # only the pose is copied: the rest of the batched state is the batched env's own, from its own steps
-        self.env.agent[0], self.env.dir[0] = self.env.flat(x, y), d
+        # only the pose is copied: the rest of the batched state is the batched env's own, from its own steps (its
+        # state is changed in inference mode, where the env's steps make it)
+        with torch.inference_mode():
+            self.env.agent[0], self.env.dir[0] = self.env.flat(x, y), d
         np.testing.assert_array_equal(self.env.get_obs()["image"][0].numpy(), self.real.gen_obs()["image"])
 
     def act(self, action):

@@ -322,6 +322,36 @@ def test_api_spaces_and_obs_types():
     env.close()
 
 
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if isinstance(tree, dict | tuple | list):
+        values = tree.values() if isinstance(tree, dict) else tree
+        return [t for value in values for t in _tensors(value)]
+    return []
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_what_reset_and_step_return_is_the_callers_to_change_and_to_learn_from(compile):
+    """The env steps in inference mode; what it returns are normal tensors: changed in place and saved for
+    backward outside inference mode (an inference tensor raises on both)."""
+    env = BatchedMiniGridEnv("MiniGrid-Empty-5x5-v0", 3, seed=0, compile=compile)
+    obs, _ = env.reset(seed=0)
+    returned = [obs, env.get_obs()]
+    for a in [2, 2, 1, 2, 2]:  # env 0 reaches the goal at the last step, with the final observations in info
+        returned.append(env.step(np.array([a, 0, 1])))
+    assert "final_obs" in returned[-1][4]
+    tensors = _tensors(returned)
+    assert len(tensors) == 2 * 3 + 5 * 6 + 4  # obs: 3 tensors; a step: obs, reward, flags; final obs, ended
+    embedding = torch.nn.Embedding(256, 2)
+    for t in tensors:
+        assert not t.is_inference()
+        t.add_(0) if t.dtype != torch.bool else t.logical_or_(t)
+        if t.dtype in (torch.uint8, torch.int64):
+            embedding(t.long() if t.dtype == torch.uint8 else t).sum().backward()  # the indices are saved
+    env.close()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_cuda_matches_cpu():
     env_id = "MiniGrid-DoorKey-8x8-v0"
