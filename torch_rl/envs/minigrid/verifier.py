@@ -248,19 +248,9 @@ class BatchedVerifier:
         return (self._verdict_step if self.num_slots > 1 else self._verdict)(actions)
 
     def _follow_objects(self, a) -> None:
+        """The objects' ids, places and the carried id through the step, and the go-to positions a drop refreshes."""
         if not self.kinds - {I.OPEN}:  # doors never move: "open" needs no tracking
             return
-        refresh = self._follow(a)
-        if refresh is not None:
-            # update_objs_poss: every drop action, done or not; where no object moved since the last refresh (or
-            # the reset), the known positions are the objects' already: only the other rows are copied
-            rows = refresh.nonzero().squeeze(1)
-            if rows.numel():
-                self.known.index_copy_(0, rows, self.goto_cells.index_select(0, rows))
-
-    def _follow(self, a) -> torch.Tensor | None:
-        """The objects' ids, places and the carried id through the step; returns the rows whose known go-to
-        positions a drop refreshes (None without "go to")."""
         env = self.env
         front, index = env.step_front, env.step_index  # the step's (action, front code, carried code) index
         picked = self._t_picked.index_select(0, index)
@@ -279,13 +269,16 @@ class BatchedVerifier:
         self.carry_id.copy_(torch.where(picked, id_front, torch.where(dropped, 0, self.carry_id)))
         self.ids.scatter_(1, at, new_id.to(torch.uint8).unsqueeze(1))
         if I.GOTO not in self.kinds:
-            return None
+            return
         self.goto_cells.scatter_(1, at, torch.gather(self.goto_bits, 1, new_id.unsqueeze(1)))
+        # update_objs_poss: every drop action, done or not; where no object moved since the last refresh (or the
+        # reset), the known positions are the objects' already: only the other rows are copied
         drop = a == A_DROP
         self.stale |= picked | dropped | opened_box
-        refresh = drop & self.stale
+        refresh = (drop & self.stale).nonzero().squeeze(1)
         self.stale &= ~drop
-        return refresh
+        if refresh.numel():
+            self.known.index_copy_(0, refresh, self.goto_cells.index_select(0, refresh))
 
     def _verdict(self, a) -> tuple[torch.Tensor, torch.Tensor]:
         env, n, kinds = self.env, self.num_slots, self.kinds
