@@ -575,9 +575,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         final = self._make_obs(None, self.dir, self._mission_list())
         if self._compiled_image is not None:
             # the compiled graph is for the batch's one shape: the ended rows' last views come from it
-            (final["image"],) = _owned(self._compiled_image(self.grid, self.agent, self.dir, self.carry))
+            image = self._compiled_image(self.grid, self.agent, self.dir, self.carry)
+            (final["image"],) = _owned(image)
             self._reset_rows(rows)
-            image = final["image"].clone()
             image[rows] = self._image(self.grid[rows], self.agent[rows], self.dir[rows], self.carry[rows])
         else:
             # one view for the batch after the resets with, below it, the ended rows' last views before them
