@@ -1,7 +1,7 @@
 """Batched BabyAI: random-action steps/s of every BabyAI id, side by side with Minigrid and EnvPool.
 
     python -m benchmarks.babyai [--env ID ...] [--batch 1024] [--seconds 1] [--threads 2] [--device cpu|cuda]
-                                [--compile]
+                                [--compile] [--rounds 1]
     python -m benchmarks.babyai --bank [--env ID ...] [--seconds 5]
 
 For each id, one row: steps/s (transitions summed over the batch) of
