@@ -100,7 +100,10 @@ def test_a_policy_that_is_not_finite_is_named_under_compile():
 def test_compiled_env_gives_the_eager_envs_bytes(env_id):
     # a full bank from the start: a growing bank's draws depend on how far its worker got (docs/batched-envs.md)
     bank = {"capacity": 64, "initial": 64}
-    eager, compiled = (BatchedMiniGridEnv(env_id, 16, seed=5, compile=c, bank_options=bank) for c in (False, True))
+    # the tensor ops' view, which Inductor compiles (on the CPU the fused C view replaces both: test_fused_view.py)
+    eager, compiled = (
+        BatchedMiniGridEnv(env_id, 16, seed=5, compile=c, bank_options=bank, fused_view=False) for c in (False, True)
+    )
     assert compiled.compiled and not eager.compiled
     generator = torch.Generator().manual_seed(0)
     assert_same_obs(eager.get_obs(), compiled.get_obs())
@@ -110,8 +113,13 @@ def test_compiled_env_gives_the_eager_envs_bytes(env_id):
 
 
 def test_large_cpu_batches_keep_the_eager_view():
-    env = BatchedMiniGridEnv(ENV_ID, COMPILED_VIEW_MAX_CPU_BATCH + 1, compile=True)
+    env = BatchedMiniGridEnv(ENV_ID, COMPILED_VIEW_MAX_CPU_BATCH + 1, compile=True, fused_view=False)
     assert not env.compiled  # Inductor's view is slower than eager there (docs/speed.md)
+
+
+def test_the_fused_view_is_not_compiled():
+    env = BatchedMiniGridEnv(ENV_ID, 16, compile=True)
+    assert env._fused is not None and not env.compiled  # the C loop is faster than Inductor's view
 
 
 def test_babyai_verdict_compiled_at_a_large_batch_gives_the_eager_envs_bytes():
