@@ -90,9 +90,11 @@ def _count_searches(bot, limit=100):
     return calls
 
 
-def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True, device="cpu", compile=False):
+def run_fidelity(env_id, num_envs, num_steps, seed, bot_p=0.8, move_on=True, device="cpu", compile=False, fused=None):
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, device=device, seed=seed, bank_options=TINY_BANK, compile=compile)
+    env = BatchedMiniGridEnv(
+        env_id, num_envs, device=device, seed=seed, bank_options=TINY_BANK, compile=compile, fused=fused
+    )
     players = [Player(env_id, rng) for _ in range(num_envs)]
     episode_seed = seed * 1000
     for i, player in enumerate(players):

@@ -55,9 +55,9 @@ def _new_episode(real, env, i, rng, seed=None, p_fast_forward=0.25):
     env.set_state_from_minigrid(i, real)
 
 
-def run_fidelity(env_id, num_envs, num_steps, seed, compile=False):
+def run_fidelity(env_id, num_envs, num_steps, seed, compile=False, fused=None):
     rng = np.random.default_rng(seed)
-    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, compile=compile)
+    env = BatchedMiniGridEnv(env_id, num_envs, seed=seed, compile=compile, fused=fused)
     reals = [gym.make(env_id).unwrapped for _ in range(num_envs)]
     for i, real in enumerate(reals):
         _new_episode(real, env, i, rng, seed=seed * 100 + i, p_fast_forward=0.5)

@@ -19,7 +19,7 @@ A family (``families/``) adds only what its Minigrid class overrides.
 Observation: the 7x7 view is one ``gather`` with per-direction offsets (:mod:`.view`); ``process_vis`` is
 reproduced with per-row lookup tables indexed by (visible and see-through bits of the row below, see-through
 bits of the row); cells are encoded three at a time through one table. On the CPU the same rule runs as one C
-loop (:mod:`.fused_view`), the same bytes without the ops' fixed cost.
+loop (:mod:`.fused`), the same bytes without the ops' fixed cost.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from gymnasium.vector.utils import batch_space
 
 from torch_rl.compiled import CompiledFunction
 from torch_rl.envs.minigrid import codes as C
-from torch_rl.envs.minigrid import fused_view, view
+from torch_rl.envs.minigrid import fused as fused_loops
+from torch_rl.envs.minigrid import view
 from torch_rl.envs.minigrid.family import Family
 from torch_rl.envs.minigrid.missions import MISSION_WORDS, mission_tokens
 from torch_rl.envs.minigrid.registry import SUPPORTED_ENV_IDS, make_family
@@ -103,10 +104,11 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             CPU only batches of up to ``COMPILED_VIEW_MAX_CPU_BATCH`` envs are compiled: above, Inductor's code for
             the view's table lookups is slower than the eager ops (docs/speed.md has the figures). A family may
             compile its own per-step rules at any batch (:meth:`compile_function`): BabyAI's verdict. The first
-            step compiles. Where the view is fused (below), it is not compiled: the C loop is faster.
-        fused_view: on the CPU, render the view in one C loop (:mod:`.fused_view`): the same bytes as the tensor
-            ops, about 3x faster. None (the default): where a C compiler builds it, else tensor ops with a warning;
-            True: required (ValueError without it, or on CUDA); False: tensor ops.
+            step compiles. What runs as a C loop (``fused``, below) is not compiled: the loop is faster.
+        fused: on the CPU, run the view and BabyAI's verifier step as C loops (:mod:`.fused`): the same
+            results as the tensor ops, without their fixed cost per op. None (the default): where a C compiler
+            builds them, else tensor ops with a warning; True: required (ValueError without them, or on CUDA);
+            False: tensor ops.
 
     Observations are ``{"image": uint8 (B,7,7,3), "direction": int64 (B,), "mission": list of B str}``,
     identical to Minigrid's ``gen_obs``, and ``"mission_tokens"``: int64 (B, ``max_mission_words``), the missions
@@ -141,7 +143,7 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         num_threads: int | None = 1,
         bank_options: dict[str, Any] | None = None,
         compile: bool = False,
-        fused_view: bool | None = None,
+        fused: bool | None = None,
     ):
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
@@ -175,11 +177,13 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
         self._build_constants()
-        if fused_view is not None and not isinstance(fused_view, bool):
-            raise TypeError(f"fused_view must be a bool or None, got {fused_view!r}")
-        self._fused = self._fused_view() if fused_view is not False and self.device.type == "cpu" else None
-        if fused_view and self._fused is None:
-            raise ValueError("fused_view=True needs the CPU and a C compiler (see torch_rl.envs.minigrid.fused_view)")
+        if fused is not None and not isinstance(fused, bool):
+            raise TypeError(f"fused must be a bool or None, got {fused!r}")
+        # the C loops' library (None: tensor ops), which the view and a family's rules (BabyAI's verifier) use
+        self.fused_library = fused_loops.load() if fused is not False and self.device.type == "cpu" else None
+        if fused and self.fused_library is None:
+            raise ValueError("fused=True needs the CPU and a C compiler (see torch_rl.envs.minigrid.fused)")
+        self._fused = self._fused_view()
         self._gen = torch.Generator(device=self.device)
         if seed is not None:
             self._gen.manual_seed(int(seed))
@@ -288,19 +292,17 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             sc = np.arange(self.max_steps + 1, dtype=np.float64)
             self._reward_tab = torch.as_tensor((1 - 0.9 * (sc / self.max_steps)).astype(np.float32), device=dev)
 
-    def _fused_view(self) -> fused_view.FusedView | None:
-        function = fused_view.load()
-        if function is None:
+    def _fused_view(self) -> fused_loops.FusedView | None:
+        if self.fused_library is None:
             return None
         encodings = torch.tensor(C.ENCODINGS, dtype=torch.uint8)
-        return fused_view.FusedView(
-            function,
+        return fused_loops.FusedView(
+            self.fused_library,
             self._view_off,
             self._vis_first,
             self._vis_next,
             encodings,
             not self.see_through_walls,
-            C.C_OPAQUE0,
         )
 
     # ------------------------------------------------------------------

@@ -1,10 +1,10 @@
 /* The agent's view of a batch of envs in one loop: the same bytes as BatchedMiniGridEnv's tensor ops
- * (engine.py, _view_codes and _render), which fused_view.py documents. Reads only the given rows' grids and
- * writes only `out`, (m, 7, 7, 3) uint8 in Minigrid's image order. */
+ * (engine.py, _view_codes and _render; the rule: view.py), so those run on CUDA and this on the CPU. Reads only
+ * the given rows' grids and writes only `out`, (m, V, V, 3) uint8 in Minigrid's image order. V (the view's size)
+ * and C_OPAQUE0 (the first code that blocks the view) come from the Python modules as -D flags (fused.py). */
 #include <stdint.h>
 #include <string.h>
 
-#define V 7
 #define NC (V * V)
 #define AGENT_CELL ((V / 2) * V + V - 1) /* the agent's cell, (i, j) = (V // 2, V - 1), in image order */
 
@@ -14,7 +14,7 @@ void render_views(
     const int64_t *agent, const int64_t *dir, const int64_t *carry, /* (B,) flat position, direction, code */
     const int64_t *view_off, /* (4, NC) per direction, the view cells' flat offsets, image order i * V + j */
     const int64_t *vis_first, const int64_t *vis_next, /* view.chained_row_tables */
-    int occlude, int64_t opaque0, /* occlusion unless the family sees through walls; codes < opaque0 see-through */
+    int occlude, /* occlusion unless the family sees through walls */
     const uint8_t *encodings, /* (256, 3) Minigrid's encoding of each code */
     uint8_t *out)
 {
@@ -33,7 +33,7 @@ void render_views(
             int64_t see[V] = {0}; /* see[j]: bit i set if cell (i, j) is see-through */
             for (int i = 0; i < V; i++)
                 for (int j = 0; j < V; j++)
-                    see[j] |= (int64_t)(codes[i * V + j] < opaque0) << i;
+                    see[j] |= (int64_t)(codes[i * V + j] < C_OPAQUE0) << i;
             int64_t vis[V]; /* the rows' chained entries, from the agent's row up; bit i: cell (i, j) visible */
             vis[V - 1] = vis_first[see[V - 1]];
             for (int j = V - 2; j >= 0; j--)

@@ -41,6 +41,14 @@ A_PICKUP, A_DROP, A_TOGGLE = 3, 4, 5
 # [strict x4, go-to positions stale (True)]; the rules a row uses (bool: leaf kinds 0..4, a sequence, an and, a
 # strict leaf)
 STATE, FLAGS, USED = 20, 5, 8
+# the verifier's state columns (BatchedVerifier.state, without the first two) and flags (fused_verifier.c reads them
+# too): the carried id, then NUM_SLOTS columns each of kind, mask, mask of desc_fixed and pre-carrying id, the logic
+# word; strict per slot, then stale
+S_CARRY_ID, S_KIND, S_MASK, S_MASK_FIXED, S_PRE, S_LOGIC = (0, *(1 + k * I.NUM_SLOTS for k in range(5)))
+F_STRICT, F_STALE = 0, I.NUM_SLOTS
+# what a step computes (fused_verifier.c's rules): objects move (ids, the carried id), go-to positions, objects'
+# places, pre-carrying ids, strict failures
+RULE_FOLLOW, RULE_GOTO, RULE_PUTNEXT, RULE_REMEMBERS, RULE_STRICT = 1, 2, 4, 8, 16
 # the logic word's bits: [sequenced, strict sequence, part 0 is an and, part 1 is an and, an and's memo x4, part 0
 # done]; a step's index into sequence_table adds the slots' successes (4 bits) and failures (4 bits) above them
 LOGIC_BITS = 9
@@ -163,15 +171,15 @@ class BatchedVerifier:
         self.state = torch.zeros(B, STATE - 2, dtype=torch.int64, device=dev)
         self.flags = torch.zeros(B, FLAGS, dtype=torch.bool, device=dev)
         S = I.NUM_SLOTS
-        self.carry_id = self.state[:, 0]
-        self.kind = self.state[:, 1 : 1 + S]
-        self.mask = self.state[:, 1 + S : 1 + 2 * S]
-        self.mask_fixed = self.state[:, 1 + 2 * S : 1 + 3 * S]
-        self.pre = self.state[:, 1 + 3 * S : 1 + 4 * S]
-        self.logic = self.state[:, 1 + 4 * S]
-        self.strict = self.flags[:, :S]
+        self.carry_id = self.state[:, S_CARRY_ID]
+        self.kind = self.state[:, S_KIND : S_KIND + S]
+        self.mask = self.state[:, S_MASK : S_MASK + S]
+        self.mask_fixed = self.state[:, S_MASK_FIXED : S_MASK_FIXED + S]
+        self.pre = self.state[:, S_PRE : S_PRE + S]
+        self.logic = self.state[:, S_LOGIC]
+        self.strict = self.flags[:, F_STRICT : F_STRICT + S]
         # a row's known go-to positions may lag its objects' (set at a reset; cleared by a drop's refresh)
-        self.stale = self.flags[:, S]
+        self.stale = self.flags[:, F_STALE]
         self._sequence = torch.as_tensor(sequence_table(), device=dev)
         # a step's success and failure bits, placed above the logic word's
         self._verdict_bits = torch.tensor([1 << (LOGIC_BITS + k) for k in range(2 * S)], device=dev)
@@ -198,7 +206,10 @@ class BatchedVerifier:
         # slots of the inner dimension as 16-wide masked vectors, slower than eager (MiniBossLevel at B = 1024:
         # compiled verdict 606 us vectorized, 95 us scalar, 435 us eager). The objects' step stays eager: its
         # scatters into whole grids would be copied back whole.
-        self._verdict_step = env.compile_function(self._verdict, **{"cpp.simdlen": 1})
+        # On the CPU the whole step is one C loop (fused_verifier.c), faster than either, where the env has it.
+        self._library = env.fused_library
+        if self._library is None:
+            self._verdict_step = env.compile_function(self._verdict, **{"cpp.simdlen": 1})
 
     # ------------------------------------------------------------------ state in
     def load(self, rows: torch.Tensor, packed: dict[str, torch.Tensor], from_bank: bool = True) -> None:
@@ -243,9 +254,34 @@ class BatchedVerifier:
     # ------------------------------------------------------------------ step
     def after_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(success, failure) per row, after the engine's generic step; updates the objects and the verifier."""
+        if self._library is not None:
+            return self._fused_step(actions)
         self._follow_objects(actions)
         # one slot's verdict is a few ops: the compiled graph's call costs more than it saves (GoToObjS4, B = 1024)
         return (self._verdict_step if self.num_slots > 1 else self._verdict)(actions)
+
+    def _fused_step(self, a) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_follow_objects`` and ``_verdict`` in one C loop (fused_verifier.c), the same rules and results."""
+        env, kinds = self.env, self.kinds
+        rules = (
+            (RULE_FOLLOW if kinds - {I.OPEN} else 0)
+            | (RULE_GOTO if I.GOTO in kinds else 0)
+            | (RULE_PUTNEXT if I.PUTNEXT in kinds else 0)
+            | (RULE_REMEMBERS if I.PICKUP in kinds or I.PUTNEXT in kinds else 0)
+            | (RULE_STRICT if self.any_strict else 0)
+        )
+        success = torch.empty(env.num_envs, dtype=torch.bool)
+        failure = torch.empty_like(success)
+        pointers = (a, env.step_front, env.step_index, env.agent, env.dir, env._delta, env.grid, self.ids)
+        pointers += (self.known, self.goto_cells, self.goto_bits, self.obj_pos)
+        self._library.verifier_step(
+            env.num_envs, self.ids.shape[1], self.num_slots, rules, *(t.data_ptr() for t in pointers),
+            self.state.data_ptr(), self.state.stride(0), self.flags.data_ptr(), self.flags.stride(0),
+            *(t.data_ptr() for t in (self._t_picked, self._t_dropped, self._t_opened_box, self._is_door)),
+            self._sequence.data_ptr(), self.nowhere, self._neighbours.data_ptr(), success.data_ptr(),
+            failure.data_ptr(),
+        )  # fmt: skip
+        return success, failure
 
     def _follow_objects(self, a) -> None:
         """The objects' ids, places and the carried id through the step, and the go-to positions a drop refreshes."""

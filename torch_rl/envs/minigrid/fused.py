@@ -1,16 +1,18 @@
-"""The agent's view of a batch rendered in one C loop on the CPU (``fused_view.c``): the engine's tensor ops, fused.
+"""The CPU's C loops: the batched env's view (``fused_view.c``) and BabyAI's verifier step (``fused_verifier.c``),
+each the same rule as the engine's tensor ops, fused into one pass over the batch.
 
-Why C, written here: a step's view is some twenty small tensor ops (gather the cells, the occlusion's row tables,
-the encoding) whose fixed cost per op, not their work, sets the time of a CPU step, and torch has no op that fuses
-them. Inductor fused them into slower code than eager (its CPU kernels walk each byte with index arithmetic and
-bounds checks: docs/speed.md), and ``torch.jit.script`` is deprecated. The loop is some fifty lines, the same
-rule as the tensor ops (:mod:`.view`), and gives the same bytes; the tests compare the two on every family's
-states. BabyAI-GoToObjS4 at 1,024 envs: the view in about 80 us against 240 us.
+Why C, written here: a step of 1,024 envs on the CPU is a few hundred small tensor ops whose fixed cost per op,
+not their work, sets its time, and torch has no ops that fuse these. Inductor fused the view into slower code than
+eager (its CPU kernels walk each byte with index arithmetic and bounds checks: docs/speed.md), and
+``torch.jit.script`` is deprecated. Each loop is a few dozen lines that mirror a documented tensor version
+(:mod:`.view` and engine.py for the view, :mod:`.verifier` for the verdict), which CUDA runs; the tests compare
+the two (``tests/test_fused.py``) and run the fidelity tests against Minigrid on the loops.
 
-It is compiled once per machine with the system's C compiler (``$CC``, else ``cc``: the compiler torch.compile
-uses on the CPU), into the user's cache (``$XDG_CACHE_HOME/torch_rl``, else ``~/.cache/torch_rl``), and loaded
-with ctypes, which releases the GIL for the call. Where no compiler works, :func:`load` warns once and returns
-None, and the engine keeps its tensor ops. CUDA always uses the tensor ops.
+The library is compiled once per machine with the system's C compiler (``$CC``, else ``cc``: the compiler
+torch.compile uses on the CPU), with the Python modules' constants as ``-D`` flags (each declared once, in
+Python), into the user's cache (``$XDG_CACHE_HOME/torch_rl``, else ``~/.cache/torch_rl``), and loaded with ctypes,
+which releases the GIL for the call. Where no compiler works, :func:`load` warns once and returns None, and the
+engine keeps its tensor ops.
 """
 
 from __future__ import annotations
@@ -28,31 +30,60 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("fused_view.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("fused_view.c", "fused_verifier.c"))
 FLAGS = ("-O3", "-shared", "-fPIC")  # no -march=native: one cached build serves any CPU of this machine's kind
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-_ARGTYPES = [_P, _I, _P, _I, _INT, _P, _P, _P, _P, _P, _P, _INT, _I, _P, _P]
+_ARGTYPES = {
+    "render_views": [_P, _I, _P, _I, _INT, _P, _P, _P, _P, _P, _P, _INT, _P, _P],
+    "verifier_step": [*[_I] * 4, *[_P] * 12, _P, _I, _P, _I, *[_P] * 5, _I, _P, _P, _P],
+}
+
+
+def defines() -> dict[str, int]:
+    """The constants the C loops share with the Python modules, as the compiler's ``-D`` flags."""
+    from torch_rl.envs.minigrid import codes, instructions, verifier, view
+
+    return {
+        "V": view.VIEW,
+        "C_OPAQUE0": codes.C_OPAQUE0,
+        "C_EMPTY": codes.C_EMPTY,
+        "C_DOOR_OPEN0": codes.C_DOOR_OPEN0,
+        "N_COLORS": codes.N_COLORS,
+        "NUM_SLOTS": instructions.NUM_SLOTS,
+        "MAX_IDS": instructions.MAX_IDS,
+        "UNTRACKED": instructions.UNTRACKED,
+        "GOTO": instructions.GOTO,
+        "OPEN": instructions.OPEN,
+        "PICKUP": instructions.PICKUP,
+        "PUTNEXT": instructions.PUTNEXT,
+        "A_PICKUP": verifier.A_PICKUP,
+        "A_DROP": verifier.A_DROP,
+        "A_TOGGLE": verifier.A_TOGGLE,
+        "LOGIC_BITS": verifier.LOGIC_BITS,
+        **{name: getattr(verifier, name) for name in dir(verifier) if name.startswith(("S_", "F_", "RULE_"))},
+    }
 
 
 @functools.cache
-def load():
-    """The compiled ``render_views`` as a ctypes function, or None (with one warning) where it cannot be built."""
+def load() -> ctypes.CDLL | None:
+    """The compiled library (its functions typed), or None (with one warning) where it cannot be built."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        warnings.warn("no C compiler found: the batched env renders its view with tensor ops (slower)", stacklevel=2)
+        warnings.warn("no C compiler found: the batched env runs its view and verifier as tensor ops", stacklevel=2)
         return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(FLAGS).encode(), sys.platform.encode()]))
-    name = f"fused_view-{key.hexdigest()[:16]}.so"
+    flags = [*FLAGS, *(f"-D{name}={value}" for name, value in defines().items())]
+    parts = [*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(flags).encode()]
+    key = hashlib.sha256(b"\0".join([*parts, sys.platform.encode()]))
+    name = f"fused-{key.hexdigest()[:16]}.so"
     try:
-        library = _cached_build(compiler, name)
-        function = ctypes.CDLL(str(library)).render_views
+        library = ctypes.CDLL(str(_cached_build(compiler, flags, name)))
     except (OSError, subprocess.SubprocessError) as error:
-        warnings.warn(f"the fused view could not be built ({error}): the batched env uses tensor ops", stacklevel=2)
+        warnings.warn(f"the C loops could not be built ({error}): the batched env uses tensor ops", stacklevel=2)
         return None
-    function.restype = None
-    function.argtypes = _ARGTYPES
-    return function
+    for function, argtypes in _ARGTYPES.items():
+        getattr(library, function).restype = None
+        getattr(library, function).argtypes = argtypes
+    return library
 
 
 def _cache_dir() -> Path | None:
@@ -68,14 +99,15 @@ def _cache_dir() -> Path | None:
     return root
 
 
-def _cached_build(compiler: str, name: str) -> Path:
+def _cached_build(compiler: str, flags: list[str], name: str) -> Path:
     """The built library: from the cache, else compiled into it (or into a private temporary folder)."""
     folder = _cache_dir()
     if folder is not None and (folder / name).is_file() and not (folder / name).is_symlink():
         return folder / name
-    build = Path(tempfile.mkdtemp(prefix="torch_rl-view-"))  # private (0700): nobody else can swap the file
+    build = Path(tempfile.mkdtemp(prefix="torch_rl-fused-"))  # private (0700): nobody else can swap the file
     target = build / name
-    subprocess.run([compiler, *FLAGS, "-o", str(target), str(SOURCE)], check=True, capture_output=True, timeout=120)
+    command = [compiler, *flags, "-o", str(target), *map(str, SOURCES)]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
     if folder is None:
         return target
     # a whole file appears at once (os.replace), so processes building it side by side never load a partial one
@@ -91,28 +123,26 @@ class FusedView:
 
     def __init__(
         self,
-        function,
+        library: ctypes.CDLL,
         view_off: torch.Tensor,
         vis_first: torch.Tensor,
         vis_next: torch.Tensor,
         encodings: torch.Tensor,
         occlude: bool,
-        opaque0: int,
     ):
-        V = int(round(view_off.shape[1] ** 0.5))
+        V = defines()["V"]
         # the tensors the loop reads, kept alive here: offsets from row-major (j, i) to Minigrid's image order (i, j)
         self._view_off = view_off.view(4, V, V).transpose(1, 2).contiguous()
         self._vis_first, self._vis_next = vis_first.contiguous(), vis_next.contiguous()
         table = torch.zeros(256, 3, dtype=torch.uint8)
         table[: encodings.shape[0]] = encodings
         self._encodings = table
-        self._function = function
+        self._function = library.render_views
         self._constants = (
             self._view_off.data_ptr(),
             self._vis_first.data_ptr(),
             self._vis_next.data_ptr(),
             int(occlude),
-            int(opaque0),
             table.data_ptr(),
         )
         self.view = V

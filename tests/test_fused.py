@@ -1,10 +1,13 @@
-"""The fused view (torch_rl/envs/minigrid/fused_view.c) against the engine's tensor ops, which the fidelity tests
-check against Minigrid: the same bytes on random states of every kind of cell, and step by step with resets."""
+"""The C loops (torch_rl/envs/minigrid/fused_view.c and fused_verifier.c) against the engine's tensor ops, which
+CUDA runs: the same bytes on random states of every kind of cell, the same steps, verdicts and verifier state
+with resets, and the tensor ops against Minigrid too (the other fidelity tests run the loops, the CPU's default)."""
 
 import pytest
 import torch
 
-from torch_rl.envs.minigrid import BatchedMiniGridEnv, fused_view
+from tests.test_batched_babyai import run_fidelity as run_babyai_fidelity
+from tests.test_batched_minigrid import run_fidelity as run_minigrid_fidelity
+from torch_rl.envs.minigrid import BatchedMiniGridEnv, fused
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid.view import PAD
 
@@ -60,14 +63,29 @@ def test_the_fused_view_gives_the_tensor_views_bytes_on_random_states(env_id, ba
     assert (hidden > 0) != env.see_through_walls  # occlusion was exercised where the family has it
 
 
-@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-5x5-v0", "BabyAI-PutNextLocal-v0"])
-def test_fused_and_tensor_views_step_alike(env_id):
-    """Same seed, same actions: every observation, reward and flag equal, the resets' final observations too."""
-    envs = [BatchedMiniGridEnv(env_id, 64, seed=3, bank_options=SMALL_BANK, fused_view=f) for f in (True, False)]
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "MiniGrid-DoorKey-5x5-v0",
+        "BabyAI-GoToLocal-v0",  # go to
+        "BabyAI-PickupLoc-v0",  # pick up, locations
+        "BabyAI-PutNextLocalS5N3-v0",  # put next to
+        "BabyAI-OpenDoorsOrderN4Debug-v0",  # open, strict sequences
+        "BabyAI-PutNextS5N2Carrying-v0",  # carrying at the start
+        "BabyAI-KeyInBox-v0",  # a key in a box
+        "BabyAI-MiniBossLevel-v0",  # sequences, ands, every kind
+        "BabyAI-SynthSeq-v0",
+    ],
+)
+def test_fused_and_tensor_envs_step_alike(env_id):
+    """Same seed, same actions: every observation, reward and flag equal, the resets' final observations too, and
+    BabyAI's verifier state after every step."""
+    envs = [BatchedMiniGridEnv(env_id, 64, seed=3, bank_options=SMALL_BANK, fused=f) for f in (True, False)]
+    assert envs[0].fused_library is not None and envs[1].fused_library is None
     generator = torch.Generator().manual_seed(0)
     first = [env.reset(seed=3)[0] for env in envs]
     assert torch.equal(first[0]["image"], first[1]["image"])
-    ended = 0
+    ended = rewarded = 0
     for _ in range(300):
         actions = torch.randint(0, 7, (64,), generator=generator)
         (obs, reward, terminated, truncated, info), other = (env.step(actions) for env in envs)
@@ -77,13 +95,29 @@ def test_fused_and_tensor_views_step_alike(env_id):
         if info:
             assert torch.equal(info["final_obs"]["image"], other[4]["final_obs"]["image"])
             ended += int(info["_final_obs"].sum())
+        rewarded += int((reward > 0).sum())
         obs["image"].add_(1)  # the caller's own tensor: changing it changes nothing of the env's
-    assert ended > 0
+        verifiers = [getattr(env.family, "verifier", None) for env in envs]
+        if verifiers[0] is not None:
+            for name in ("state", "flags", "ids", "known", "goto_cells", "obj_pos"):
+                assert torch.equal(getattr(verifiers[0], name), getattr(verifiers[1], name)), name
+    assert ended > 0 and rewarded > 0
+
+
+@pytest.mark.parametrize("env_id", ["BabyAI-MiniBossLevel-v0", "BabyAI-OpenDoorsOrderN4Debug-v0"])
+def test_the_tensor_verifier_against_minigrid(env_id):
+    stats = run_babyai_fidelity(env_id, num_envs=4, num_steps=80, seed=4, fused=False)
+    assert stats["steps"] == 320 and stats["successes"] > 0, stats
+
+
+def test_the_tensor_view_against_minigrid():
+    stats = run_minigrid_fidelity("MiniGrid-DoorKey-5x5-v0", num_envs=8, num_steps=200, seed=2, fused=False)
+    assert stats["steps"] == 1600 and stats["pickups"] > 0, stats
 
 
 def test_fused_view_is_validated():
-    with pytest.raises(TypeError, match="fused_view"):
-        BatchedMiniGridEnv("MiniGrid-Empty-5x5-v0", 2, fused_view="yes")
+    with pytest.raises(TypeError, match="fused"):
+        BatchedMiniGridEnv("MiniGrid-Empty-5x5-v0", 2, fused="yes")
     env = BatchedMiniGridEnv("MiniGrid-Empty-5x5-v0", 2)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="int64"):
         env._fused.render(env._new_image(2), env.grid, env.agent.int(), env.dir, env.carry)
@@ -91,19 +125,19 @@ def test_fused_view_is_validated():
 
 @pytest.fixture
 def fresh_build(monkeypatch, tmp_path):
-    """``fused_view.load`` with its cached result dropped, and the user's cache folder under ``tmp_path``."""
+    """``fused.load`` with its cached result dropped, and the user's cache folder under ``tmp_path``."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    fused_view.load.cache_clear()
+    fused.load.cache_clear()
     yield tmp_path
-    fused_view.load.cache_clear()  # the next env builds or finds it again in the real cache
+    fused.load.cache_clear()  # the next env builds or finds it again in the real cache
 
 
 def test_the_build_is_kept_in_the_users_cache(fresh_build):
-    assert fused_view.load() is not None
-    (built,) = (fresh_build / "cache" / "torch_rl").glob("fused_view-*.so")
+    assert fused.load() is not None
+    (built,) = (fresh_build / "cache" / "torch_rl").glob("fused-*.so")
     stamp = built.stat().st_mtime_ns
-    fused_view.load.cache_clear()
-    assert fused_view.load() is not None and built.stat().st_mtime_ns == stamp  # found, not built again
+    fused.load.cache_clear()
+    assert fused.load() is not None and built.stat().st_mtime_ns == stamp  # found, not built again
 
 
 def test_the_build_is_not_written_through_a_link(fresh_build):
@@ -111,7 +145,7 @@ def test_the_build_is_not_written_through_a_link(fresh_build):
     elsewhere.mkdir()
     (fresh_build / "cache").mkdir()
     (fresh_build / "cache" / "torch_rl").symlink_to(elsewhere)
-    assert fused_view.load() is not None  # built in a private temporary folder instead
+    assert fused.load() is not None  # built in a private temporary folder instead
     assert list(elsewhere.iterdir()) == []
 
 
@@ -122,4 +156,4 @@ def test_without_a_compiler_the_env_warns_and_keeps_its_tensor_view(fresh_build,
     assert env._fused is None
     env.step(torch.zeros(4, dtype=torch.int64))
     with pytest.raises(ValueError, match="C compiler"):
-        BatchedMiniGridEnv("MiniGrid-DoorKey-5x5-v0", 4, fused_view=True)
+        BatchedMiniGridEnv("MiniGrid-DoorKey-5x5-v0", 4, fused=True)
