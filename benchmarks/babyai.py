@@ -48,7 +48,8 @@ def in_child(fn, args: tuple, timeout: float) -> Any:
     ``timeout`` seconds (EnvPool 1.2.5's SynthS5R2 never returns from ``reset`` at 64 envs or more)."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    child = context.Process(target=_child, args=(results, fn, args), daemon=True)
+    # not a daemon: a bank's worker is a process of the child's own (a hung child is killed below)
+    child = context.Process(target=_child, args=(results, fn, args))
     child.start()
     try:
         result = results.get(timeout=timeout)

@@ -514,10 +514,9 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
     def _make_obs(self, image: torch.Tensor | None, d: torch.Tensor, missions: list[str]) -> dict[str, Any]:
         """The observation batch of ``image`` (None: filled in later) and the directions ``d``, its tensors copied
         out as the caller's (normal tensors: see ``step``)."""
-        if image is not None and image.is_inference():  # the fused view's image is the caller's already
-            with torch.inference_mode(False):
-                image = image.clone(memory_format=torch.contiguous_format)
         with torch.inference_mode(False):
+            if image is not None and image.is_inference():  # (the fused view's image is the caller's already)
+                image = image.clone(memory_format=torch.contiguous_format)
             return {
                 "image": image,
                 "direction": d.clone(),

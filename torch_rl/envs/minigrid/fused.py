@@ -145,7 +145,6 @@ class FusedView:
             int(occlude),
             table.data_ptr(),
         )
-        self.view = V
 
     def render(
         self,
