@@ -572,8 +572,8 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         return self.agent + self._delta.index_select(0, self.dir)
 
     def _step(self, actions):
-        if isinstance(actions, torch.Tensor):
-            a = actions.to(self.device, torch.int64).view(-1)
+        if isinstance(actions, torch.Tensor):  # contiguous: the C loops read it by its data pointer
+            a = actions.to(self.device, torch.int64).reshape(-1).contiguous()
         else:
             a = torch.as_tensor(np.asarray(actions), dtype=torch.int64, device=self.device).view(-1)
         if a.shape[0] != self.num_envs:

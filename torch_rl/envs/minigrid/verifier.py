@@ -261,7 +261,8 @@ class BatchedVerifier:
         return (self._verdict_step if self.num_slots > 1 else self._verdict)(actions)
 
     def _fused_step(self, a) -> tuple[torch.Tensor, torch.Tensor]:
-        """``_follow_objects`` and ``_verdict`` in one C loop (fused_verifier.c), the same rules and results."""
+        """``_follow_objects`` and ``_verdict`` in one C loop (fused_verifier.c), the same rules and results. It
+        reads every tensor by its data pointer: the engine's step makes ``a`` contiguous, its own state is."""
         env, kinds = self.env, self.kinds
         rules = (
             (RULE_FOLLOW if kinds - {I.OPEN} else 0)
