@@ -140,6 +140,13 @@ def test_the_build_is_kept_in_the_users_cache(fresh_build):
     assert fused.load() is not None and built.stat().st_mtime_ns == stamp  # found, not built again
 
 
+def test_a_damaged_build_in_the_cache_is_built_again(fresh_build):
+    built = fresh_build / "cache" / "torch_rl" / fused.build_spec()[2]
+    built.parent.mkdir(parents=True)
+    built.write_bytes(b"not a library")  # as a full disk might leave it
+    assert fused.load() is not None and built.read_bytes()[:4] == b"\x7fELF"
+
+
 def test_the_build_is_not_written_through_a_link(fresh_build):
     elsewhere = fresh_build / "elsewhere"
     elsewhere.mkdir()

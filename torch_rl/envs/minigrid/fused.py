@@ -64,19 +64,31 @@ def defines() -> dict[str, int]:
     }
 
 
-@functools.cache
-def load() -> ctypes.CDLL | None:
-    """The compiled library (its functions typed), or None (with one warning) where it cannot be built."""
+def build_spec() -> tuple[str, list[str], str] | None:
+    """(compiler, its flags, the library's file name: a hash of the sources, compiler and flags), or None without
+    a compiler."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        warnings.warn("no C compiler found: the batched env runs its view and verifier as tensor ops", stacklevel=2)
         return None
     flags = [*FLAGS, *(f"-D{name}={value}" for name, value in defines().items())]
     parts = [*(source.read_bytes() for source in SOURCES), compiler.encode(), " ".join(flags).encode()]
     key = hashlib.sha256(b"\0".join([*parts, sys.platform.encode()]))
-    name = f"fused-{key.hexdigest()[:16]}.so"
+    return compiler, flags, f"fused-{key.hexdigest()[:16]}.so"
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """The compiled library (its functions typed), or None (with one warning) where it cannot be built."""
+    spec = build_spec()
+    if spec is None:
+        warnings.warn("no C compiler found: the batched env runs its view and verifier as tensor ops", stacklevel=2)
+        return None
+    compiler, flags, name = spec
     try:
-        library = ctypes.CDLL(str(_cached_build(compiler, flags, name)))
+        try:
+            library = ctypes.CDLL(str(_cached_build(compiler, flags, name)))
+        except OSError:  # a damaged file in the cache (written on a full disk, say): built again over it
+            library = ctypes.CDLL(str(_cached_build(compiler, flags, name, rebuild=True)))
     except (OSError, subprocess.SubprocessError) as error:
         warnings.warn(f"the C loops could not be built ({error}): the batched env uses tensor ops", stacklevel=2)
         return None
@@ -99,10 +111,12 @@ def _cache_dir() -> Path | None:
     return root
 
 
-def _cached_build(compiler: str, flags: list[str], name: str) -> Path:
-    """The built library: from the cache, else compiled into it (or into a private temporary folder)."""
+def _cached_build(compiler: str, flags: list[str], name: str, rebuild: bool = False) -> Path:
+    """The built library: from the cache (unless ``rebuild``), else compiled into it (or into a private temporary
+    folder)."""
     folder = _cache_dir()
-    if folder is not None and (folder / name).is_file() and not (folder / name).is_symlink():
+    cached = folder is not None and (folder / name).is_file() and not (folder / name).is_symlink()
+    if cached and not rebuild:
         return folder / name
     build = Path(tempfile.mkdtemp(prefix="torch_rl-fused-"))  # private (0700): nobody else can swap the file
     target = build / name
