@@ -18,7 +18,9 @@ memo, whether part 0 is done, the tree's shape): :func:`combine` writes it once,
 
 Speed: a level's instructions often use few of the rules (GoToLocal only ``go to`` of one object, OpenDoor only
 ``open``), so the verifier works out, from the instructions its rows have held so far (a set that only grows),
-which rules, slots and object tracking any row can need, and computes only those.
+which rules, slots and object tracking any row can need, and computes only those. On the CPU the step (following
+the objects, then the verdict) runs as one C loop with the same rules (``fused_verifier.c``, :mod:`.fused`): its
+tensor ops here are what CUDA runs, and what the loop is tested against.
 """
 
 from __future__ import annotations
