@@ -3,6 +3,8 @@ the yellow key and the agent are left of it, the goal in the bottom-right corner
 
 from __future__ import annotations
 
+import torch
+
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid.family import Family, Layouts
 
@@ -32,8 +34,8 @@ class DoorKeyFamily(Family):
         agent = env.flat(1 + ua % w, 1 + ua // w)
         key = env.flat(1 + uk % w, 1 + uk // w)
         door = env.flat(split, door_y)
-        for y in range(n):  # the wall column, top to bottom
-            grid.scatter_(1, env.flat(split, y).view(m, 1), C.C_WALL)
+        column = env.flat(split.unsqueeze(1), torch.arange(n, device=env.device))  # (m, n): the wall column
+        grid.scatter_(1, column, C.C_WALL)
         grid.scatter_(1, door.view(m, 1), C.door_code(C.COLOR_IDX["yellow"], C.DOOR_LOCKED))
         grid.scatter_(1, key.view(m, 1), C.C_KEY0 + C.COLOR_IDX["yellow"])
         return Layouts(grid, agent, d)

@@ -5,6 +5,8 @@ Minigrid's default step."""
 
 from __future__ import annotations
 
+import torch
+
 from torch_rl.envs.minigrid import codes as C
 from torch_rl.envs.minigrid.family import Family, Layouts
 
@@ -20,9 +22,8 @@ class FourRoomsFamily(Family):
         n = self.width
         half = n // 2
         grid = env.blank_grids(m)
-        for k in range(n):
-            grid[:, env.flat(half, k)] = C.C_WALL
-            grid[:, env.flat(k, half)] = C.C_WALL
+        k = torch.arange(n, device=env.device)
+        grid[:, torch.cat([env.flat(half, k), env.flat(k, half)])] = C.C_WALL  # the wall column and the wall row
         # one gap per wall segment, drawn in _gen_grid's order
         gaps = [
             env.flat(half, env.randint(m, 1, half)),
