@@ -30,8 +30,7 @@ class DistShiftFamily(Family):
     def generate(self, env, m: int) -> Layouts:
         grid = env.blank_grids(m)
         grid[:, env.flat(self.width - 2, 1)] = C.C_GOAL
-        for i in range(self.width - 6):
-            grid[:, env.flat(3 + i, 1)] = C.C_LAVA
-            grid[:, env.flat(3 + i, self.strip2_row)] = C.C_LAVA
+        x = torch.arange(3, self.width - 3, device=env.device)
+        grid[:, torch.cat([env.flat(x, 1), env.flat(x, self.strip2_row)])] = C.C_LAVA  # the two lava strips
         agent = env.flat(*self.start_pos).expand(m).clone()
         return Layouts(grid, agent, torch.full((m,), self.start_dir, dtype=torch.int64, device=env.device))

@@ -26,8 +26,8 @@ class LavaGapFamily(Family):
         grid[:, env.flat(n - 2, n - 2)] = C.C_GOAL
         gap_x = env.randint(m, 2, n - 2)
         gap_y = env.randint(m, 1, n - 1)
-        for y in range(1, n - 1):
-            grid.scatter_(1, env.flat(gap_x, y).view(m, 1), self.obstacle)
+        column = env.flat(gap_x.unsqueeze(1), torch.arange(1, n - 1, device=env.device))  # (m, n - 2)
+        grid.scatter_(1, column, self.obstacle)
         grid.scatter_(1, env.flat(gap_x, gap_y).view(m, 1), C.C_EMPTY)
         agent = env.flat(1, 1).expand(m).clone()
         return Layouts(grid, agent, torch.zeros(m, dtype=torch.int64, device=env.device))
