@@ -30,6 +30,9 @@ from pathlib import Path
 
 import torch
 
+from torch_rl.envs.minigrid import codes, instructions, verifier, view
+from torch_rl.envs.minigrid.layout_cache import user_cache_root
+
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("fused_view.c", "fused_verifier.c"))
 FLAGS = ("-O3", "-shared", "-fPIC")  # no -march=native: one cached build serves any CPU of this machine's kind
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -41,8 +44,6 @@ _ARGTYPES = {
 
 def defines() -> dict[str, int]:
     """The constants the C loops share with the Python modules, as the compiler's ``-D`` flags."""
-    from torch_rl.envs.minigrid import codes, instructions, verifier, view
-
     return {
         "V": view.VIEW,
         "C_OPAQUE0": codes.C_OPAQUE0,
@@ -100,7 +101,7 @@ def load() -> ctypes.CDLL | None:
 
 def _cache_dir() -> Path | None:
     """The user's own cache folder for the build, or None where it is not a plain folder of theirs."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch_rl"
+    root = user_cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError:
@@ -144,7 +145,7 @@ class FusedView:
         encodings: torch.Tensor,
         occlude: bool,
     ):
-        V = defines()["V"]
+        V = view.VIEW
         # the tensors the loop reads, kept alive here: offsets from row-major (j, i) to Minigrid's image order (i, j)
         self._view_off = view_off.view(4, V, V).transpose(1, 2).contiguous()
         self._vis_first, self._vis_next = vis_first.contiguous(), vis_next.contiguous()

@@ -48,12 +48,18 @@ def minigrid_version() -> str:
     return str(minigrid.__version__)
 
 
+def user_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/torch_rl`` (default ``~/.cache/torch_rl``): where torch_rl keeps what it can make again
+    (the layouts here, the C loops' build: :mod:`.fused`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "torch_rl"
+
+
 def default_dir() -> Path:
     """``$TORCH_RL_CACHE``, else ``$XDG_CACHE_HOME/torch_rl/layouts`` (default ``~/.cache/torch_rl/layouts``)."""
     if os.environ.get("TORCH_RL_CACHE"):
         return Path(os.environ["TORCH_RL_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "torch_rl" / "layouts"
+    return user_cache_root() / "layouts"
 
 
 def cache_key(env_id: str, base_seed: int) -> dict[str, Any]:
