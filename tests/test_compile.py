@@ -13,6 +13,7 @@ import torch_rl
 from model import ACModel
 from tests.test_batched_babyai import run_fidelity as run_babyai_fidelity
 from tests.test_batched_minigrid import run_fidelity as run_minigrid_fidelity
+from torch_rl.algos.graph_step import GraphStep
 from torch_rl.envs.minigrid import BatchedMiniGridEnv
 from torch_rl.envs.minigrid.engine import COMPILED_VIEW_MAX_CPU_BATCH
 from utils.format import get_obss_preprocessor
@@ -21,11 +22,13 @@ ENV_ID = "MiniGrid-DoorKey-5x5-v0"
 TOLERANCE = 1e-5  # the parameters' largest difference after 3 updates (measured: ~3e-7)
 
 
-def make_algo(algo_class, compile, use_memory=False, device="cpu", **kwargs):
+def make_algo(algo_class, compile, use_memory=False, device="cpu", unused_parameter=False, **kwargs):
     torch.manual_seed(0)
     env = BatchedMiniGridEnv(ENV_ID, 4, seed=0, device=device, compile=compile)
     obs_space, preprocess = get_obss_preprocessor(env.single_observation_space)
     model = ACModel(obs_space, env.single_action_space, use_memory=use_memory)
+    if unused_parameter:
+        model.unused = torch.nn.Parameter(torch.zeros(3))
     return algo_class(env, model, device, preprocess_obss=preprocess, num_frames_per_proc=8, compile=compile, **kwargs)
 
 
@@ -39,16 +42,30 @@ def run_updates(algo, updates=3):
     return out
 
 
+ONE_GRAPH = {"act", "gradient_step"}  # on a CPU: acting, and from the optimizer's second step the whole step
+PARTS = {"act", "batch_loss", "clip_gradients", "optimizer_step"}  # the loss, clipping and step compiled apart
+
+
 @pytest.mark.parametrize(
-    "algo_class, use_memory, kwargs",
+    "algo_class, use_memory, kwargs, graphs",
     [
-        (torch_rl.PPOAlgo, False, dict(batch_size=8, epochs=2)),
-        (torch_rl.PPOAlgo, True, dict(batch_size=8, epochs=2, recurrence=2)),
-        (torch_rl.A2CAlgo, False, {}),
+        (torch_rl.PPOAlgo, False, dict(batch_size=8, epochs=2), ONE_GRAPH),
+        (torch_rl.PPOAlgo, False, dict(batch_size=8, epochs=2, max_grad_norm=0.01), ONE_GRAPH),  # always clipped
+        (torch_rl.PPOAlgo, True, dict(batch_size=8, epochs=2, recurrence=2), ONE_GRAPH),
+        (torch_rl.A2CAlgo, False, {}, ONE_GRAPH),
+        # a changing learning rate would compile the one graph again at each update: the parts, the step eager
+        (
+            torch_rl.PPOAlgo,
+            False,
+            dict(batch_size=8, epochs=2, lr_schedule="linear", total_frames=10**4),
+            PARTS - {"optimizer_step"},
+        ),
+        # a parameter without a gradient has no optimizer state, which the one graph would give it: the parts
+        (torch_rl.PPOAlgo, False, dict(batch_size=8, epochs=2, unused_parameter=True), PARTS),
     ],
-    ids=["ppo", "ppo-memory", "a2c"],
+    ids=["ppo", "ppo-clipped", "ppo-memory", "a2c", "ppo-linear-lr", "ppo-unused-parameter"],
 )
-def test_compiled_training_matches_eager(algo_class, use_memory, kwargs):
+def test_compiled_training_matches_eager(algo_class, use_memory, kwargs, graphs):
     eager = run_updates(make_algo(algo_class, False, use_memory, **kwargs))
     compiled_algo = make_algo(algo_class, True, use_memory, **kwargs)
     compiled = run_updates(compiled_algo)
@@ -59,7 +76,42 @@ def test_compiled_training_matches_eager(algo_class, use_memory, kwargs):
     first = [p.detach() for p in make_algo(algo_class, False, use_memory, **kwargs).acmodel.parameters()]
     assert max((p - q).abs().max().item() for p, q in zip(first, eager[-1][1], strict=True)) > 100 * TOLERANCE
     assert compiled_algo.compile_seconds > 0
-    assert set(compiled_algo._compiled) == {"act", "batch_loss", "clip_gradients", "optimizer_step"}
+    assert set(compiled_algo._compiled) == graphs
+
+
+@pytest.mark.parametrize("algo_class", [torch_rl.PPOAlgo, torch_rl.A2CAlgo], ids=["ppo", "a2c"])
+def test_a_gradient_that_is_not_finite_in_the_one_graph_changes_nothing(algo_class):
+    """The one graph takes its optimizer step before the caller can see the gradient's norm: it must put the
+    parameters and the optimizer's state back, as the eager path never changes them."""
+    algo = make_algo(algo_class, True, **(dict(batch_size=8, epochs=2) if algo_class is torch_rl.PPOAlgo else {}))
+    run_updates(algo, updates=2)
+    assert "gradient_step" in algo._compiled
+    exps, _ = algo.collect_experiences()
+    advantage = exps.advantage.clone()
+    exps.advantage[:] = float("nan")  # every mini-batch's: the first one raises
+    params = [p.detach().clone() for p in algo.acmodel.parameters()]
+    state = [[v.clone() for v in algo.optimizer.state[p].values()] for p in algo.acmodel.parameters()]
+    with pytest.raises(FloatingPointError, match="parameters were not updated"):
+        algo.update_parameters(exps)
+    assert all(torch.equal(p, q) for p, q in zip(params, algo.acmodel.parameters(), strict=True))
+    after = [list(algo.optimizer.state[p].values()) for p in algo.acmodel.parameters()]
+    assert all(torch.equal(v, w) for old, new in zip(state, after, strict=True) for v, w in zip(old, new, strict=True))
+    exps.advantage[:] = advantage  # the same rollout, finite: it does update
+    algo.update_parameters(exps)
+    assert not all(torch.equal(p, q) for p, q in zip(params, algo.acmodel.parameters(), strict=True))
+
+
+def test_a_step_that_cannot_be_one_graph_is_compiled_in_parts(monkeypatch):
+    def step(self, exps, starts):
+        raise NotImplementedError("not traceable here")  # as torch.compile's errors, a RuntimeError
+
+    monkeypatch.setattr(GraphStep, "step", step)
+    algo = make_algo(torch_rl.PPOAlgo, True, batch_size=8, epochs=2)
+    before = [p.detach().clone() for p in algo.acmodel.parameters()]
+    with pytest.warns(UserWarning, match="could not be compiled as one graph .not traceable here.; its parts"):
+        run_updates(algo, updates=2)
+    assert set(algo._compiled) == PARTS
+    assert not all(torch.equal(p, q) for p, q in zip(before, algo.acmodel.parameters(), strict=True))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

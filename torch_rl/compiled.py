@@ -4,15 +4,17 @@ At small batches a PPO update is hundreds of tiny ops, and Python and dispatch o
 time (see docs/speed.md). Compiling fuses them. The algorithms (``A2CAlgo``, ``PPOAlgo``) compile:
 
 - **acting**: the model's forward on a step's input, sampling and the action's log-probability;
-- **the mini-batch loss**: gathering the mini-batch's rows, the model's forward and the loss; AOTAutograd compiles
-  its backward along with it;
-- **the gradient step**: clipping the gradient's norm and the optimizer's step.
+- **the gradient step**, on a CPU as one graph (torch_rl/algos/graph_step.py): gathering the mini-batch's rows, the
+  model's forward, the loss, its gradient, clipping and the optimizer's step. Where that graph does not apply (on
+  CUDA, under torch.distributed, with another optimizer or a learning-rate schedule), in parts: the mini-batch
+  loss, whose backward AOTAutograd compiles along with it; clipping; and the optimizer's step, except under a
+  schedule (a compiled step is specialised on the learning rate).
 
 What stays eager there: preprocessing (``preprocess_obss`` may take lists and strings), the env step, the first
-step of the first rollout (which checks the model's outputs, see torch_rl/algos/checks.py) and the value of
-truncated episodes' final observations (a varying number of rows). Shapes are static (``dynamic=False``): a
-rollout's last mini-batch, when it is smaller, gets a graph of its own. On CUDA these graphs are replayed as CUDA
-graphs (``mode="reduce-overhead"``).
+step of the first rollout (which checks the model's outputs, see torch_rl/algos/checks.py), the first gradient step
+(which makes the optimizer's state) and the value of truncated episodes' final observations (a varying number of
+rows). Shapes are static (``dynamic=False``): a rollout's last mini-batch, when it is smaller, gets a graph of its
+own. On CUDA these graphs are replayed as CUDA graphs (``mode="reduce-overhead"``).
 
 ``BatchedMiniGridEnv(compile=True)`` compiles its view the same way, without CUDA graphs: a replayed graph's
 outputs are overwritten by the next replay, and an env's observations are the caller's to keep. BabyAI's

@@ -4,6 +4,7 @@ The rollout's storage, advantages and mini-batches are in torch_rl/rollout.py. E
 how its loss is computed from a mini-batch and how it iterates over the data.
 """
 
+import warnings
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from torch_rl.algos.checks import (
     check_number,
     reshape_reward_error,
 )
+from torch_rl.algos.graph_step import GraphStep
 from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.compiled import CompiledFunction
 from torch_rl.dictlist import DictList
@@ -76,10 +78,10 @@ class BaseAlgo(ABC):
         ``total_frames`` frames (a torch.optim.lr_scheduler.LambdaLR stepped after each update; state_dict()
         keeps its position, so a resumed run continues the schedule).
     total_frames : the frame budget a linear schedule anneals over (required for it).
-    compile : run acting, the mini-batch loss and the gradient step as torch.compile graphs
-        (torch_rl/compiled.py): faster where Python overhead sets the time (small models and batches), after
-        a compile on first use (``compile_seconds``). Results match the eager path up to float rounding; sampling
-        draws from the same generator.
+    compile : run acting and the gradient step (on a CPU one graph: loss, gradient, clipping and optimizer
+        step) as torch.compile graphs (torch_rl/compiled.py): faster where Python overhead sets the time (small
+        models and batches), after a compile on first use (``compile_seconds``). Results match the eager path up
+        to float rounding; sampling draws from the same generator.
 
     Every argument is checked where it is set, and the first step checks what ``preprocess_obss`` and the model
     return (torch_rl/algos/checks.py): a mistake is a TypeError or ValueError naming the argument. A2CAlgo and
@@ -182,6 +184,7 @@ class BaseAlgo(ABC):
         self.outputs_checked = False  # the first step checks what preprocess_obss and the model return
         self.compile = compile
         self._compiled: dict[str, CompiledFunction] = {}  # made on first use
+        self._one_graph: GraphStep | bool | None = None  # see _graph_step; None: not yet known
 
     def _fast(self, name: str, fn):
         """``fn``, or with ``compile`` its compiled graph (made once, on first use, under ``name``)."""
@@ -444,25 +447,61 @@ class BaseAlgo(ABC):
 
     def optimize_batch(self, exps: DictList, starts: torch.Tensor) -> dict:
         """One gradient step on the sequences of ``recurrence`` steps starting at rows ``starts``."""
-        loss, stats = self._fast("batch_loss", self.batch_loss)(exps, starts)
+        graph_step = self._graph_step()
+        if graph_step is not None:
+            stats = self._optimize_batch_in_one_graph(graph_step, exps, starts)
+            if stats is not None:
+                return stats
+        # With compile, the parts are compiled where the one graph is not used; the step before it is eager.
+        fast = self._fast if self._one_graph is False else _eager
+        loss, stats = fast("batch_loss", self.batch_loss)(exps, starts)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if distributed.is_distributed():
             distributed.average_gradients(self.acmodel.parameters())
-        grad_norm = self._fast("clip_gradients", self._clip_gradients)()
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"the loss or its gradient is not finite (loss {loss.item():.4g}, "
-                f"gradient norm {grad_norm.item():.4g}); "
-                "parameters were not updated: lower the learning rate or check the rewards and observations"
-            )
+        grad_norm = fast("clip_gradients", self._clip_gradients)()
+        _check_finite(loss, grad_norm)
         # A compiled optimizer step is specialised on the learning rate: under a schedule that changes it at every
         # update the step stays eager, rather than compiling again each time.
         if self.lr_scheduler is None:
-            self._fast("optimizer_step", self.optimizer.step)()
+            fast("optimizer_step", self.optimizer.step)()
         else:
             self.optimizer.step()
         stats["grad_norm"] = grad_norm.detach()
+        return stats
+
+    def _graph_step(self) -> GraphStep | None:
+        """With ``compile`` on a CPU, the gradient step as one graph (torch_rl/algos/graph_step.py), once it can
+        be: from the optimizer's second step (the first, eager, makes its state); else None."""
+        if self._one_graph is None:
+            one_graph = self.compile and self.device.type == "cpu" and not distributed.is_distributed()
+            if not one_graph:
+                self._one_graph = False
+            elif GraphStep.usable(self.acmodel, self.optimizer, constant_lr=self.lr_scheduler is None):
+                self._one_graph = GraphStep(self.acmodel, self.optimizer, self.batch_loss, self.max_grad_norm)
+            elif self.optimizer.state:  # stepped already, but not a step this graph can take
+                self._one_graph = False
+        return self._one_graph or None
+
+    def _optimize_batch_in_one_graph(self, graph_step: GraphStep, exps: DictList, starts: torch.Tensor):
+        """``optimize_batch`` by ``graph_step``; None where it could not be compiled (the caller then compiles the
+        loss, the clipping and the optimizer's step apart, and the reason is shown once)."""
+        compiled = self._fast("gradient_step", graph_step.step)
+        try:
+            loss, grad_norm, stats = compiled(exps, starts)
+        except RuntimeError as error:  # torch.compile's errors; the first call compiles, and nothing ran
+            if compiled.called:
+                raise
+            self._one_graph = False
+            del self._compiled["gradient_step"]
+            warnings.warn(
+                f"compile: the gradient step could not be compiled as one graph ({str(error).splitlines()[0]}); "
+                "its parts are compiled apart",
+                stacklevel=3,
+            )
+            return None
+        _check_finite(loss, grad_norm)
+        stats["grad_norm"] = grad_norm
         return stats
 
     def batch_loss(self, exps: DictList, starts: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -596,6 +635,19 @@ def _to_cpu(state):
     if isinstance(state, dict):
         return {key: _to_cpu(value) for key, value in state.items()}
     return state.cpu() if isinstance(state, torch.Tensor) else state
+
+
+def _eager(name, fn):
+    return fn
+
+
+def _check_finite(loss, grad_norm):
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(
+            f"the loss or its gradient is not finite (loss {loss.item():.4g}, "
+            f"gradient norm {grad_norm.item():.4g}); "
+            "parameters were not updated: lower the learning rate or check the rewards and observations"
+        )
 
 
 def _sum_event_dims(x):
