@@ -182,10 +182,19 @@ class ValueProbe(nn.Module, torch_rl.ACModel):
         return Categorical(logits=self.logits.expand(len(obs), 2)), 10 * obs[:, 0]
 
 
+def _one_env(kind, **kwargs):
+    if kind == "list":
+        return [FixedLengthEnv(**kwargs)]
+    return gym.vector.SyncVectorEnv(
+        [lambda: FixedLengthEnv(**kwargs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
+
+
+@pytest.mark.parametrize("kind", ["list", "vector env"])
 @pytest.mark.parametrize("truncate", [True, False])
-def test_truncated_episodes_bootstrap_from_the_final_observation_and_terminated_ones_do_not(truncate):
+def test_truncated_episodes_bootstrap_from_the_final_observation_and_terminated_ones_do_not(truncate, kind):
     with torch_rl.A2CAlgo(
-        [FixedLengthEnv(length=3, truncate=truncate, reward=0.0)],
+        _one_env(kind, length=3, truncate=truncate, reward=0.0),
         ValueProbe(),
         num_frames_per_proc=3,
         discount=0.5,

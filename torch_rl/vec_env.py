@@ -62,6 +62,11 @@ class EnvBatch:
         """The final observations of envs ``indices`` as one batch."""
         return stack_obs([final_obs[i] for i in indices])
 
+    def has_final_obs(self, final_obs: Any) -> bool:
+        """False where ``final_obs`` (what ``step`` returned) says that no episode ended in the step: a test in
+        Python, so that the steps where none ended cost no look at the flags (a host sync on a GPU)."""
+        return bool(final_obs)
+
     def close(self) -> None:
         pass
 
@@ -482,6 +487,9 @@ class VectorEnvBatch(EnvBatch):
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
         obs, reward, terminated, truncated, info = self.env.step(actions)
         return obs, reward, terminated, truncated, info
+
+    def has_final_obs(self, info: dict) -> bool:
+        return "final_obs" in info  # Gymnasium's vector envs (and BatchedMiniGridEnv) add it where an episode ended
 
     def final_obs_batch(self, info: dict, indices: list[int]) -> Any:
         final_obs = info["final_obs"]

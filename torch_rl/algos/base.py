@@ -182,6 +182,7 @@ class BaseAlgo(ABC):
         self.mask = torch.ones(self.num_procs, device=self.device)  # 0 where an episode starts: memory zeroed
         self.memory = torch.zeros(self.num_procs, memory_size, device=self.device) if self.recurrent else None
         self.outputs_checked = False  # the first step checks what preprocess_obss and the model return
+        self._no_final_values = torch.zeros(self.num_procs, device=self.device)  # read only (see _final_values)
         self.compile = compile
         self._compiled: dict[str, CompiledFunction] = {}  # made on first use
         self._one_graph: GraphStep | bool | None = None  # see _graph_step; None: not yet known
@@ -376,6 +377,8 @@ class BaseAlgo(ABC):
     def _final_values(self, final_obs, terminated, truncated, memory):
         """V(final observation) where an episode was cut by a time limit (the bootstrap target), else 0;
         ``memory``: the memory after the step's action."""
+        if not self.env.has_final_obs(final_obs):
+            return self._no_final_values
         cut = truncated & ~terminated
         values = torch.zeros(self.num_procs, device=self.device)
         if not bool(cut.any()):
