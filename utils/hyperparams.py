@@ -119,9 +119,10 @@ HYPERPARAMS = (
         "compile",
         "switch",
         False,
-        "run acting, the mini-batch loss and the gradient step as torch.compile graphs (with --batched, the env's "
-        "view too, up to 64 envs on a CPU): faster where Python overhead sets the time (small models and batches), "
-        "once compiled; the first update compiles and the log says how long it took (see docs/speed.md)",
+        "run acting and the gradient step (on a CPU one graph, from the loss to the optimizer's step) as "
+        "torch.compile graphs, and with --batched the env's view where it runs as tensor ops: faster where Python "
+        "overhead sets the time (small models and batches), once compiled; the first update compiles and the log "
+        "says how long it took (see docs/speed.md)",
         group="main",
         arg="compile",
         recipe=True,
