@@ -24,17 +24,16 @@ class EpisodeStatistics:
     def __init__(self, num_steps: int, num_envs: int, device: torch.device):
         self.num_envs = num_envs
         self.running = torch.zeros(3, num_envs, device=device)  # the episodes under way, one row per key
+        self.ones = torch.ones(num_envs, device=device)  # a step's frame count
         self.at_step = torch.zeros(num_steps, 3, num_envs, device=device)
         # The last N finished episodes, padded with zeros (as torch-ac) so that the statistics are never empty.
         self.history = {key: deque([0] * num_envs, maxlen=num_envs) for key in self.KEYS}
         self.num_ended = 0
 
     def add_step(self, t: int, reward: torch.Tensor, reshaped_reward: torch.Tensor, done: torch.Tensor) -> None:
-        self.running[0] += reward
-        self.running[1] += reshaped_reward
-        self.running[2] += 1
+        self.running += torch.stack((reward, reshaped_reward, self.ones))
         self.at_step[t] = self.running
-        self.running *= (~done).float()
+        self.running *= ~done
 
     def logs(self, done: torch.Tensor) -> dict:
         """The logs of a rollout whose (T, N) ``done`` says where episodes ended."""
@@ -104,20 +103,22 @@ class Rollout:
         as the env gave it, ``reshaped_reward`` as training uses it)."""
         if self.actions is None:
             self.actions = torch.zeros((self.num_steps, *action.shape), dtype=action.dtype, device=self.device)
+            self._step_rows = [self._rows(t) for t in range(self.num_steps)]
         self.obs[t] = obs
-        self.actions[t] = action
-        self.values[t] = value
-        self.log_probs[t] = log_prob
-        self.masks[t] = mask
+        step = [action, value, log_prob, mask, reshaped_reward, terminated, truncated, final_value]
         if self.memories is not None:
             if t == 0:
                 self.start_memory = memory
-            self.memories[t] = memory
-        self.rewards[t] = reshaped_reward
-        self.terminateds[t] = terminated
-        self.truncateds[t] = truncated
-        self.final_values[t] = final_value
+            step.append(memory)
+        # one call copies them all: at small batches each copy's dispatch costs more than its bytes (docs/speed.md)
+        torch._foreach_copy_(self._step_rows[t], step)
         self.episodes.add_step(t, reward, reshaped_reward, terminated | truncated)
+
+    def _rows(self, t: int) -> list[torch.Tensor]:
+        """Row ``t`` of each (T, N, ...) buffer, in ``add_step``'s order."""
+        buffers = [self.actions, self.values, self.log_probs, self.masks, self.rewards, self.terminateds]
+        buffers += [self.truncateds, self.final_values] + ([self.memories] if self.memories is not None else [])
+        return [buffer[t] for buffer in buffers]
 
     def advantages(
         self, last_values: torch.Tensor, discount: float, gae_lambda: float, rewards: torch.Tensor | None = None
