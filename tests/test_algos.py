@@ -8,6 +8,7 @@ from torch.distributions import Categorical
 import torch_rl
 from tests.envs import ActionCheckingEnv, FixedLengthEnv, NaNRewardEnv
 from tests.models import GaussianModel, MLPModel, RecurrentMLPModel
+from torch_rl.algos.base import BaseAlgo
 
 ALGOS = {"a2c": torch_rl.A2CAlgo, "ppo": torch_rl.PPOAlgo}
 
@@ -306,3 +307,19 @@ def test_a_model_with_nan_outputs_stops_before_any_update(algo_name):
             algo.update_parameters()
     for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new.detach())
+
+
+def test_a_categorical_is_sampled_as_torch_samples_it_and_a_broken_one_is_flagged():
+    """The algorithms draw a Categorical's actions without torch.multinomial's checks (see BaseAlgo._sample): the
+    same actions from the same generator, and a flag that collect_experiences reads once per rollout."""
+    dist = Categorical(logits=torch.randn(64, 7))
+    torch.manual_seed(3)
+    expected = dist.sample()
+    torch.manual_seed(3)
+    action, valid = BaseAlgo._sample(dist)
+    assert torch.equal(action, expected) and bool(valid)
+    for bad in (float("nan"), -0.1):
+        probs = torch.softmax(torch.randn(64, 7), -1)
+        probs[5, 2] = bad
+        _, valid = BaseAlgo._sample(Categorical(probs=probs, validate_args=False))
+        assert not bool(valid)

@@ -33,13 +33,13 @@ import torch
 
 class CompiledFunction:
     """``torch.compile(fn)``, timing its first call (the compile, on first use); ``cuda_graphs``: replayed as CUDA
-    graphs; ``options``: Inductor settings for this graph only (not with ``cuda_graphs``)."""
+    graphs; ``options``: Inductor settings for this graph only."""
 
     def __init__(self, fn: Callable, cuda_graphs: bool = False, options: dict | None = None):
-        if cuda_graphs and options:
-            raise ValueError("cuda_graphs and options do not go together")
-        mode = "reduce-overhead" if cuda_graphs else None
-        self.compiled = torch.compile(fn, dynamic=False, mode=mode, options=options)
+        options = dict(options or {})
+        if cuda_graphs:
+            options["triton.cudagraphs"] = True  # all that mode="reduce-overhead" sets, which excludes options
+        self.compiled = torch.compile(fn, dynamic=False, options=options or None)
         self.seconds = 0.0  # the first call's wall time, compile included, once it ran
         self.called = False
 

@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from torch import nn
-from torch.distributions import Distribution
+from torch.distributions import Categorical, Distribution
 
 from torch_rl import distributed
 from torch_rl.algos.checks import (
@@ -182,18 +182,21 @@ class BaseAlgo(ABC):
         self.mask = torch.ones(self.num_procs, device=self.device)  # 0 where an episode starts: memory zeroed
         self.memory = torch.zeros(self.num_procs, memory_size, device=self.device) if self.recurrent else None
         self.outputs_checked = False  # the first step checks what preprocess_obss and the model return
+        self._policy_checks: list[torch.Tensor] = []  # the rollout's steps' checks of their policy (see _sample)
         self._no_final_values = torch.zeros(self.num_procs, device=self.device)  # read only (see _final_values)
         self.compile = compile
         self._compiled: dict[str, CompiledFunction] = {}  # made on first use
         self._one_graph: GraphStep | bool | None = None  # see _graph_step; None: not yet known
 
-    def _fast(self, name: str, fn):
-        """``fn``, or with ``compile`` its compiled graph (made once, on first use, under ``name``)."""
+    def _fast(self, name: str, fn, options: dict | None = None):
+        """``fn``, or with ``compile`` its compiled graph (made once, on first use, under ``name``; ``options``:
+        Inductor's, for this graph)."""
         if not self.compile:
             return fn
         compiled = self._compiled.get(name)
         if compiled is None:
-            compiled = self._compiled[name] = CompiledFunction(fn, cuda_graphs=self.device.type == "cuda")
+            compiled = CompiledFunction(fn, cuda_graphs=self.device.type == "cuda", options=options)
+            self._compiled[name] = compiled
         return compiled
 
     @property
@@ -247,8 +250,14 @@ class BaseAlgo(ABC):
         # rollout's first input (preprocessing twice would also count it twice in running normalisers).
         if self.preprocessed_obs is None:
             self.preprocessed_obs = self._preprocess(self.obs)
+        self._policy_checks = []
         for t in range(self.num_frames_per_proc):
             self._step(t)
+        if self._policy_checks and not bool(torch.stack(self._policy_checks).all()):  # one look per rollout
+            raise FloatingPointError(
+                "the policy is not finite (its probabilities hold NaN or negative values); check the observations "
+                "for NaN/inf, or lower the learning rate"
+            )
         with torch.no_grad():
             _, last_values, _ = self._model_step(self.preprocessed_obs, self.memory, self.mask)
         rollout = self.rollout
@@ -283,13 +292,15 @@ class BaseAlgo(ABC):
         # what it makes is copied into the rollout, never saved for backward (recompute_memories reruns the model)
         with torch.inference_mode():
             if self.outputs_checked:
-                action, log_prob, value, next_memory = self._act_fast(model_input, self.memory, self.mask)
+                action, log_prob, value, next_memory, valid = self._act_fast(model_input, self.memory, self.mask)
             else:
                 dist, value, next_memory = self._first_model_step(model_input)
-                action = self._sample(dist)
+                action, valid = self._sample(dist)
                 log_prob = _log_prob(dist, action)
                 check_actions(action, log_prob, self.num_procs)
                 self.outputs_checked = True
+        if valid is not None:
+            self._policy_checks.append(valid)
         env_action = actions_for_env(action, self.action_space, self.env.accepts_torch_actions)
         obs, reward, terminated, truncated, final_obs = self.env.step(env_action)
         device = self.device
@@ -320,10 +331,10 @@ class BaseAlgo(ABC):
         self.preprocessed_obs = self._preprocess(obs)
 
     def _act(self, obs, memory, mask):
-        """The policy's step for every env: (action, log_prob, value, memory after)."""
+        """The policy's step for every env: (action, log_prob, value, memory after, valid: see _sample)."""
         dist, value, memory = self._model_step(obs, memory, mask)
-        action = self._sample(dist)
-        return action, _log_prob(dist, action), value, memory
+        action, valid = self._sample(dist)
+        return action, _log_prob(dist, action), value, memory, valid
 
     def _act_fast(self, obs, memory, mask):
         """``_act``, compiled with ``compile``. An error in the compiled graph is met again eagerly, so that it
@@ -331,7 +342,9 @@ class BaseAlgo(ABC):
         if not self.compile:
             return self._act(obs, memory, mask)
         try:
-            return self._fast("act", self._act)(obs, memory, mask)
+            # fallback_random: the sampling noise drawn by torch's generator as on the eager path (the same actions),
+            # not by Inductor's own
+            return self._fast("act", self._act, {"fallback_random": True})(obs, memory, mask)
         except (RuntimeError, ValueError):
             return self._act(obs, memory, mask)
 
@@ -351,8 +364,18 @@ class BaseAlgo(ABC):
 
     @staticmethod
     def _sample(dist):
+        """(a sampled action per env, valid): for a Categorical, valid is a 0-d tensor, False where the
+        probabilities hold NaN or negative values (``collect_experiences`` looks once per rollout); else None.
+
+        A Categorical is sampled as ``torch.multinomial`` samples one draw, the argmax of the probabilities over
+        exponential noise (the same generator, the same actions), without its checks of the probabilities:
+        at small batches they cost more than the draw, and the caller's single look replaces them."""
+        if type(dist) is Categorical:
+            probs = dist.probs
+            action = (probs / torch.empty_like(probs).exponential_()).argmax(-1)
+            return action, probs.amin() >= 0  # amin is NaN where a probability is
         try:
-            return dist.sample()
+            return dist.sample(), None
         except (RuntimeError, ValueError) as error:  # torch's sampler is the first to meet a NaN policy
             raise FloatingPointError(
                 f"the policy is not finite ({error}); check the observations for NaN/inf, or lower the learning rate"
