@@ -13,6 +13,8 @@ in a process of its own (a fresh torch.compile state, the same start for every c
 it builds the env and the algorithm, runs one update (the warm-up, which compiles with ``compiled``), then updates
 for ``--seconds`` and reports training frames per second. ``start`` is the time to the end of the warm-up update,
 compile included (Inductor's on-disk cache makes a second run's shorter; ``--fresh-cache`` measures a cold one).
+``ms c/u`` splits an update's time: milliseconds collecting the rollout / updating on it (its epochs of
+mini-batches).
 
 The peer is rejax's PPO on NAVIX's DoorKey-8x8 (``benchmarks/peers/rejax_ppo.py``), at the same setting and
 network, run with ``--peer-python`` (an interpreter with ``pip install -e ".[peers]"``; default: this one). It is
@@ -112,12 +114,25 @@ def measure(model_name: str, setting: str, mode: str, seconds: float, device: st
         algo.update_parameters()  # the warm-up: compiles with `compiled`
         _sync(device)
         startup = time.perf_counter() - start
-        frames, begin = 0, time.perf_counter()
-        while frames == 0 or time.perf_counter() - begin < seconds or frames < 2 * algo.num_frames:
-            frames += algo.update_parameters()["num_frames"]
-        _sync(device)
+        updates, collecting, updating, begin = 0, 0.0, 0.0, time.perf_counter()
+        while updates < 2 or time.perf_counter() - begin < seconds:
+            before = time.perf_counter()
+            exps, _ = algo.collect_experiences()
+            _sync(device)
+            collected = time.perf_counter()
+            algo.update_parameters(exps)
+            _sync(device)
+            collecting, updating = collecting + collected - before, updating + time.perf_counter() - collected
+            updates += 1
         elapsed = time.perf_counter() - begin
-    return {"fps": frames / elapsed, "start_s": startup, "compile_s": algo.compile_seconds}
+    return {
+        "fps": updates * algo.num_frames / elapsed,
+        "start_s": startup,
+        "compile_s": algo.compile_seconds,
+        # per update (one rollout of envs x steps, then its epochs of mini-batches): where the time goes
+        "collect_ms": 1000 * collecting / updates,
+        "update_ms": 1000 * updating / updates,
+    }
 
 
 def _sync(device):
@@ -167,7 +182,8 @@ def peer_available(args) -> bool:
 def sweep(args):
     with_peer = not args.no_peer and peer_available(args)
     rows = []
-    head = f"{'setting':>9} {'model':>5} " + " ".join(f"{m + ' FPS':>14} {'start s':>8}" for m in args.modes)
+    head = f"{'setting':>9} {'model':>5} "
+    head += " ".join(f"{m + ' FPS':>14} {'start s':>8} {'ms c/u':>11}" for m in args.modes)
     head += f" {'rejax FPS':>10} {'ratio':>6}" if with_peer else ""
     print(f"\n== PPO on batched {ENV_ID}, {EPOCHS} epochs x {MINI_BATCHES} mini-batches, device {args.device} ==")
     print(head, flush=True)
@@ -177,7 +193,10 @@ def sweep(args):
             results = {mode: run_one(model_name, setting, mode, args) for mode in args.modes}
             line = f"{setting:>9} {model_name:>5} "
             line += " ".join(
-                f"{r['fps']:>14,.0f} {r['start_s']:>8.1f}" if r else f"{'-':>14} {'-':>8}" for r in results.values()
+                f"{r['fps']:>14,.0f} {r['start_s']:>8.1f} {r['collect_ms']:>5.0f}/{r['update_ms']:<5.0f}"
+                if r
+                else f"{'-':>14} {'-':>8} {'-':>11}"
+                for r in results.values()
             )
             best = max((r["fps"] for r in results.values() if r), default=None)
             if with_peer and model_name == "mlp":

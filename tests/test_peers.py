@@ -21,3 +21,22 @@ def test_rejax_peer_without_jax_prints_one_skip_line_and_exits_0():
     assert out.returncode == 0, out.stderr
     assert out.stdout == SKIP_LINE + "\n"
     assert out.stderr == ""
+
+
+def test_the_training_sweep_measures_a_setting_and_splits_its_time():
+    """The sweep's measurement itself (in-process, a tiny setting): frames per second, and the time of an update
+    split into collecting and updating, which must add up to about the measured wall time."""
+    import torch
+
+    from benchmarks.training_sweep import measure
+
+    threads = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng():  # measure seeds torch and sets its threads: neither leaks into other tests
+            result = measure("mlp", "4x8", "eager", seconds=0.3, device="cpu", threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["fps"] > 0 and result["compile_s"] == 0
+    assert result["collect_ms"] > 0 and result["update_ms"] > 0
+    seconds_per_update = 4 * 8 / result["fps"]
+    assert 0.5 < (result["collect_ms"] + result["update_ms"]) / 1000 / seconds_per_update <= 1.0 + 1e-9
