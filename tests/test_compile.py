@@ -101,6 +101,40 @@ def test_a_gradient_that_is_not_finite_in_the_one_graph_changes_nothing(algo_cla
     assert not all(torch.equal(p, q) for p, q in zip(params, algo.acmodel.parameters(), strict=True))
 
 
+@pytest.mark.parametrize("change", ["set_lr", "new optimizer", "max_grad_norm"])
+def test_the_one_graph_follows_what_the_caller_changes(change):
+    """A learning rate set by set_lr, an optimizer put in its place, a new clipping norm: the compiled run must
+    follow them as the eager run does."""
+    runs = []
+    for compile in (False, True):
+        algo = make_algo(torch_rl.PPOAlgo, compile, batch_size=8, epochs=2)
+        run_updates(algo, updates=2)
+        if change == "set_lr":
+            algo.set_lr(0.003)
+        elif change == "new optimizer":
+            algo.optimizer = torch.optim.Adam(algo.acmodel.parameters(), lr=0.003, eps=1e-5)
+        else:
+            algo.max_grad_norm = 0.01
+        runs.append(run_updates(algo, updates=2))
+    (eager, compiled) = runs
+    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
+        assert torch.equal(actions, compiled_actions)
+        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+
+
+def test_the_one_graph_step_is_right_when_torch_compile_runs_it_eagerly():
+    """torch.compile runs a function eagerly once its recompile limit is reached, as after several algorithms in one
+    process (each new model fails the graph's guards): the step must then give the eager path's parameters too."""
+    eager = run_updates(make_algo(torch_rl.PPOAlgo, False, batch_size=8, epochs=2))
+    algo = make_algo(torch_rl.PPOAlgo, True, batch_size=8, epochs=2)
+    with torch.compiler.set_stance("force_eager"):
+        compiled = run_updates(algo)
+    assert set(algo._compiled) == ONE_GRAPH
+    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
+        assert torch.equal(actions, compiled_actions)
+        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+
+
 def test_a_step_that_cannot_be_one_graph_is_compiled_in_parts(monkeypatch):
     def step(self, exps, starts):
         raise NotImplementedError("not traceable here")  # as torch.compile's errors, a RuntimeError

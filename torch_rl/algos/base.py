@@ -187,6 +187,7 @@ class BaseAlgo(ABC):
         self.compile = compile
         self._compiled: dict[str, CompiledFunction] = {}  # made on first use
         self._one_graph: GraphStep | bool | None = None  # see _graph_step; None: not yet known
+        self._dropped_compile_seconds = 0.0  # of graphs made again (see _graph_step), still part of compile_seconds
 
     def _fast(self, name: str, fn, options: dict | None = None):
         """``fn``, or with ``compile`` its compiled graph (made once, on first use, under ``name``; ``options``:
@@ -203,7 +204,8 @@ class BaseAlgo(ABC):
     def compile_seconds(self) -> float:
         """Seconds spent in the compiled functions' first calls, compile included (0 without ``compile``), and in
         the env's, for an env that compiles (a BatchedMiniGridEnv made with ``compile=True``)."""
-        return sum(f.seconds for f in self._compiled.values()) + self.env.compile_seconds
+        own = sum(f.seconds for f in self._compiled.values()) + self._dropped_compile_seconds
+        return own + self.env.compile_seconds
 
     @property
     def masks(self) -> torch.Tensor:
@@ -499,6 +501,13 @@ class BaseAlgo(ABC):
     def _graph_step(self) -> GraphStep | None:
         """With ``compile`` on a CPU, the gradient step as one graph (torch_rl/algos/graph_step.py), once it can
         be: from the optimizer's second step (the first, eager, makes its state); else None."""
+        graph = self._one_graph
+        if isinstance(graph, GraphStep) and (
+            graph.optimizer is not self.optimizer or graph.max_grad_norm != self.max_grad_norm
+        ):  # the caller replaced the optimizer or changed the clipping: the graph is made again
+            self._one_graph = None
+            dropped = self._compiled.pop("gradient_step", None)
+            self._dropped_compile_seconds += dropped.seconds if dropped is not None else 0.0
         if self._one_graph is None:
             one_graph = self.compile and self.device.type == "cpu" and not distributed.is_distributed()
             if not one_graph:

@@ -86,10 +86,12 @@ class GraphStep:
         return loss, grad_norm, stats
 
     def _optimizer_step(self, grads, states):
-        """The optimizer's step by torch's functional form of it (single-tensor: Inductor fuses it; capturable:
-        the step counts stay tensors in the graph)."""
+        """The optimizer's step by torch's functional form of it (single-tensor: Inductor fuses it; capturable
+        while compiled: the step counts stay tensors in the graph). It also runs eagerly, as torch.compile runs a
+        function once its recompile limit is reached (e.g. after several algorithms in one process)."""
         group = self.optimizer.param_groups[0]
         steps = [state["step"] for state in states]
+        capturable = torch.compiler.is_compiling()  # eager torch refuses it on a CPU
         if isinstance(self.optimizer, torch.optim.Adam):
             beta1, beta2 = group["betas"]
             adam(
@@ -100,7 +102,7 @@ class GraphStep:
                 [],
                 steps,
                 foreach=False,
-                capturable=True,
+                capturable=capturable,
                 amsgrad=False,
                 beta1=beta1,
                 beta2=beta2,
@@ -119,7 +121,7 @@ class GraphStep:
                 [state["momentum_buffer"] for state in states] if momentum > 0 else [],
                 steps,
                 foreach=False,
-                capturable=True,
+                capturable=capturable,
                 lr=group["lr"],
                 alpha=group["alpha"],
                 eps=group["eps"],
