@@ -42,6 +42,13 @@ def run_updates(algo, updates=3):
     return out
 
 
+def assert_trained_alike(eager, compiled):
+    """Two run_updates results: the same actions at every update, parameters within TOLERANCE."""
+    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
+        assert torch.equal(actions, compiled_actions)
+        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+
+
 ONE_GRAPH = {"act", "gradient_step"}  # on a CPU: acting, and from the optimizer's second step the whole step
 PARTS = {"act", "batch_loss", "clip_gradients", "optimizer_step"}  # the loss, clipping and step compiled apart
 
@@ -68,9 +75,7 @@ def test_compiled_training_matches_eager(algo_class, use_memory, kwargs, graphs)
     eager = run_updates(make_algo(algo_class, False, use_memory, **kwargs))
     compiled_algo = make_algo(algo_class, True, use_memory, **kwargs)
     compiled = run_updates(compiled_algo)
-    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
-        assert torch.equal(actions, compiled_actions)
-        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+    assert_trained_alike(eager, compiled)
     # the parameters did move: the comparison is not between two untouched models
     first = [p.detach() for p in make_algo(algo_class, False, use_memory, **kwargs).acmodel.parameters()]
     assert max((p - q).abs().max().item() for p, q in zip(first, eager[-1][1], strict=True)) > 100 * TOLERANCE
@@ -116,9 +121,7 @@ def test_the_one_graph_follows_what_the_caller_changes(change):
             algo.max_grad_norm = 0.01
         runs.append(run_updates(algo, updates=2))
     (eager, compiled) = runs
-    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
-        assert torch.equal(actions, compiled_actions)
-        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+    assert_trained_alike(eager, compiled)
 
 
 def test_the_one_graph_step_is_right_when_torch_compile_runs_it_eagerly():
@@ -129,9 +132,7 @@ def test_the_one_graph_step_is_right_when_torch_compile_runs_it_eagerly():
     with torch.compiler.set_stance("force_eager"):
         compiled = run_updates(algo)
     assert set(algo._compiled) == ONE_GRAPH
-    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
-        assert torch.equal(actions, compiled_actions)
-        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+    assert_trained_alike(eager, compiled)
 
 
 def test_a_step_that_cannot_be_one_graph_is_compiled_in_parts(monkeypatch):
@@ -154,9 +155,7 @@ def test_compiled_training_on_cuda_matches_eager(use_memory):
     kwargs = dict(batch_size=8, epochs=2, recurrence=2, device="cuda")
     eager = run_updates(make_algo(torch_rl.PPOAlgo, False, use_memory, **kwargs))
     compiled = run_updates(make_algo(torch_rl.PPOAlgo, True, use_memory, **kwargs))
-    for (actions, params), (compiled_actions, compiled_params) in zip(eager, compiled, strict=True):
-        assert torch.equal(actions, compiled_actions)
-        assert max((p - q).abs().max().item() for p, q in zip(params, compiled_params, strict=True)) < TOLERANCE
+    assert_trained_alike(eager, compiled)
 
 
 def test_eager_algorithm_compiles_nothing():
