@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
 import torch_rl
+from torch_rl.patch_conv import PatchConv2d
 
 
 def init_params(module):
@@ -48,22 +49,22 @@ def image_net(height, width, channels):
     """
     layers = []
     if min(height, width) >= PIXELS_MIN_SIDE:
-        layers += [nn.Conv2d(channels, 16, (TILE_SIZE, TILE_SIZE), stride=TILE_SIZE), nn.ReLU()]
+        layers += [PatchConv2d(channels, 16, (TILE_SIZE, TILE_SIZE), stride=TILE_SIZE), nn.ReLU()]
         height, width, channels = height // TILE_SIZE, width // TILE_SIZE, 16
     if min(height, width) >= 7:
         layers += [
-            nn.Conv2d(channels, 16, (2, 2)),
+            PatchConv2d(channels, 16, (2, 2)),
             nn.ReLU(),
             nn.MaxPool2d((2, 2)),
-            nn.Conv2d(16, 32, (2, 2)),
+            PatchConv2d(16, 32, (2, 2)),
             nn.ReLU(),
-            nn.Conv2d(32, 64, (2, 2)),
+            PatchConv2d(32, 64, (2, 2)),
             nn.ReLU(),
         ]
         height, width = (height - 1) // 2 - 2, (width - 1) // 2 - 2
     elif min(height, width) >= 4:
-        layers += [nn.Conv2d(channels, 16, (2, 2)), nn.ReLU(), nn.Conv2d(16, 32, (2, 2)), nn.ReLU()]
-        layers += [nn.Conv2d(32, 64, (2, 2)), nn.ReLU()]
+        layers += [PatchConv2d(channels, 16, (2, 2)), nn.ReLU(), PatchConv2d(16, 32, (2, 2)), nn.ReLU()]
+        layers += [PatchConv2d(32, 64, (2, 2)), nn.ReLU()]
         height, width = height - 3, width - 3
     else:
         raise ValueError(f"the default model needs images of at least 4x4 cells, got {height}x{width}")

@@ -111,7 +111,8 @@ def test_the_partial_view_net_is_the_classic_one(shape):
     assert classic_state.keys() == state.keys()
     assert all(torch.equal(classic_state[key], state[key]) for key in state)
     images = torch.randint(0, 10, (5, *shape)).float()
-    assert torch.equal(model._embed(type("Obs", (), {"image": images})()), classic(images))
+    # equal up to float rounding: the default net computes its convs as patches x weights (torch_rl/patch_conv.py)
+    torch.testing.assert_close(model._embed(type("Obs", (), {"image": images})()), classic(images))
 
 
 def load_fixture(name):
@@ -136,7 +137,7 @@ def test_models_saved_before_the_sizing_load_and_act_as_before(fixture, use_text
     with torch.no_grad():
         embedding = model._embed(preprocessed)
         assert embedding.shape == (8, 64)
-        assert torch.equal(embedding, classic(preprocessed.image))
+        torch.testing.assert_close(embedding, classic(preprocessed.image))  # float rounding apart (patch_conv.py)
 
 
 # --- the scripts: train, evaluate, visualize, and the choice read back -------------------------------------------
