@@ -83,7 +83,8 @@ def conv_model_and_preprocess(env):
     from model import ACModel
     from utils.format import get_obss_preprocessor
 
-    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space)
+    # as scripts.train makes it without --text: the missions are not tokenised for a model that does not read them
+    obs_space, preprocess = get_obss_preprocessor(env.single_observation_space, use_text=False)
     return ACModel(obs_space, env.single_action_space), preprocess
 
 

@@ -82,3 +82,11 @@ def test_the_default_model_uses_it():
 
     model = ACModel({"image": (7, 7, 3)}, gym.spaces.Discrete(7))
     assert sum(type(layer) is PatchConv2d for layer in model.image_conv) == 3
+
+
+def test_one_layer_serves_inputs_of_either_memory_layout():
+    """Its patch indices are made per layout: NHWC memory, then NCHW memory of the same shape."""
+    conv, patch = twin_convs(3, 16, (2, 2), 1, True)
+    x = torch.randn(4, 7, 7, 3)
+    for image in (x.permute(0, 3, 1, 2), x.permute(0, 3, 1, 2).contiguous()):
+        torch.testing.assert_close(patch(image), conv(image))
