@@ -136,7 +136,7 @@ def test_the_one_graph_step_is_right_when_torch_compile_runs_it_eagerly():
 
 
 def test_a_step_that_cannot_be_one_graph_is_compiled_in_parts(monkeypatch):
-    def step(self, exps, starts):
+    def step(self, exps, starts, states):
         raise NotImplementedError("not traceable here")  # as torch.compile's errors, a RuntimeError
 
     monkeypatch.setattr(GraphStep, "step", step)

@@ -523,7 +523,7 @@ class BaseAlgo(ABC):
         loss, the clipping and the optimizer's step apart, and the reason is shown once)."""
         compiled = self._fast("gradient_step", graph_step.step)
         try:
-            loss, grad_norm, stats = compiled(exps, starts)
+            loss, grad_norm, stats = compiled(exps, starts, graph_step.states())
         except RuntimeError as error:  # torch.compile's errors; the first call compiles, and nothing ran
             if compiled.called:
                 raise

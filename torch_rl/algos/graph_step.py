@@ -40,8 +40,9 @@ class _BatchLoss(nn.Module):
 
 
 class GraphStep:
-    """One gradient step of ``model`` on a mini-batch: ``step(exps, starts) -> (loss, grad_norm, stats)``, with
-    the parameters and ``optimizer``'s state updated in place (left as they were where ``grad_norm`` is not finite)."""
+    """One gradient step of ``model`` on a mini-batch: ``step(exps, starts, self.states()) -> (loss, grad_norm,
+    stats)``, with the parameters and ``optimizer``'s state updated in place (left as they were where ``grad_norm``
+    is not finite)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch_loss, max_grad_norm: float):
         self.optimizer = optimizer
@@ -63,7 +64,13 @@ class GraphStep:
         in_group = {id(p) for p in group["params"]}
         return constant_lr and {id(p) for p in trainable} == in_group and all(p in optimizer.state for p in trainable)
 
-    def step(self, exps, starts):
+    def states(self) -> list[dict]:
+        """Each parameter's optimizer state, as a plain dict of its tensors: what ``step`` takes. Read at each call
+        (a checkpoint's load replaces them) and handed in as an argument: read inside the graph, the optimizer's
+        state (a dict keyed by tensors) needs guards that cost about 100 us a call."""
+        return [dict(self.optimizer.state[p]) for p in self.params]
+
+    def step(self, exps, starts, states):
         def loss_of(values):
             prefixed = {f"model.{name}": value for name, value in zip(self.names, values, strict=True)}
             loss, stats = torch.func.functional_call(self.loss_module, prefixed, (exps, starts))
@@ -77,7 +84,6 @@ class GraphStep:
         grads = [grad * clip for grad in grads]
         finite = torch.isfinite(grad_norm)
         with torch.no_grad():
-            states = [self.optimizer.state[p] for p in self.params]
             kept = self.params + [tensor for state in states for tensor in state.values()]
             before = [tensor.clone() for tensor in kept]
             self._optimizer_step(grads, states)
