@@ -47,6 +47,29 @@ def test_outputs_and_gradients_are_nn_conv2ds(case, channels_last):
         torch.testing.assert_close(patch.bias.grad, conv.bias.grad)
 
 
+@pytest.mark.parametrize("case", CASES, ids=[str(case[-1]) for case in CASES])
+def test_the_compiled_paths_slices_are_the_gathered_patches(case):
+    """Under torch.compile the patches are shifted slices (see PatchConv2d._sliced_patches), else a gather."""
+    *layer, shape = case
+    _, patch = twin_convs(*layer)
+    x = torch.randn(shape)
+    indices, nhwc, out_h, out_w = patch._plan(*shape[1:], nhwc=False)
+    gathered = x.reshape(shape[0], -1).index_select(1, indices).view(shape[0] * out_h * out_w, -1)
+    assert torch.equal(patch._sliced_patches(x, out_h, out_w), gathered)
+
+
+def test_compiled_it_is_still_nn_conv2d():
+    conv, patch = twin_convs(16, 32, (2, 2), 1, True)
+    x = torch.randn(4, 3, 3, 16).permute(0, 3, 1, 2)
+    x_conv, x_patch = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = torch.compile(patch, dynamic=False)(x_patch)
+    torch.testing.assert_close(out, conv(x_conv))
+    out.square().sum().backward()
+    conv(x_conv).square().sum().backward()
+    torch.testing.assert_close(x_patch.grad, x_conv.grad)
+    torch.testing.assert_close(patch.weight.grad, conv.weight.grad)
+
+
 def test_indices_made_while_acting_serve_the_update():
     """The first call may come under inference_mode (acting); a later call with autograd reuses its indices, also
     where the input needs a gradient (a second conv), so that the backward saves them."""

@@ -35,11 +35,27 @@ class PatchConv2d(nn.Conv2d):
             return super().forward(x)
         indices, nhwc, out_h, out_w = plan
         batch = x.shape[0]
-        rows = x.permute(0, 2, 3, 1).reshape(batch, -1) if nhwc else x.reshape(batch, -1)  # x's memory, no copy
-        patches = rows.index_select(1, indices).view(batch * out_h * out_w, -1)  # (c, kh, kw) per output cell
+        if torch.compiler.is_compiling():
+            patches = self._sliced_patches(x, out_h, out_w)
+        else:
+            rows = x.permute(0, 2, 3, 1).reshape(batch, -1) if nhwc else x.reshape(batch, -1)  # x's memory, no copy
+            patches = rows.index_select(1, indices).view(batch * out_h * out_w, -1)  # (c, kh, kw) per output cell
         weight = self.weight.view(self.out_channels, -1)
         out = patches @ weight.t() if self.bias is None else torch.addmm(self.bias, patches, weight.t())
         return out.view(batch, out_h, out_w, self.out_channels).permute(0, 3, 1, 2)
+
+    def _sliced_patches(self, x, out_h, out_w):
+        """The patches as kh * kw shifted slices: for Inductor, whose code for a gather by ``index_select`` (and
+        for its backward) recomputes what precedes it at every index."""
+        (kernel_h, kernel_w), (stride_h, stride_w) = self.kernel_size, self.stride
+        span_h, span_w = stride_h * (out_h - 1) + 1, stride_w * (out_w - 1) + 1
+        slices = [
+            x[:, :, i : i + span_h : stride_h, j : j + span_w : stride_w]
+            for i in range(kernel_h)
+            for j in range(kernel_w)
+        ]
+        patches = torch.stack(slices, dim=-1)  # (B, C, oh, ow, kh * kw)
+        return patches.permute(0, 2, 3, 1, 4).reshape(x.shape[0] * out_h * out_w, -1)
 
     def _plan(self, channels, height, width, nhwc):
         """(flat positions in x's memory of each output cell's patch in the weight's (c, kh, kw) order, nhwc,
