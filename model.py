@@ -1,7 +1,8 @@
 """The default actor-critic model of the starter files: edit it, or copy it, for your own environments.
 
 - MiniGrid (dict observation with an ``image``): a small conv net sized to the image (``image_net``): the 7x7 view
-  of cell codes goes through 16-32-64 filters, 2x2 kernels and one max-pool to a 64-d embedding; full grids
+  of cell codes goes through 16-32-64 filters, 2x2 kernels and one max-pool to a 64-d embedding (the convs are
+  ``torch_rl.PatchConv2d``: ``nn.Conv2d``, computed faster on a CPU at these tiny sizes); full grids
   (``--obs full``) and RGB frames (``--obs rgb``, ``rgb-full``) get the same net, fitted to their size. With
   ``use_text`` a word embedding + GRU over the mission is appended.
 - Flat Box observations: a 2-layer MLP (64 units, tanh).
@@ -16,7 +17,7 @@ from torch import nn
 from torch.distributions import Categorical, Independent, Normal
 
 import torch_rl
-from torch_rl.patch_conv import PatchConv2d
+from torch_rl import PatchConv2d
 
 
 def init_params(module):

@@ -4,6 +4,7 @@ from torch_rl import utils  # torch-ac's module path: torch_rl.utils.DictList, t
 from torch_rl.algos import A2CAlgo, BaseAlgo, PPOAlgo
 from torch_rl.dictlist import DictList
 from torch_rl.model import ACModel, RecurrentACModel
+from torch_rl.patch_conv import PatchConv2d
 from torch_rl.preprocess import default_preprocess_obss
 from torch_rl.vec_env import EnvWorkerError, ParallelEnv
 
@@ -14,6 +15,7 @@ __all__ = [
     "ACModel",
     "RecurrentACModel",
     "DictList",
+    "PatchConv2d",
     "default_preprocess_obss",
     "ParallelEnv",
     "EnvWorkerError",

@@ -15,7 +15,12 @@ from torch import nn
 
 
 class PatchConv2d(nn.Conv2d):
-    """Takes ``nn.Conv2d``'s arguments; its parameters, state_dict and results (within float rounding)."""
+    """A drop-in ``nn.Conv2d`` for small images on a CPU: the same arguments, parameters, ``state_dict`` and results
+    (within float rounding), computed as a gather of patches and one matrix product, which at MiniGrid's sizes
+    costs a fraction of the CPU's convolution kernels (docs/speed.md). Padding, dilation, groups, another device and
+    ONNX export run ``nn.Conv2d`` itself.
+
+    Example: ``nn.Sequential(PatchConv2d(3, 16, (2, 2)), nn.ReLU(), nn.MaxPool2d(2))`` on NCHW images."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
