@@ -40,3 +40,19 @@ def test_the_training_sweep_measures_a_setting_and_splits_its_time():
     assert result["collect_ms"] > 0 and result["update_ms"] > 0
     seconds_per_update = 4 * 8 / result["fps"]
     assert 0.5 < (result["collect_ms"] + result["update_ms"]) / 1000 / seconds_per_update <= 1.0 + 1e-9
+
+
+def test_the_conv_layer_benchmark_times_both_layers_on_both_cases(capsys):
+    import torch
+
+    from benchmarks.conv_layers import main
+
+    threads = torch.get_num_threads()
+    try:
+        with torch.random.fork_rng():  # it seeds torch and sets its threads: neither leaks into other tests
+            main(["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["forward,", "forward+backward,"]
+    assert all(float(row[-3]) > 0 and float(row[-2]) > 0 and row[-1].endswith("x") for row in rows)
