@@ -6,7 +6,8 @@ and a 256-row forward and backward 1.5x faster on this project's 2-core CPU). Th
 ``nn.Conv2d``'s parameters and names, so saved models load either way, and it falls back to ``nn.Conv2d`` where
 the trick does not apply (padding, dilation, groups, another device) and in an ONNX export.
 
-The patches are gathered with ``index_select`` over the flattened image, with indices made once per input layout.
+The patches are gathered with ``index_select`` over the flattened image, with indices made once per input layout
+(under torch.compile, as shifted slices: see ``_sliced_patches``).
 The output is channels-last memory seen as NCHW, so that a following ReLU, max-pool or PatchConv2d reads it in place.
 """
 
