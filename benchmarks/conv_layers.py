@@ -18,16 +18,20 @@ from torch import nn
 from torch_rl import PatchConv2d
 
 
-def starter_net(conv):
-    return nn.Sequential(
-        conv(3, 16, (2, 2)),
-        nn.ReLU(),
-        nn.MaxPool2d((2, 2)),
-        conv(16, 32, (2, 2)),
-        nn.ReLU(),
-        conv(32, 64, (2, 2)),
-        nn.ReLU(),
+def starter_nets():
+    """{layer name: net}: model.py's net for the 7x7 view, and a twin with ``nn.Conv2d`` layers and the same
+    parameters (so the benchmark follows the model's net wherever it changes)."""
+    from model import image_net
+
+    patch, _ = image_net(7, 7, 3)
+    plain = nn.Sequential(
+        *(
+            nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride) if type(m) is PatchConv2d else m
+            for m in patch
+        )
     )
+    plain.load_state_dict(patch.state_dict())
+    return {"nn.Conv2d": plain, "PatchConv2d": patch}
 
 
 def microseconds(fn, calls):
@@ -46,8 +50,7 @@ def microseconds(fn, calls):
 def measure(rounds: int, calls: int) -> dict:
     """{(layer, case): best microseconds per call} for layer in (nn.Conv2d, PatchConv2d)."""
     torch.manual_seed(0)
-    nets = {"nn.Conv2d": starter_net(nn.Conv2d), "PatchConv2d": starter_net(PatchConv2d)}
-    nets["PatchConv2d"].load_state_dict(nets["nn.Conv2d"].state_dict())
+    nets = starter_nets()
     views = torch.randint(0, 11, (256, 7, 7, 3)).float()  # NHWC cell codes, as the model's input
 
     def acting(net):
