@@ -1,6 +1,7 @@
-"""The C loops (torch_rl/envs/minigrid/fused_view.c and fused_verifier.c) against the engine's tensor ops, which
-CUDA runs: the same bytes on random states of every kind of cell, the same steps, verdicts and verifier state
-with resets, and the tensor ops against Minigrid too (the other fidelity tests run the loops, the CPU's default)."""
+"""The C loops (torch_rl/envs/minigrid/fused_view.c, fused_step.c and fused_verifier.c) against the engine's
+tensor ops, which CUDA runs: the same bytes on random states of every kind of cell, the same steps, verdicts and
+verifier state with resets, and the tensor ops against Minigrid too (the other fidelity tests run the loops, the
+CPU's default)."""
 
 import pytest
 import torch
@@ -66,7 +67,9 @@ def test_the_fused_view_gives_the_tensor_views_bytes_on_random_states(env_id, ba
 @pytest.mark.parametrize(
     "env_id",
     [
-        "MiniGrid-DoorKey-5x5-v0",
+        "MiniGrid-DoorKey-5x5-v0",  # the C step (fused_step.c): keys, doors, goals, truncation
+        "MiniGrid-LavaGapS5-v0",  # the C step: lava
+        "MiniGrid-Empty-5x5-v0",  # the C step: goals, often reached
         "BabyAI-GoToLocal-v0",  # go to
         "BabyAI-PickupLoc-v0",  # pick up, locations
         "BabyAI-PutNextLocalS5N3-v0",  # put next to
@@ -82,6 +85,7 @@ def test_fused_and_tensor_envs_step_alike(env_id):
     BabyAI's verifier state after every step."""
     envs = [BatchedMiniGridEnv(env_id, 64, seed=3, bank_options=SMALL_BANK, fused=f) for f in (True, False)]
     assert envs[0].fused_library is not None and envs[1].fused_library is None
+    assert (envs[0]._fused_step is not None) == env_id.startswith("MiniGrid-") and envs[1]._fused_step is None
     generator = torch.Generator().manual_seed(0)
     first = [env.reset(seed=3)[0] for env in envs]
     assert torch.equal(first[0]["image"], first[1]["image"])
@@ -113,6 +117,19 @@ def test_the_tensor_verifier_against_minigrid(env_id):
 def test_the_tensor_view_against_minigrid():
     stats = run_minigrid_fidelity("MiniGrid-DoorKey-5x5-v0", num_envs=8, num_steps=200, seed=2, fused=False)
     assert stats["steps"] == 1600 and stats["pickups"] > 0, stats
+
+
+def test_the_fused_step_refuses_an_action_out_of_range_and_changes_nothing():
+    env = BatchedMiniGridEnv("MiniGrid-DoorKey-5x5-v0", 4, seed=0)
+    assert env._fused_step is not None
+    state = [t.clone() for t in (env.grid, env.agent, env.dir, env.carry, env.step_count)]
+    for bad in (7, -1):
+        with pytest.raises(IndexError, match=r"actions must be in \[0, 7\)"):
+            env.step(torch.tensor([2, 2, bad, 2]))
+        for before, now in zip(state, (env.grid, env.agent, env.dir, env.carry, env.step_count), strict=True):
+            assert torch.equal(before, now)
+    env.step(torch.tensor([2, 2, 6, 2]))
+    assert env.step_count.tolist() == [1, 1, 1, 1]
 
 
 def test_fused_view_is_validated():

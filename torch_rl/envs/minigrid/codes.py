@@ -54,6 +54,7 @@ C_WALL = C_WALL0 + COLOR_IDX["grey"]  # Minigrid's default wall, and what it rep
 C_DOOR_CLOSED0 = _per_colour("door", DOOR_CLOSED)
 C_DOOR_LOCKED0 = _per_colour("door", DOOR_LOCKED)
 N_CODES = len(ENCODINGS)
+N_ACTIONS = 7  # Minigrid's actions: left, right, forward, pick up, drop, toggle, done
 
 _DOOR_BASE = {DOOR_OPEN: C_DOOR_OPEN0, DOOR_CLOSED: C_DOOR_CLOSED0, DOOR_LOCKED: C_DOOR_LOCKED0}
 CODE_OF_ENCODING = {enc: i for i, enc in enumerate(ENCODINGS) if i != C_UNSEEN}

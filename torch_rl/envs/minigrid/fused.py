@@ -1,12 +1,13 @@
-"""The CPU's C loops: the batched env's view (``fused_view.c``) and BabyAI's verifier step (``fused_verifier.c``),
-each the same rule as the engine's tensor ops, fused into one pass over the batch.
+"""The CPU's C loops: the batched env's view (``fused_view.c``), its move (``fused_step.c``) and BabyAI's verifier
+step (``fused_verifier.c``), each the same rule as the engine's tensor ops, fused into one pass over the batch.
 
 Why C, written here: a step of 1,024 envs on the CPU is a few hundred small tensor ops whose fixed cost per op,
 not their work, sets its time, and torch has no ops that fuse these. Inductor fused the view into slower code than
 eager (its CPU kernels walk each byte with index arithmetic and bounds checks: docs/speed.md), and
 ``torch.jit.script`` is deprecated. Each loop is a few dozen lines that mirror a documented tensor version
-(:mod:`.view` and engine.py for the view, :mod:`.verifier` for the verdict), which CUDA runs; the tests compare
-the two (``tests/test_fused.py``) and run the fidelity tests against Minigrid on the loops.
+(:mod:`.view` and engine.py for the view, engine.py's ``_step`` for the move, :mod:`.verifier` for the verdict),
+which CUDA runs; the tests compare the two (``tests/test_fused.py``) and run the fidelity tests against Minigrid on
+the loops.
 
 The library is compiled once per machine with the system's C compiler (``$CC``, else ``cc``: the compiler
 torch.compile uses on the CPU), with the Python modules' constants as ``-D`` flags (each declared once, in
@@ -27,19 +28,22 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from torch_rl.envs.minigrid import codes, instructions, verifier, view
 from torch_rl.envs.minigrid.layout_cache import user_cache_root
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("fused_view.c", "fused_verifier.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("fused_view.c", "fused_step.c", "fused_verifier.c"))
 FLAGS = ("-O3", "-shared", "-fPIC")  # no -march=native: one cached build serves any CPU of this machine's kind
 _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _ARGTYPES = {
     "render_views": [_P, _I, _P, _I, _INT, _P, _P, _P, _P, _P, _P, _INT, _P, _P],
+    "engine_step": [_I, _P, _P, _I, *[_P] * 12, _I, *[_P] * 5],
     "verifier_step": [*[_I] * 4, *[_P] * 12, _P, _I, _P, _I, *[_P] * 5, _I, _P, _P, _P],
 }
+_RESTYPES = {"engine_step": _I}
 
 
 def defines() -> dict[str, int]:
@@ -49,6 +53,8 @@ def defines() -> dict[str, int]:
         "C_OPAQUE0": codes.C_OPAQUE0,
         "C_EMPTY": codes.C_EMPTY,
         "C_DOOR_OPEN0": codes.C_DOOR_OPEN0,
+        "N_CODES": codes.N_CODES,
+        "N_ACTIONS": codes.N_ACTIONS,
         "N_COLORS": codes.N_COLORS,
         "NUM_SLOTS": instructions.NUM_SLOTS,
         "MAX_IDS": instructions.MAX_IDS,
@@ -94,7 +100,7 @@ def load() -> ctypes.CDLL | None:
         warnings.warn(f"the C loops could not be built ({error}): the batched env uses tensor ops", stacklevel=2)
         return None
     for function, argtypes in _ARGTYPES.items():
-        getattr(library, function).restype = None
+        getattr(library, function).restype = _RESTYPES.get(function)
         getattr(library, function).argtypes = argtypes
     return library
 
@@ -195,3 +201,49 @@ class FusedView:
             out.data_ptr(),
         )
         return out
+
+
+class FusedStep:
+    """The engine's move (``fused_step.c``) for one engine's batch: its tables bound once, its state read and
+    changed in place at each call."""
+
+    def __init__(self, library: ctypes.CDLL, env: Any):
+        B = env.num_envs
+        self._function = library.engine_step
+        # the tables the loop reads, kept alive here (bools as bytes)
+        self._tables = tuple(
+            t.contiguous()
+            for t in (env._delta, env._t_front, env._t_carry, env._t_move, env._t_goal, env._t_lava, env._t_dir)
+        )
+        self._reward_tab = env._reward_tab.contiguous()
+        self._rows = torch.empty(B, dtype=torch.int64)  # the done rows, rewritten by each call
+        self._constants = (*(t.data_ptr() for t in self._tables), self._reward_tab.data_ptr(), env.max_steps)
+
+    def step(self, env: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One step of every env of ``env`` under ``actions`` (B,) int64, contiguous. Returns the caller's own
+        ``reward, terminated, truncated, done`` and the done rows (ascending)."""
+        B = env.num_envs
+        state = (env.agent, env.dir, env.carry, env.step_count)
+        for t in (actions, *state):
+            if t.dtype != torch.int64 or not t.is_contiguous() or t.shape != (B,) or t.device.type != "cpu":
+                raise RuntimeError("the fused step reads contiguous (B,) int64 CPU tensors")
+        grid = env.grid
+        if grid.dtype != torch.uint8 or grid.stride(1) != 1 or grid.shape[0] != B:
+            raise RuntimeError("the fused step changes a (B, cells) uint8 grid")
+        with torch.inference_mode(False):  # normal tensors, the caller's to keep (see BatchedMiniGridEnv.step)
+            reward = torch.empty(B, dtype=torch.float32)
+            flags = [torch.empty(B, dtype=torch.bool) for _ in range(3)]
+        n = self._function(
+            B,
+            actions.data_ptr(),
+            grid.data_ptr(),
+            grid.stride(0),
+            *(t.data_ptr() for t in state),
+            *self._constants,
+            reward.data_ptr(),
+            *(t.data_ptr() for t in flags),
+            self._rows.data_ptr(),
+        )
+        if n < 0:
+            raise IndexError(f"actions must be in [0, {codes.N_ACTIONS}), got {actions.tolist()}")
+        return reward, *flags, self._rows[:n].clone()
