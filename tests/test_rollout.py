@@ -5,6 +5,8 @@ import torch
 
 import torch_rl
 from tests.models import MLPModel
+from torch_rl.batching import flatten_steps, stack_steps
+from torch_rl.dictlist import DictList
 from torch_rl.gae import compute_gae
 from torch_rl.rollout import Rollout, sequence_rows
 
@@ -46,6 +48,17 @@ def test_flattened_rows_are_env_major_and_in_time_order():
     assert rollout.start_memory[:, 0].tolist() == [0.0, 10.0, 20.0]
     assert rollout.time_major_obs()[:, 0].tolist() == [10.0 * i + t for t in range(T) for i in range(N)]
     assert "memory" not in filled_rollout().flatten(rollout.rewards, advantages, returns)
+
+
+def test_steps_of_different_widths_are_padded_in_either_order():
+    # tokens padded per step: step t is (N, t + 1) wide, value 10 * i + t; zero-padded to the widest
+    steps = [torch.tensor([[10.0 * i + t] * (t + 1) for i in range(N)]) for t in range(T)]
+    time_major, env_major = stack_steps(steps), stack_steps(steps, env_major=True)
+    assert time_major.shape == (T, N, T) and env_major.shape == (N, T, T)
+    assert torch.equal(env_major, time_major.transpose(0, 1))
+    assert env_major[2, 1].tolist() == [21.0, 21.0, 0.0, 0.0]
+    rows = flatten_steps(DictList(tokens=env_major), transpose=False).tokens
+    assert rows[:, 0].tolist() == [10.0 * i + t for i in range(N) for t in range(T)]
 
 
 def test_advantages_are_gae_of_the_stored_steps_or_of_given_rewards():

@@ -130,14 +130,16 @@ def unstack_obs(batch: Any) -> list[Any]:
     return [index_obs(batch, i) for i in range(batch_size(batch))]
 
 
-def stack_steps(steps: Sequence[Any]) -> Any:
-    """Stacks a list of T preprocessed batches (tensors or DictLists of shape (N, ...)) to shape (T, N, ...).
+def stack_steps(steps: Sequence[Any], env_major: bool = False) -> Any:
+    """Stacks a list of T preprocessed batches (tensors or DictLists of shape (N, ...)) to shape (T, N, ...), or
+    with ``env_major`` to (N, T, ...) in one copy (``flatten_steps(..., transpose=False)`` then makes the rows of
+    ``exps`` without another).
 
     Trailing dimensions that differ between steps (e.g. token sequences padded per step) are zero-padded.
     """
     first = steps[0]
     if isinstance(first, dict):
-        return DictList({key: stack_steps([step[key] for step in steps]) for key in first})
+        return DictList({key: stack_steps([step[key] for step in steps], env_major) for key in first})
     if not isinstance(first, torch.Tensor):
         return [item for step in steps for item in step]  # e.g. strings: no step axis, just kept
     shapes = {tuple(step.shape) for step in steps}
@@ -146,8 +148,8 @@ def stack_steps(steps: Sequence[Any]) -> Any:
         padded = first.new_zeros((len(steps), *size))
         for t, step in enumerate(steps):
             padded[(t, *[slice(0, d) for d in step.shape])] = step
-        return padded
-    return torch.stack(steps)
+        return padded.transpose(0, 1) if env_major else padded
+    return torch.stack(steps, dim=1 if env_major else 0)
 
 
 def flatten_steps(batch: Any, transpose: bool = True) -> Any:
