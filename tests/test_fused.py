@@ -67,9 +67,12 @@ def test_the_fused_view_gives_the_tensor_views_bytes_on_random_states(env_id, ba
 @pytest.mark.parametrize(
     "env_id",
     [
-        "MiniGrid-DoorKey-5x5-v0",  # the C step (fused_step.c): keys, doors, goals, truncation
-        "MiniGrid-LavaGapS5-v0",  # the C step: lava
-        "MiniGrid-Empty-5x5-v0",  # the C step: goals, often reached
+        "MiniGrid-DoorKey-5x5-v0",  # the whole C step (fused_step.c): keys, doors, goals, truncation
+        "MiniGrid-LavaGapS5-v0",  # the whole C step: lava
+        "MiniGrid-Empty-5x5-v0",  # the whole C step: goals, often reached
+        "MiniGrid-PutNear-6x6-N2-v0",  # the C move, then the family's rules, which hold the carried code before it
+        "MiniGrid-RedBlueDoors-6x6-v0",  # the C move, then the family's rules
+        "MiniGrid-Dynamic-Obstacles-5x5-v0",  # the family's rules move obstacles before the C move
         "BabyAI-GoToLocal-v0",  # go to
         "BabyAI-PickupLoc-v0",  # pick up, locations
         "BabyAI-PutNextLocalS5N3-v0",  # put next to
@@ -85,7 +88,10 @@ def test_fused_and_tensor_envs_step_alike(env_id):
     BabyAI's verifier state after every step."""
     envs = [BatchedMiniGridEnv(env_id, 64, seed=3, bank_options=SMALL_BANK, fused=f) for f in (True, False)]
     assert envs[0].fused_library is not None and envs[1].fused_library is None
-    assert (envs[0]._fused_step is not None) == env_id.startswith("MiniGrid-") and envs[1]._fused_step is None
+    assert envs[0]._fused_step is not None and envs[1]._fused_step is None
+    # a family without rules around the move steps wholly in C; the others move in C, then apply their rules
+    plain = {"MiniGrid-DoorKey-5x5-v0", "MiniGrid-LavaGapS5-v0", "MiniGrid-Empty-5x5-v0"}
+    assert envs[0]._plain_step == (env_id in plain)
     generator = torch.Generator().manual_seed(0)
     first = [env.reset(seed=3)[0] for env in envs]
     assert torch.equal(first[0]["image"], first[1]["image"])

@@ -184,12 +184,12 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         if fused and self.fused_library is None:
             raise ValueError("fused=True needs the CPU and a C compiler (see torch_rl.envs.minigrid.fused)")
         self._fused = self._fused_view()
-        # the move as one C loop, for families that add no rules around it (their steps are the tables' alone)
-        plain = type(fam).before_step is Family.before_step and type(fam).after_step is Family.after_step
-        self._fused_step = (
-            fused_loops.FusedStep(self.fused_library, self)
-            if self.fused_library is not None and plain and not fam.variable_max_steps
-            else None
+        # the move as one C loop; for families that add no rules around it, the whole step
+        self._fused_step = fused_loops.FusedStep(self.fused_library, self) if self.fused_library is not None else None
+        self._plain_step = (
+            type(fam).before_step is Family.before_step
+            and type(fam).after_step is Family.after_step
+            and not fam.variable_max_steps
         )
         self._gen = torch.Generator(device=self.device)
         if seed is not None:
@@ -587,29 +587,15 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
             raise ValueError(f"expected {self.num_envs} actions, got {a.shape[0]}")
         fam = self.family
         a = fam.map_actions(self, a)
-        if self._fused_step is not None and self.contents is None:
+        fused = self._fused_step if self.contents is None else None  # (boxes' contents: the tensor ops)
+        if fused is not None and self._plain_step:
             self._success_reward = None
-            reward, terminated, truncated, ended, rows = self._fused_step.step(self, a.contiguous())
-            return self._observe(reward, terminated, truncated, ended, rows)
+            return self._observe(*fused.step(self, a.contiguous()))
         context = fam.before_step(self, a)
-
-        N = C.N_CODES
-        self.step_count += 1
-        self._success_reward = None  # computed at most once per step (success_reward)
-        front = self.front()
-        fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
-        ti = (a * N + fcode).mul_(N).add_(self.carry)
-        new_front = self._t_front.index_select(0, ti)
+        front, ti, goal, terminated = self._move(a) if fused is None else fused.move(self, a.contiguous())
+        self._success_reward = None  # computed at most once per step, after the move (success_reward)
         # this step's front cells and transition indices, which a family's after_step may read (BabyAI's verifier)
         self.step_front, self.step_index = front, ti
-        if self.contents is not None:
-            new_front = self._step_box_contents(a, front, fcode, new_front)
-        self.grid.scatter_(1, front.unsqueeze(1), new_front.unsqueeze(1))
-        self.carry = self._t_carry.index_select(0, ti)
-        self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
-        goal = self._t_goal.index_select(0, ti)
-        terminated = goal | self._t_lava.index_select(0, ti)
-        self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
         reward = torch.where(goal, self.success_reward(), 0.0)
         reward, terminated = fam.after_step(self, a, context, reward, terminated)
         self._success_reward = None  # the resets below change step_count
@@ -618,6 +604,24 @@ class BatchedMiniGridEnv(gym.vector.VectorEnv):
         done = terminated | truncated
         reward, terminated, truncated, ended = _owned(reward, terminated, truncated, done)
         return self._observe(reward, terminated, truncated, ended, done.nonzero().squeeze(1))
+
+    def _move(self, a):
+        """The move as tensor ops: the state after it, and (front cells, transition indices, goal, terminated)."""
+        N = C.N_CODES
+        self.step_count += 1
+        front = self.front()
+        fcode = torch.gather(self.grid, 1, front.unsqueeze(1)).view(-1).long()
+        ti = (a * N + fcode).mul_(N).add_(self.carry)
+        new_front = self._t_front.index_select(0, ti)
+        if self.contents is not None:
+            new_front = self._step_box_contents(a, front, fcode, new_front)
+        self.grid.scatter_(1, front.unsqueeze(1), new_front.unsqueeze(1))
+        self.carry = self._t_carry.index_select(0, ti)
+        self.agent = torch.where(self._t_move.index_select(0, ti), front, self.agent)
+        goal = self._t_goal.index_select(0, ti)
+        terminated = goal | self._t_lava.index_select(0, ti)
+        self.dir = self._t_dir.index_select(0, a * 4 + self.dir)
+        return front, ti, goal, terminated
 
     def _observe(self, reward, terminated, truncated, ended, rows):
         """The step's return: the observations after it, with the ``rows`` that ended reset and their final

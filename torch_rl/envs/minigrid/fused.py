@@ -41,9 +41,10 @@ _P, _I, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _ARGTYPES = {
     "render_views": [_P, _I, _P, _I, _INT, _P, _P, _P, _P, _P, _P, _INT, _P, _P],
     "engine_step": [_I, _P, _P, _I, *[_P] * 12, _I, *[_P] * 5],
+    "engine_move": [_I, _P, _P, _I, *[_P] * 18],
     "verifier_step": [*[_I] * 4, *[_P] * 12, _P, _I, _P, _I, *[_P] * 5, _I, _P, _P, _P],
 }
-_RESTYPES = {"engine_step": _I}
+_RESTYPES = {"engine_step": _I, "engine_move": _I}
 
 
 def defines() -> dict[str, int]:
@@ -205,45 +206,83 @@ class FusedView:
 
 class FusedStep:
     """The engine's move (``fused_step.c``) for one engine's batch: its tables bound once, its state read and
-    changed in place at each call."""
+    changed at each call. ``step`` is a whole step of a family without rules around the move; ``move`` the move
+    alone."""
 
     def __init__(self, library: ctypes.CDLL, env: Any):
-        B = env.num_envs
-        self._function = library.engine_step
-        # the tables the loop reads, kept alive here (bools as bytes)
+        self._step, self._move = library.engine_step, library.engine_move
+        # the tables the loops read, kept alive here (bools as bytes)
         self._tables = tuple(
             t.contiguous()
             for t in (env._delta, env._t_front, env._t_carry, env._t_move, env._t_goal, env._t_lava, env._t_dir)
         )
-        self._reward_tab = env._reward_tab.contiguous()
-        self._rows = torch.empty(B, dtype=torch.int64)  # the done rows, rewritten by each call
-        self._constants = (*(t.data_ptr() for t in self._tables), self._reward_tab.data_ptr(), env.max_steps)
+        self._table_pointers = tuple(t.data_ptr() for t in self._tables)
+        # Minigrid's reward at each step count (families with one step limit; BabyAI's differ per episode)
+        self._reward_tab = getattr(env, "_reward_tab", None)
+        self._rows = torch.empty(env.num_envs, dtype=torch.int64)  # the done rows, rewritten by each step
 
-    def step(self, env: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One step of every env of ``env`` under ``actions`` (B,) int64, contiguous. Returns the caller's own
-        ``reward, terminated, truncated, done`` and the done rows (ascending)."""
+    @staticmethod
+    def _state(env: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(actions, agent, dir, carry, step_count), checked as the loops read them."""
         B = env.num_envs
-        state = (env.agent, env.dir, env.carry, env.step_count)
-        for t in (actions, *state):
+        state = (actions, env.agent, env.dir, env.carry, env.step_count)
+        for t in state:
             if t.dtype != torch.int64 or not t.is_contiguous() or t.shape != (B,) or t.device.type != "cpu":
                 raise RuntimeError("the fused step reads contiguous (B,) int64 CPU tensors")
         grid = env.grid
         if grid.dtype != torch.uint8 or grid.stride(1) != 1 or grid.shape[0] != B:
             raise RuntimeError("the fused step changes a (B, cells) uint8 grid")
+        return state
+
+    @staticmethod
+    def _refused(actions: torch.Tensor) -> IndexError:
+        return IndexError(f"actions must be in [0, {codes.N_ACTIONS}), got {actions.tolist()}")
+
+    def step(self, env: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One whole step of every env of ``env`` under ``actions`` (B,), its state changed in place. Returns the
+        caller's own ``reward, terminated, truncated, done`` and the done rows (ascending)."""
+        if self._reward_tab is None:
+            raise RuntimeError("a whole fused step needs the family's one step limit")
+        B = env.num_envs
+        actions, *state = self._state(env, actions)
         with torch.inference_mode(False):  # normal tensors, the caller's to keep (see BatchedMiniGridEnv.step)
             reward = torch.empty(B, dtype=torch.float32)
             flags = [torch.empty(B, dtype=torch.bool) for _ in range(3)]
-        n = self._function(
+        n = self._step(
             B,
             actions.data_ptr(),
-            grid.data_ptr(),
-            grid.stride(0),
+            env.grid.data_ptr(),
+            env.grid.stride(0),
             *(t.data_ptr() for t in state),
-            *self._constants,
+            *self._table_pointers,
+            self._reward_tab.data_ptr(),
+            env.max_steps,
             reward.data_ptr(),
             *(t.data_ptr() for t in flags),
             self._rows.data_ptr(),
         )
         if n < 0:
-            raise IndexError(f"actions must be in [0, {codes.N_ACTIONS}), got {actions.tolist()}")
+            raise self._refused(actions)
         return reward, *flags, self._rows[:n].clone()
+
+    def move(self, env: Any, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The move of every env of ``env`` under ``actions`` (B,): the grid and step counts changed in place,
+        ``env.agent``, ``dir`` and ``carry`` replaced by new tensors (a family's rules may hold the old ones).
+        Returns (front cells, transition indices, goal, terminated), as ``BatchedMiniGridEnv._move``."""
+        B = env.num_envs
+        actions, *state = self._state(env, actions)
+        agent, d, carry, front, index = (torch.empty(B, dtype=torch.int64) for _ in range(5))
+        goal, terminated = torch.empty(B, dtype=torch.bool), torch.empty(B, dtype=torch.bool)
+        code = self._move(
+            B,
+            actions.data_ptr(),
+            env.grid.data_ptr(),
+            env.grid.stride(0),
+            *(t.data_ptr() for t in state),
+            *self._table_pointers,
+            *(t.data_ptr() for t in (agent, d, carry, front, index, goal, terminated)),
+        )
+        if code < 0:
+            raise self._refused(actions)
+        env.agent, env.dir, env.carry = agent, d, carry
+        return front, index, goal, terminated
