@@ -5,9 +5,9 @@ Why C, written here: a step of 1,024 envs on the CPU is a few hundred small tens
 not their work, sets its time, and torch has no ops that fuse these. Inductor fused the view into slower code than
 eager (its CPU kernels walk each byte with index arithmetic and bounds checks: docs/speed.md), and
 ``torch.jit.script`` is deprecated. Each loop is a few dozen lines that mirror a documented tensor version
-(:mod:`.view` and engine.py for the view, engine.py's ``_step`` for the move, :mod:`.verifier` for the verdict),
-which CUDA runs; the tests compare the two (``tests/test_fused.py``) and run the fidelity tests against Minigrid on
-the loops.
+(:mod:`.view` and engine.py for the view, engine.py's ``_move`` and ``_step`` for the move, :mod:`.verifier` for
+the verdict), which CUDA runs; the tests compare the two (``tests/test_fused.py``) and run the fidelity tests
+against Minigrid on the loops.
 
 The library is compiled once per machine with the system's C compiler (``$CC``, else ``cc``: the compiler
 torch.compile uses on the CPU), with the Python modules' constants as ``-D`` flags (each declared once, in
