@@ -140,6 +140,16 @@ def _cached_build(compiler: str, flags: list[str], name: str, rebuild: bool = Fa
     return folder / name
 
 
+def _check_inputs(loop: str, int64s: tuple[torch.Tensor, ...], grid: torch.Tensor, B: int) -> None:
+    """Raises unless ``int64s`` are contiguous int64 CPU tensors and ``grid`` a (B, cells) uint8 grid with
+    contiguous rows: what the C ``loop`` reads by their data pointers."""
+    for t in int64s:
+        if t.dtype != torch.int64 or not t.is_contiguous() or t.device.type != "cpu":
+            raise RuntimeError(f"{loop} reads contiguous int64 CPU tensors")
+    if grid.dtype != torch.uint8 or grid.stride(1) != 1 or grid.shape[0] != B:
+        raise RuntimeError(f"{loop} reads a (B, cells) uint8 grid")
+
+
 class FusedView:
     """The view of one engine's batch through the C loop: its constants in the loop's order, bound once."""
 
@@ -182,11 +192,7 @@ class FusedView:
         B = agent.shape[0]
         m = B if rows is None else rows.shape[0]
         scatter = rows is not None and out.shape[0] == B
-        for t in (agent, d, carry) if rows is None else (agent, d, carry, rows):
-            if t.dtype != torch.int64 or not t.is_contiguous() or t.device.type != "cpu":
-                raise RuntimeError("the fused view reads contiguous int64 CPU tensors")
-        if grid.dtype != torch.uint8 or grid.stride(1) != 1 or grid.shape[0] != B:
-            raise RuntimeError("the fused view reads a (B, cells) uint8 grid")
+        _check_inputs("the fused view", (agent, d, carry) if rows is None else (agent, d, carry, rows), grid, B)
         if out.dtype != torch.uint8 or not out.is_contiguous() or out.shape[0] != (B if scatter else m):
             raise RuntimeError("the fused view writes a contiguous uint8 image of its rows")
         self._function(
@@ -226,12 +232,9 @@ class FusedStep:
         """(actions, agent, dir, carry, step_count), checked as the loops read them."""
         B = env.num_envs
         state = (actions, env.agent, env.dir, env.carry, env.step_count)
-        for t in state:
-            if t.dtype != torch.int64 or not t.is_contiguous() or t.shape != (B,) or t.device.type != "cpu":
-                raise RuntimeError("the fused step reads contiguous (B,) int64 CPU tensors")
-        grid = env.grid
-        if grid.dtype != torch.uint8 or grid.stride(1) != 1 or grid.shape[0] != B:
-            raise RuntimeError("the fused step changes a (B, cells) uint8 grid")
+        _check_inputs("the fused step", state, env.grid, B)
+        if any(t.shape != (B,) for t in state):
+            raise RuntimeError("the fused step reads (B,) tensors")
         return state
 
     @staticmethod
