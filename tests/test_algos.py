@@ -1,3 +1,5 @@
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -323,3 +325,36 @@ def test_a_categorical_is_sampled_as_torch_samples_it_and_a_broken_one_is_flagge
         probs[5, 2] = bad
         _, valid = BaseAlgo._sample(Categorical(probs=probs, validate_args=False))
         assert not bool(valid)
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+@pytest.mark.parametrize("max_grad_norm", [0.01, 1e6])  # the gradients clipped, and left as they are
+def test_a_gradient_step_forgets_older_gradients_and_clips_as_clip_grad_norm_does(algo_name, max_grad_norm):
+    # optimize_batch clears and clips with its own loops (BaseAlgo._clip_gradients, _forget_gradients): the step
+    # must be torch's zero_grad, backward, clip_grad_norm_ and optimizer step, to the bit
+    torch.manual_seed(0)
+    envs = [gym.make("CartPole-v1") for _ in range(4)]
+    with make_algo(algo_name, envs, MLPModel(4, 2), max_grad_norm=max_grad_norm, seed=1) as algo:
+        algo.update_parameters()  # the optimizer's state exists
+        exps, _ = algo.collect_experiences()
+        starts = algo.sequence_starts()[: len(exps) // 2]
+        model, optimizer = algo.acmodel, algo.optimizer
+        saved_model = copy.deepcopy(model.state_dict())
+        saved_optimizer = copy.deepcopy(optimizer.state_dict())  # its tensors are the ones the step changes
+
+        for parameter in model.parameters():
+            parameter.grad = torch.full_like(parameter, 100.0)  # stale: must not add to the step's gradient
+        stats = algo.optimize_batch(exps, starts)
+        stepped = parameters_of(model)
+
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        loss, _ = algo.batch_loss(exps, starts)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+    assert (norm > max_grad_norm) == (max_grad_norm < 1)
+    assert torch.equal(stats["grad_norm"], norm)
+    for ours, torchs in zip(stepped, model.parameters(), strict=True):
+        assert torch.equal(ours, torchs.detach())
