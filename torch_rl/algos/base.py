@@ -556,7 +556,9 @@ class BaseAlgo(ABC):
             loss, stats = self.compute_loss(sb[rows], dist, value)
             step_losses.append(loss)
             step_stats.append(stats)
-        loss = step_losses[0] if len(step_losses) == 1 else sum(step_losses[1:], step_losses[0]) / len(step_losses)
+        if len(step_losses) == 1:  # a model call over all rows: its loss and statistics are the means already
+            return step_losses[0], step_stats[0]
+        loss = sum(step_losses[1:], step_losses[0]) / len(step_losses)
         stats = {key: torch.stack([s[key] for s in step_stats]).mean() for key in step_stats[0]}
         return loss, stats
 
