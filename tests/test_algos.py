@@ -358,3 +358,21 @@ def test_a_gradient_step_forgets_older_gradients_and_clips_as_clip_grad_norm_doe
     assert torch.equal(stats["grad_norm"], norm)
     for ours, torchs in zip(stepped, model.parameters(), strict=True):
         assert torch.equal(ours, torchs.detach())
+
+
+def test_gradients_of_several_dtypes_are_clipped_as_clip_grad_norm_clips_them():
+    # the fallback of BaseAlgo._clip_gradients, for gradients its single foreach group does not hold
+    torch.manual_seed(0)
+    model = MLPModel(4, 2)
+    model.extra = nn.Parameter(torch.ones(3, dtype=torch.float64))
+    with make_algo("a2c", [gym.make("CartPole-v1") for _ in range(2)], model, max_grad_norm=0.5) as algo:
+        for parameter in model.parameters():
+            parameter.grad = torch.randn_like(parameter)
+        twins = [nn.Parameter(p.detach().clone()) for p in model.parameters()]
+        for twin, parameter in zip(twins, model.parameters(), strict=True):
+            twin.grad = parameter.grad.clone()
+        expected_norm = torch.nn.utils.clip_grad_norm_(twins, 0.5)
+        norm = algo._clip_gradients()
+    assert torch.equal(norm, expected_norm) and norm > 0.5
+    for ours, twin in zip(model.parameters(), twins, strict=True):
+        assert torch.equal(ours.grad, twin.grad)
