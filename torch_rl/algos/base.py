@@ -26,7 +26,7 @@ from torch_rl.algos.checks import (
     check_number,
     reshape_reward_error,
 )
-from torch_rl.algos.graph_step import GraphStep
+from torch_rl.algos.graph_step import GraphStep, clip_coefficient
 from torch_rl.batching import flatten_steps, index_obs, stack_steps, unstack_obs
 from torch_rl.compiled import CompiledFunction
 from torch_rl.dictlist import DictList
@@ -574,7 +574,7 @@ class BaseAlgo(ABC):
         if kind is None or any(g.is_sparse or (g.device, g.dtype) != kind for g in grads):
             return torch.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        torch._foreach_mul_(grads, torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
+        torch._foreach_mul_(grads, clip_coefficient(self.max_grad_norm, norm))
         return norm
 
     def sequence_starts(self) -> torch.Tensor:

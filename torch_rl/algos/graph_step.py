@@ -79,8 +79,7 @@ class GraphStep:
         values = [p.detach() for p in self.params]
         grads, (loss, stats) = torch.func.grad(loss_of, has_aux=True)(values)
         grad_norm = torch.nn.utils.get_total_norm(grads)
-        # clip_grad_norm_'s coefficient
-        clip = torch.clamp(self.max_grad_norm / (grad_norm + 1e-6), max=1.0)
+        clip = clip_coefficient(self.max_grad_norm, grad_norm)
         grads = [grad * clip for grad in grads]
         finite = torch.isfinite(grad_norm)
         with torch.no_grad():
@@ -135,3 +134,8 @@ class GraphStep:
                 momentum=momentum,
                 centered=centered,
             )
+
+
+def clip_coefficient(max_norm: float, norm: torch.Tensor) -> torch.Tensor:
+    """What ``clip_grad_norm_`` scales the gradients by, for their global ``norm``: at most 1."""
+    return torch.clamp(max_norm / (norm + 1e-6), max=1.0)
